@@ -1,0 +1,212 @@
+// Every concept of lightning-cpp, in one place: what a module, a loader, a callback
+// and each policy kind (Accelerator, Strategy, Precision) must provide.
+#pragma once
+
+#include <lightning/core/hooks.hpp>
+#include <lightning/core/metrics.hpp>
+
+#include <torch/torch.h>
+
+#include <concepts>
+#include <cstdint>
+#include <iterator>
+#include <ranges>
+#include <string_view>
+#include <type_traits>
+
+namespace lightning {
+
+// An RAII scope that does nothing: what a policy returns when it has no scope to open
+// (F32's autocast, SingleDevice's gradient-sync suspension).
+struct NoScope {
+  NoScope() = default;
+  NoScope(const NoScope&) = delete;
+  NoScope& operator=(const NoScope&) = delete;
+  ~NoScope() {}  // user-provided so `auto scope = ...;` is not an unused-variable warning
+};
+
+// ---------------------------------------------------------------------------------
+// Loaders
+
+namespace detail {
+template <class L>
+  requires std::ranges::range<L>
+auto loader_begin(L& l) {
+  return std::ranges::begin(l);
+}
+template <class L>
+  requires(!std::ranges::range<L>) && requires(L& l) { l.begin(); }
+auto loader_begin(L& l) {
+  return l.begin();
+}
+template <class L>
+  requires std::ranges::range<L>
+auto loader_end(L& l) {
+  return std::ranges::end(l);
+}
+template <class L>
+  requires(!std::ranges::range<L>) && requires(L& l) { l.end(); }
+auto loader_end(L& l) {
+  return l.end();
+}
+}  // namespace detail
+
+// Anything iterable once per epoch that yields batches: our TensorLoader, a
+// std::vector of batches, a range-v3 view, LibTorch's torch::data loaders (whose
+// iterators are not std::input_iterators, hence the member fallback).
+template <class L>
+concept BatchLoader = requires(L& l) {
+  detail::loader_begin(l);
+  detail::loader_end(l);
+} && requires(decltype(detail::loader_begin(std::declval<L&>())) it,
+              decltype(detail::loader_end(std::declval<L&>())) end) {
+  ++it;
+  *it;
+  { it != end } -> std::convertible_to<bool>;
+};
+
+// The batch type a loader yields (by value: the trainer owns each batch for a step).
+template <BatchLoader L>
+using loader_batch_t = std::remove_cvref_t<decltype(*detail::loader_begin(std::declval<L&>()))>;
+
+// Loaders that know their length up front (needed for fractional limits and intervals).
+template <class L>
+concept SizedLoader = BatchLoader<L> && requires(const L& l) {
+  { l.size() } -> std::convertible_to<std::int64_t>;
+};
+
+// ---------------------------------------------------------------------------------
+// Modules
+
+// What training_step may return: the loss, or a struct carrying it in `loss`.
+template <class T>
+concept StepOutput = std::same_as<std::remove_cvref_t<T>, torch::Tensor> || requires(const T& out) {
+  { out.loss } -> std::convertible_to<torch::Tensor>;
+};
+
+// What configure_optimizers may return (this release: one optimizer).
+template <class T>
+concept OptimizerConfig = std::derived_from<std::remove_cvref_t<T>, torch::optim::Optimizer>;
+
+// A module the Trainer can fit with batches of type Batch.
+template <class M, class Batch>
+concept TrainingModule = std::derived_from<M, torch::nn::Module> &&
+    requires(M& m, Batch& batch, std::int64_t batch_idx) {
+      { m.training_step(batch, batch_idx) } -> StepOutput;
+      { m.configure_optimizers() } -> OptimizerConfig;
+    };
+
+// A module with a validation_step for batches of type Batch.
+template <class M, class Batch>
+concept ValidationModule = requires(M& m, Batch& batch, std::int64_t batch_idx) {
+  m.validation_step(batch, batch_idx);
+};
+
+namespace detail {
+// The loss of a step output.
+template <StepOutput T>
+const torch::Tensor& loss_of(const T& out) {
+  if constexpr (std::same_as<std::remove_cvref_t<T>, torch::Tensor>) return out;
+  else return out.loss;
+}
+
+// Checks a module for fit() and reports the first problem only, in words (no cascade).
+template <class M, class Batch>
+consteval bool check_training_module() {
+  if constexpr (!std::derived_from<M, torch::nn::Module>) {
+    static_assert(std::derived_from<M, torch::nn::Module>,
+                  "lightning: the model must derive from lightning::LightningModule "
+                  "(a torch::nn::Module)");
+    return false;
+  } else if constexpr (!hooks::training_step::declared<M>) {
+    static_assert(hooks::training_step::declared<M>,
+                  "lightning: the module has no `training_step` hook. Add: "
+                  "torch::Tensor training_step(const Batch& batch, int64_t batch_idx)");
+    return false;
+  } else if constexpr (!hooks::configure_optimizers::declared<M>) {
+    static_assert(hooks::configure_optimizers::declared<M>,
+                  "lightning: the module has no `configure_optimizers` hook. Add: "
+                  "auto configure_optimizers() { return torch::optim::Adam(parameters(), 1e-3); }");
+    return false;
+  } else if constexpr (!hooks::training_step::callable<M, Batch&, std::int64_t>) {
+    static_assert(hooks::training_step::callable<M, Batch&, std::int64_t>,
+                  "lightning: `training_step` cannot take the batches this loader yields. "
+                  "Expected training_step(const Batch& batch, int64_t batch_idx) where Batch is "
+                  "the loader's batch type (named as `Batch` in the instantiation notes below)");
+    return false;
+  } else if constexpr (!StepOutput<decltype(std::declval<M&>().training_step(
+                           std::declval<Batch&>(), std::int64_t{}))>) {
+    static_assert(detail::always_false<M>,
+                  "lightning: `training_step` must return the loss as a torch::Tensor, or a "
+                  "struct with a `torch::Tensor loss` member");
+    return false;
+  } else if constexpr (!hooks::configure_optimizers::callable<M>) {
+    static_assert(hooks::configure_optimizers::callable<M>,
+                  "lightning: `configure_optimizers` must be callable with no arguments");
+    return false;
+  } else if constexpr (!OptimizerConfig<decltype(std::declval<M&>().configure_optimizers())>) {
+    static_assert(detail::always_false<M>,
+                  "lightning: `configure_optimizers` must return a torch::optim optimizer "
+                  "(e.g. torch::optim::Adam(parameters(), 1e-3)) by value");
+    return false;
+  } else {
+    return true;
+  }
+}
+}  // namespace detail
+
+// ---------------------------------------------------------------------------------
+// Policies
+
+// Accelerator: where tensors live. Resolves its device once in setup(), then hands it
+// out; synchronize() waits for queued device work (for timing, never per step).
+template <class A>
+concept Accelerator = std::default_initializable<A> && requires(A& a, const A& ca) {
+  { A::name } -> std::convertible_to<std::string_view>;
+  a.setup();
+  { ca.device() } -> std::same_as<c10::Device>;
+  ca.synchronize();
+};
+
+// Strategy: how work is spread over processes. Sets up the module on the device,
+// reduces tensors and broadcasts decisions across ranks, and can suspend gradient
+// synchronisation during accumulation. SingleDevice makes all of it a no-op.
+template <class S>
+concept Strategy = std::default_initializable<S> &&
+    requires(S& s, const S& cs, torch::nn::Module& m, const torch::Tensor& t, c10::Device d) {
+      { S::name } -> std::convertible_to<std::string_view>;
+      s.setup_module(m, d);
+      { cs.reduce(t, Reduce::mean) } -> std::same_as<torch::Tensor>;
+      cs.barrier();
+      { cs.broadcast(true) } -> std::same_as<bool>;
+      { cs.rank() } -> std::convertible_to<std::int64_t>;
+      { cs.world_size() } -> std::convertible_to<std::int64_t>;
+      { cs.is_global_zero() } -> std::same_as<bool>;
+      s.no_backward_sync();
+    };
+
+// Precision: the numeric policy. Converts the module and floating inputs to its
+// parameter dtype, opens an autocast scope around forward, runs backward (scaled where
+// needed), unscales gradients before clipping, and steps the optimizer, returning
+// false when the step was skipped (non-finite gradients) so schedulers skip too.
+template <class P>
+concept Precision = std::default_initializable<P> &&
+    requires(P& p, const P& cp, torch::nn::Module& m, const torch::Tensor& t,
+             torch::optim::Optimizer& o, c10::Device d) {
+      { P::name } -> std::convertible_to<std::string_view>;
+      { P::param_dtype } -> std::convertible_to<c10::ScalarType>;
+      p.convert_module(m);
+      { cp.convert_input(t) } -> std::same_as<torch::Tensor>;
+      cp.autocast(d);
+      p.backward(t);
+      p.unscale_gradients(o);
+      { p.optimizer_step(o) } -> std::same_as<bool>;
+    };
+
+// Callback: any movable class that is not a policy. It may define any subset of
+// Lightning's hooks (see core/hooks.hpp); undefined hooks cost nothing.
+template <class C>
+concept Callback = std::is_class_v<C> && std::move_constructible<C> && !Accelerator<C> &&
+                   !Strategy<C> && !Precision<C>;
+
+}  // namespace lightning

@@ -1,0 +1,269 @@
+// What `LightningModule::log` records, and how it is aggregated per step and per epoch.
+//
+// Hot-loop rules: a logged tensor stays on its device. Per step, log() copies it into
+// a preallocated 0-d buffer and folds it into an on-device epoch accumulator, both
+// in place under NoGradGuard: no host read, no allocation, no string building. Names
+// are matched against the slot expected next (metrics are logged in the same order
+// every step), so steady state costs one short string compare, never a hash lookup.
+// Values are read back (`item()`) only when someone asks for a MetricMap: a logger
+// at a logging step, the progress bar when it draws, a callback at epoch end.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace lightning {
+
+// How epoch-level values of a metric are reduced (Lightning's reduce_fx).
+enum class Reduce : std::uint8_t { mean, sum, max, min };
+
+// Options of `log()`, in the order of Lightning's `self.log` parameters. Unset
+// on_step/on_epoch take Lightning's default for the hook that logs.
+struct LogOptions {
+  bool prog_bar = false;
+  bool logger = true;
+  std::optional<bool> on_step = std::nullopt;
+  std::optional<bool> on_epoch = std::nullopt;
+  Reduce reduce = Reduce::mean;
+  std::optional<std::int64_t> batch_size = std::nullopt;  // weight of this value in the epoch mean
+};
+
+// Metric name -> value, read back to the host. Built only when something consumes it.
+using MetricMap = std::map<std::string, double, std::less<>>;
+
+// Where a log() call comes from, which decides Lightning's defaults and what is allowed.
+enum class LogScope : std::uint8_t {
+  forbidden,    // setup, on_fit_start, teardown, ...: logging is an error
+  train_step,   // training_step and train batch hooks: on_step=true, on_epoch=false
+  train_epoch,  // on_train_start, on_train_epoch_start/end: on_step=false, on_epoch=true
+  evaluation,   // validation_step and validation hooks: on_step=false, on_epoch=true
+};
+
+class MetricStore {
+ public:
+  enum class Phase : std::uint8_t { train, validation };
+
+  // Called by the trainer before it runs a hook; `hook` must be a string literal.
+  void enter(LogScope scope, const char* hook, Phase phase) noexcept {
+    scope_ = scope;
+    hook_ = hook;
+    phase_ = phase;
+  }
+  void set_batch_size(std::int64_t n) noexcept { batch_size_ = n; }
+  [[nodiscard]] Phase phase() const noexcept { return phase_; }
+
+  void log(std::string_view name, const torch::Tensor& value, const LogOptions& options) {
+    Slot& s = slot_for(name, options);
+    if (!value.defined() || value.numel() != 1)
+      throw std::invalid_argument("lightning: log(\"" + std::string(name) +
+                                  "\") needs a scalar (one-element) tensor, got " +
+                                  (value.defined() ? describe_shape(value) : "an undefined tensor") +
+                                  "; reduce it first, e.g. value.mean()");
+    const std::int64_t weight = options.batch_size.value_or(batch_size_);
+    torch::NoGradGuard no_grad;
+    const auto v = value.dim() == 0 ? value : value.reshape({});
+    if (s.on_step) {
+      if (!s.step.defined() || s.step.device() != v.device())
+        s.step = torch::empty({}, v.options().dtype(torch::kDouble).requires_grad(false));
+      s.step.copy_(v);
+      s.step_fresh = true;
+      s.has_step = true;
+    }
+    if (s.on_epoch) {
+      if (!s.accum.defined() || s.accum.device() != v.device())
+        s.accum = torch::zeros({}, v.options().dtype(torch::kDouble).requires_grad(false));
+      const bool first = s.weight == 0;
+      switch (s.reduce) {
+        case Reduce::mean: s.accum.add_(v, static_cast<double>(weight)); break;
+        case Reduce::sum: s.accum.add_(v); break;
+        case Reduce::max:
+          if (first) s.accum.copy_(v);
+          else torch::maximum_out(s.accum, s.accum, v);
+          break;
+        case Reduce::min:
+          if (first) s.accum.copy_(v);
+          else torch::minimum_out(s.accum, s.accum, v);
+          break;
+      }
+      s.weight += s.reduce == Reduce::mean ? weight : 1;
+    }
+  }
+
+  void log(std::string_view name, double value, const LogOptions& options) {
+    Slot& s = slot_for(name, options);
+    s.host = true;
+    const double weight = static_cast<double>(options.batch_size.value_or(batch_size_));
+    if (s.on_step) {
+      s.host_step = value;
+      s.step_fresh = true;
+      s.has_step = true;
+    }
+    if (s.on_epoch) {
+      const bool first = s.weight == 0;
+      switch (s.reduce) {
+        case Reduce::mean: s.host_accum += value * weight; break;
+        case Reduce::sum: s.host_accum += value; break;
+        case Reduce::max: s.host_accum = first ? value : std::max(s.host_accum, value); break;
+        case Reduce::min: s.host_accum = first ? value : std::min(s.host_accum, value); break;
+      }
+      s.weight += s.reduce == Reduce::mean ? static_cast<std::int64_t>(weight) : 1;
+    }
+  }
+
+  // Starts a new epoch (or evaluation run) of a phase: accumulators restart, on-device.
+  void reset_epoch(Phase phase) {
+    for (auto& s : slots_)
+      if (s.phase == phase) {
+        s.weight = 0;
+        s.host_accum = 0;
+        if (s.accum.defined()) s.accum.zero_();
+      }
+  }
+
+  // Ends an epoch of a phase: epoch values become visible to callbacks and loggers.
+  void finalize_epoch(Phase phase) {
+    for (auto& s : slots_) {
+      if (s.phase != phase || !s.on_epoch || s.weight == 0) continue;
+      if (s.host) {
+        s.host_epoch = s.reduce == Reduce::mean ? s.host_accum / static_cast<double>(s.weight)
+                                                : s.host_accum;
+      } else {
+        s.epoch = s.reduce == Reduce::mean ? s.accum / static_cast<double>(s.weight)
+                                           : s.accum.clone();
+      }
+      s.has_epoch = true;
+      s.epoch_fresh = true;
+    }
+  }
+
+  // Forgets everything of a phase (Lightning discards sanity-check results).
+  void clear(Phase phase) {
+    std::erase_if(slots_, [&](const Slot& s) { return s.phase == phase; });
+    cursor_ = 0;
+  }
+
+  // Lightning's trainer.callback_metrics: every metric, latest step and epoch values.
+  [[nodiscard]] MetricMap callback_metrics() const { return collect([](const Slot&) { return true; }); }
+  // Lightning's trainer.logged_metrics: metrics logged with logger=true.
+  [[nodiscard]] MetricMap logged_metrics() const { return collect([](const Slot& s) { return s.logger; }); }
+  // Lightning's trainer.progress_bar_metrics: metrics logged with prog_bar=true.
+  [[nodiscard]] MetricMap progress_bar_metrics() const {
+    return collect([](const Slot& s) { return s.prog_bar; });
+  }
+
+  // Step values for loggers that were logged since the previous call (reads the device).
+  [[nodiscard]] MetricMap take_step_metrics() {
+    MetricMap out;
+    for (auto& s : slots_)
+      if (s.logger && s.on_step && s.step_fresh) {
+        out.emplace(s.step_key, step_value(s));
+        s.step_fresh = false;
+      }
+    return out;
+  }
+  // Epoch values for loggers of a phase finalized since the previous call.
+  [[nodiscard]] MetricMap take_epoch_metrics(Phase phase) {
+    MetricMap out;
+    for (auto& s : slots_)
+      if (s.phase == phase && s.logger && s.epoch_fresh) {
+        out.emplace(s.epoch_key, epoch_value(s));
+        s.epoch_fresh = false;
+      }
+    return out;
+  }
+  [[nodiscard]] bool has_fresh_step_metrics() const noexcept {
+    for (const auto& s : slots_)
+      if (s.logger && s.on_step && s.step_fresh) return true;
+    return false;
+  }
+  [[nodiscard]] std::size_t size() const noexcept { return slots_.size(); }
+
+ private:
+  struct Slot {
+    std::string name, step_key, epoch_key;
+    Phase phase{};
+    bool on_step = false, on_epoch = false, prog_bar = false, logger = true, host = false;
+    Reduce reduce = Reduce::mean;
+    torch::Tensor step, accum, epoch;
+    double host_step = 0, host_accum = 0, host_epoch = 0;
+    std::int64_t weight = 0;
+    bool has_step = false, has_epoch = false, step_fresh = false, epoch_fresh = false;
+  };
+
+  static std::string describe_shape(const torch::Tensor& t) {
+    std::string s = "shape [";
+    for (std::int64_t i = 0; i < t.dim(); ++i) s += (i ? ", " : "") + std::to_string(t.size(i));
+    return s + "]";
+  }
+
+  Slot& slot_for(std::string_view name, const LogOptions& options) {
+    if (cursor_ < slots_.size() && slots_[cursor_].phase == phase_ && slots_[cursor_].name == name)
+      return slots_[cursor_++];
+    for (std::size_t i = 0; i < slots_.size(); ++i)
+      if (slots_[i].phase == phase_ && slots_[i].name == name) {
+        cursor_ = i + 1;
+        return slots_[i];
+      }
+    return create(name, options);
+  }
+
+  Slot& create(std::string_view name, const LogOptions& options) {
+    if (scope_ == LogScope::forbidden)
+      throw std::logic_error("lightning: log(\"" + std::string(name) + "\") is not allowed in `" +
+                             hook_ + "`; log from training_step, validation_step or an epoch/batch hook");
+    const bool step_default = scope_ == LogScope::train_step;
+    Slot s;
+    s.name = std::string(name);
+    s.phase = phase_;
+    s.on_step = options.on_step.value_or(step_default);
+    s.on_epoch = options.on_epoch.value_or(!step_default);
+    if (s.on_step && scope_ != LogScope::train_step && scope_ != LogScope::evaluation)
+      throw std::logic_error("lightning: log(\"" + s.name + "\", on_step=true) is not allowed in `" +
+                             hook_ + "`: an epoch-level hook has no step; use on_epoch=true");
+    if (!s.on_step && !s.on_epoch)
+      throw std::invalid_argument("lightning: log(\"" + s.name +
+                                  "\") with on_step=false and on_epoch=false records nothing; "
+                                  "set at least one of them");
+    s.prog_bar = options.prog_bar;
+    s.logger = options.logger;
+    s.reduce = options.reduce;
+    const bool forked = s.on_step && s.on_epoch;
+    s.step_key = forked ? s.name + "_step" : s.name;
+    s.epoch_key = forked ? s.name + "_epoch" : s.name;
+    slots_.push_back(std::move(s));
+    cursor_ = slots_.size();
+    return slots_.back();
+  }
+
+  static double step_value(const Slot& s) { return s.host ? s.host_step : s.step.item<double>(); }
+  static double epoch_value(const Slot& s) { return s.host ? s.host_epoch : s.epoch.item<double>(); }
+
+  template <class Pred>
+  MetricMap collect(Pred keep) const {
+    MetricMap out;
+    for (const auto& s : slots_) {
+      if (!keep(s)) continue;
+      if (s.on_step && s.has_step) out.insert_or_assign(s.step_key, step_value(s));
+      if (s.on_epoch && s.has_epoch) out.insert_or_assign(s.epoch_key, epoch_value(s));
+      if (s.on_step && s.on_epoch && (s.has_step || s.has_epoch))  // plain name: epoch value once known
+        out.insert_or_assign(s.name, s.has_epoch ? epoch_value(s) : step_value(s));
+    }
+    return out;
+  }
+
+  std::vector<Slot> slots_;
+  std::size_t cursor_ = 0;
+  LogScope scope_ = LogScope::forbidden;
+  const char* hook_ = "(outside the Trainer)";
+  Phase phase_ = Phase::train;
+  std::int64_t batch_size_ = 1;
+};
+
+}  // namespace lightning

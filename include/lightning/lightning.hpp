@@ -1,0 +1,43 @@
+// lightning-cpp: PyTorch Lightning's structure for C++20 and LibTorch.
+//
+// The module map, one folder per layer of DESIGN.md, lowest first:
+//   core/      concepts.hpp     every concept: module, loader, callback, policy kinds
+//              hooks.hpp        compile-time hook detection and dispatch
+//              module.hpp       LightningModule: log(), trainer state access
+//              metrics.hpp      LogOptions, Reduce, the on-device metric store
+//              batch.hpp        Batch, map_tensors, transfer_batch, infer_batch_size
+//              trainer_state.hpp, stage.hpp, seed.hpp
+//   policies/  accelerators.hpp (CPU, Auto), strategies.hpp (SingleDevice),
+//              precision.hpp (F32, F64)
+//   fabric/    fabric.hpp       Fabric<Accelerator, Strategy, Precision> for custom loops
+//              gradient_clipping.hpp
+//   trainer/   options.hpp      TrainerOptions, BatchLimit
+//              trainer.hpp      Trainer<Accelerator, Strategy, Precision, Callbacks...>
+//   callbacks/ progress_bar.hpp
+//   data/      tensor_loader.hpp TensorLoader, LoaderOptions
+#pragma once
+
+#include <lightning/version.hpp>
+
+#include <lightning/core/batch.hpp>
+#include <lightning/core/concepts.hpp>
+#include <lightning/core/hooks.hpp>
+#include <lightning/core/metrics.hpp>
+#include <lightning/core/module.hpp>
+#include <lightning/core/seed.hpp>
+#include <lightning/core/stage.hpp>
+#include <lightning/core/trainer_state.hpp>
+
+#include <lightning/policies/accelerators.hpp>
+#include <lightning/policies/precision.hpp>
+#include <lightning/policies/strategies.hpp>
+
+#include <lightning/fabric/fabric.hpp>
+#include <lightning/fabric/gradient_clipping.hpp>
+
+#include <lightning/trainer/options.hpp>
+#include <lightning/trainer/trainer.hpp>
+
+#include <lightning/callbacks/progress_bar.hpp>
+
+#include <lightning/data/tensor_loader.hpp>

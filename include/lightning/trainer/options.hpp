@@ -1,0 +1,150 @@
+// TrainerOptions: Lightning's Trainer(...) flags, set with designated initializers in
+// declaration order, e.g. `Trainer trainer({.max_epochs = 3, .limit_train_batches = 0.5});`
+#pragma once
+
+#include <lightning/fabric/gradient_clipping.hpp>
+
+#include <cmath>
+#include <concepts>
+#include <cstdint>
+#include <optional>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <variant>
+
+namespace lightning {
+
+// A batch count or a fraction of the loader, as Lightning's limit_*_batches and
+// val_check_interval take: an integer is a count, a floating value a fraction.
+class BatchLimit {
+ public:
+  constexpr BatchLimit() = default;
+  template <std::integral T>
+  constexpr BatchLimit(T count) : value_(static_cast<std::int64_t>(count)) {}  // NOLINT
+  template <std::floating_point T>
+  constexpr BatchLimit(T fraction) : value_(static_cast<double>(fraction)) {}  // NOLINT
+
+  [[nodiscard]] constexpr bool is_count() const noexcept {
+    return std::holds_alternative<std::int64_t>(value_);
+  }
+  [[nodiscard]] constexpr std::int64_t count() const { return std::get<std::int64_t>(value_); }
+  [[nodiscard]] constexpr double fraction() const { return std::get<double>(value_); }
+  [[nodiscard]] constexpr bool is_all() const noexcept { return !is_count() && fraction() == 1.0; }
+
+  // Applies the limit to a loader of `total` batches (unknown length: nullopt).
+  [[nodiscard]] std::optional<std::int64_t> apply(std::optional<std::int64_t> total) const {
+    if (is_count()) return total ? std::min(*total, count()) : count();
+    if (!total) return std::nullopt;  // a fraction of an unknown length: all of it (checked)
+    const auto n = static_cast<std::int64_t>(static_cast<double>(*total) * fraction());
+    return n;
+  }
+
+  [[nodiscard]] std::string str() const {
+    std::ostringstream os;
+    if (is_count()) os << count();
+    else os << fraction();
+    return os.str();
+  }
+
+ private:
+  std::variant<std::int64_t, double> value_{1.0};
+};
+
+struct TrainerOptions {
+  // Stopping: max_epochs unset means 1000 when max_steps is -1, else no epoch limit.
+  std::optional<std::int64_t> max_epochs = std::nullopt;
+  std::int64_t min_epochs = 0;
+  std::int64_t max_steps = -1;  // optimizer steps; -1: no limit
+  std::int64_t min_steps = 0;
+
+  // Portions of the data per epoch / validation run.
+  BatchLimit limit_train_batches = 1.0;
+  BatchLimit limit_val_batches = 1.0;
+
+  // Validation schedule: every check_val_every_n_epoch epochs (unset: count batches
+  // across epochs), at val_check_interval within the epoch (fraction or batch count).
+  BatchLimit val_check_interval = 1.0;
+  std::optional<std::int64_t> check_val_every_n_epoch = 1;
+  std::int64_t num_sanity_val_steps = 2;  // -1: the whole validation loader
+
+  // Optimization.
+  std::int64_t accumulate_grad_batches = 1;
+  std::optional<double> gradient_clip_val = std::nullopt;
+  GradClipAlgorithm gradient_clip_algorithm = GradClipAlgorithm::norm;
+
+  // Logging and debugging.
+  std::int64_t log_every_n_steps = 50;
+  std::int64_t fast_dev_run = 0;  // n > 0: n batches of train and val, one epoch, no sanity run
+  bool enable_progress_bar = true;
+
+  // Reproducibility.
+  std::optional<std::uint64_t> seed = std::nullopt;  // seed_everything(seed) at fit start
+  bool deterministic = false;
+};
+
+namespace detail {
+[[noreturn]] inline void bad_option(const char* name, const std::string& value, const char* rule) {
+  throw std::invalid_argument(std::string("lightning: TrainerOptions.") + name + " = " + value +
+                              " is invalid: " + rule);
+}
+
+inline void check_limit(const char* name, const BatchLimit& l) {
+  if (l.is_count() ? l.count() < 0 : !(l.fraction() >= 0.0 && l.fraction() <= 1.0))
+    bad_option(name, l.str(), "a count must be >= 0 and a fraction in [0.0, 1.0]");
+}
+}  // namespace detail
+
+// Throws std::invalid_argument naming the first invalid option, its value and the rule.
+inline void validate(const TrainerOptions& o) {
+  using detail::bad_option;
+  if (o.max_epochs && *o.max_epochs < -1)
+    bad_option("max_epochs", std::to_string(*o.max_epochs), "must be >= -1 (-1: no limit)");
+  if (o.min_epochs < 0) bad_option("min_epochs", std::to_string(o.min_epochs), "must be >= 0");
+  if (o.max_steps < -1)
+    bad_option("max_steps", std::to_string(o.max_steps), "must be >= -1 (-1: no limit)");
+  if (o.min_steps < 0) bad_option("min_steps", std::to_string(o.min_steps), "must be >= 0");
+  detail::check_limit("limit_train_batches", o.limit_train_batches);
+  detail::check_limit("limit_val_batches", o.limit_val_batches);
+  if (o.val_check_interval.is_count() ? o.val_check_interval.count() < 1
+                                      : !(o.val_check_interval.fraction() > 0.0 &&
+                                          o.val_check_interval.fraction() <= 1.0))
+    bad_option("val_check_interval", o.val_check_interval.str(),
+               "a batch count must be >= 1 and a fraction in (0.0, 1.0]");
+  if (o.check_val_every_n_epoch && *o.check_val_every_n_epoch < 1)
+    bad_option("check_val_every_n_epoch", std::to_string(*o.check_val_every_n_epoch),
+               "must be >= 1, or unset to validate every val_check_interval batches across epochs");
+  if (!o.check_val_every_n_epoch && !o.val_check_interval.is_count())
+    bad_option("val_check_interval", o.val_check_interval.str(),
+               "must be a batch count when check_val_every_n_epoch is unset");
+  if (o.num_sanity_val_steps < -1)
+    bad_option("num_sanity_val_steps", std::to_string(o.num_sanity_val_steps),
+               "must be >= -1 (-1: the whole validation loader)");
+  if (o.accumulate_grad_batches < 1)
+    bad_option("accumulate_grad_batches", std::to_string(o.accumulate_grad_batches), "must be >= 1");
+  if (o.gradient_clip_val && !(*o.gradient_clip_val >= 0.0 && std::isfinite(*o.gradient_clip_val)))
+    bad_option("gradient_clip_val", std::to_string(*o.gradient_clip_val),
+               "must be a finite value >= 0");
+  if (o.log_every_n_steps < 1)
+    bad_option("log_every_n_steps", std::to_string(o.log_every_n_steps), "must be >= 1");
+  if (o.fast_dev_run < 0)
+    bad_option("fast_dev_run", std::to_string(o.fast_dev_run), "must be >= 0 (0: off)");
+}
+
+// The options as a run uses them: Lightning's defaults filled in, fast_dev_run applied.
+inline TrainerOptions resolve(TrainerOptions o) {
+  validate(o);
+  if (o.fast_dev_run > 0) {
+    o.max_epochs = 1;
+    o.max_steps = o.fast_dev_run;
+    o.limit_train_batches = o.fast_dev_run;
+    o.limit_val_batches = o.fast_dev_run;
+    o.num_sanity_val_steps = 0;
+    o.val_check_interval = 1.0;
+    o.check_val_every_n_epoch = 1;
+  }
+  if (!o.max_epochs) o.max_epochs = o.max_steps == -1 ? 1000 : -1;
+  return o;
+}
+
+}  // namespace lightning

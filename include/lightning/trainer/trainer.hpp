@@ -1,0 +1,540 @@
+// Trainer<Accelerator, Strategy, Precision, Callbacks...>: owns the fit loop.
+//
+// The loop is written once against Fabric (and so against the policy concepts); every
+// hook of the module and of each callback is resolved at compile time, and a hook
+// that no one declares emits no code. Per step the trainer itself does no host-device
+// synchronisation, no allocation and no string work (DESIGN.md, rules of the hot loop).
+#pragma once
+
+#include <lightning/callbacks/progress_bar.hpp>
+#include <lightning/core/batch.hpp>
+#include <lightning/core/concepts.hpp>
+#include <lightning/core/hooks.hpp>
+#include <lightning/core/module.hpp>
+#include <lightning/core/trainer_state.hpp>
+#include <lightning/fabric/fabric.hpp>
+#include <lightning/trainer/options.hpp>
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <exception>
+#include <iostream>
+#include <limits>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+namespace lightning {
+
+// What a step that returns nothing (void validation_step) passes to *_batch_end hooks.
+struct NoOutput {};
+
+namespace detail {
+
+// Passed as the validation loader when fit() gets none.
+struct NoLoader {};
+
+template <class C>
+concept is_progress_bar = requires { requires C::is_progress_bar; };
+
+// Classifies a Trainer template argument and says what is wrong with a misplaced one.
+template <class A, class S, class P, class... C>
+consteval bool check_trainer_arguments() {
+  if constexpr (!Accelerator<A>) {
+    static_assert(Accelerator<A>,
+                  "lightning: Trainer's first template argument must be an Accelerator "
+                  "(accelerators::CPU, accelerators::Auto); the order is "
+                  "Trainer<Accelerator, Strategy, Precision, Callbacks...>");
+    return false;
+  } else if constexpr (!Strategy<S>) {
+    static_assert(Strategy<S>,
+                  "lightning: Trainer's second template argument must be a Strategy "
+                  "(strategies::SingleDevice); the order is "
+                  "Trainer<Accelerator, Strategy, Precision, Callbacks...>");
+    return false;
+  } else if constexpr (!Precision<P>) {
+    static_assert(Precision<P>,
+                  "lightning: Trainer's third template argument must be a Precision "
+                  "(precision::F32, precision::F64); the order is "
+                  "Trainer<Accelerator, Strategy, Precision, Callbacks...>");
+    return false;
+  } else if constexpr (((Accelerator<C> || Strategy<C> || Precision<C>) || ...)) {
+    static_assert(detail::always_false<A>,
+                  "lightning: a policy (Accelerator, Strategy or Precision) was passed among the "
+                  "callbacks; each policy goes in its own position: "
+                  "Trainer<Accelerator, Strategy, Precision, Callbacks...>");
+    return false;
+  } else if constexpr (!(Callback<C> && ...)) {
+    static_assert((Callback<C> && ...),
+                  "lightning: every callback must be a movable class type");
+    return false;
+  } else {
+    return true;
+  }
+}
+
+// Calls f() and returns its result, or NoOutput when it returns void.
+template <class F>
+decltype(auto) invoke_output(F&& f) {
+  if constexpr (std::is_void_v<decltype(f())>) {
+    f();
+    return NoOutput{};
+  } else {
+    return f();
+  }
+}
+
+}  // namespace detail
+
+template <class A = accelerators::Auto, class S = strategies::SingleDevice,
+          class P = precision::F32, class... Callbacks>
+class Trainer : public TrainerState {
+  static constexpr bool valid_arguments = detail::check_trainer_arguments<A, S, P, Callbacks...>();
+  static constexpr bool user_progress_bar = (detail::is_progress_bar<Callbacks> || ...);
+
+ public:
+  using accelerator_type = A;
+  using strategy_type = S;
+  using precision_type = P;
+  using fabric_type = std::conditional_t<valid_arguments, Fabric<A, S, P>, NoOutput>;
+  // The user's callbacks, then the default progress bar unless the user passed one.
+  using callback_tuple =
+      std::conditional_t<user_progress_bar, std::tuple<Callbacks...>,
+                         std::tuple<Callbacks..., callbacks::ProgressBar>>;
+
+  explicit Trainer(TrainerOptions options = {}, Callbacks... callbacks)
+      : options_(std::move(options)), callbacks_(make_callbacks(std::move(callbacks)...)) {
+    validate(options_);
+  }
+
+  // trainer.fit(model, train_loader[, val_loader]): Lightning's fit lifecycle.
+  template <class M, class TrainLoader>
+  void fit(M& model, TrainLoader&& train_loader) {
+    detail::NoLoader none;
+    fit(model, std::forward<TrainLoader>(train_loader), none);
+  }
+
+  template <class M, class TrainLoader, class ValLoader>
+  void fit(M& model, TrainLoader&& train_loader, ValLoader&& val_loader) {
+    using TL = std::remove_cvref_t<TrainLoader>;
+    using VL = std::remove_cvref_t<ValLoader>;
+    if constexpr (!BatchLoader<TL>) {
+      static_assert(BatchLoader<TL>,
+                    "lightning: fit()'s train loader must be iterable (begin()/end() yielding "
+                    "batches): a lightning::data::TensorLoader, a std::vector of batches, a "
+                    "range-v3 view or a torch::data loader");
+    } else if constexpr (!std::is_same_v<VL, detail::NoLoader> && !BatchLoader<VL>) {
+      static_assert(BatchLoader<VL>, "lightning: fit()'s validation loader must be iterable "
+                                     "(begin()/end() yielding batches)");
+    } else if constexpr (valid_arguments && detail::check_training_module<M, loader_batch_t<TL>>() &&
+                         check_validation<M, VL>()) {
+      run_fit(model, train_loader, val_loader);
+    }
+  }
+
+  [[nodiscard]] const TrainerOptions& options() const noexcept { return options_; }
+  [[nodiscard]] fabric_type& fabric() noexcept { return fabric_; }
+  [[nodiscard]] callback_tuple& callbacks() noexcept { return callbacks_; }
+  // The callback of type C (the first one, if several share the type).
+  template <class C>
+  [[nodiscard]] C& callback() noexcept {
+    return std::get<C>(callbacks_);
+  }
+  [[nodiscard]] bool is_global_zero() const { return fabric_.is_global_zero(); }
+  [[nodiscard]] std::int64_t max_epochs() const noexcept { return run_.max_epochs.value_or(-1); }
+
+ private:
+  template <class... C>
+  static callback_tuple make_callbacks(C&&... c) {
+    if constexpr (user_progress_bar) return callback_tuple{std::forward<C>(c)...};
+    else return callback_tuple{std::forward<C>(c)..., callbacks::ProgressBar{}};
+  }
+
+  template <class M, class VL>
+  static consteval bool check_validation() {
+    if constexpr (std::is_same_v<VL, detail::NoLoader> || !hooks::validation_step::declared<M>) {
+      return true;
+    } else if constexpr (!hooks::validation_step::callable<M, loader_batch_t<VL>&, std::int64_t>) {
+      static_assert(hooks::validation_step::callable<M, loader_batch_t<VL>&, std::int64_t>,
+                    "lightning: `validation_step` cannot take the batches of the validation "
+                    "loader. Expected validation_step(const Batch& batch, int64_t batch_idx)");
+      return false;
+    } else {
+      return true;
+    }
+  }
+
+  // Sets where log() calls come from (Lightning's defaults and restrictions per hook).
+  void scope(LogScope s, const char* hook, MetricStore::Phase phase = MetricStore::Phase::train) {
+    metrics.enter(s, hook, phase);
+  }
+
+  template <class Hook, class M, class... Args>
+  void call_hooks(M& model, Args&&... args) {
+    hooks::call_callbacks<Hook>(callbacks_, *this, model, args...);
+    hooks::call_module<Hook>(model, std::forward<Args>(args)...);
+  }
+
+  [[nodiscard]] bool can_stop_early() const noexcept {
+    return current_epoch >= run_.min_epochs && global_step >= run_.min_steps;
+  }
+  [[nodiscard]] bool max_steps_reached() const noexcept {
+    return run_.max_steps != -1 && global_step >= run_.max_steps;
+  }
+  [[nodiscard]] bool stop_requested() {
+    if (!should_stop) return false;
+    if (can_stop_early()) return true;
+    if (!min_warning_given_) {
+      std::cerr << "lightning: Trainer was signaled to stop but the required min_epochs="
+                << run_.min_epochs << " or min_steps=" << run_.min_steps
+                << " has not been met. Training will continue...\n";
+      min_warning_given_ = true;
+    }
+    return false;
+  }
+  [[nodiscard]] bool fit_done() {
+    if (run_.max_epochs == 0 || max_steps_reached()) return true;
+    if (*run_.max_epochs != -1 && current_epoch >= *run_.max_epochs) return true;
+    return stop_requested();
+  }
+
+  template <class L>
+  static std::optional<std::int64_t> loader_length(L& loader) {
+    if constexpr (SizedLoader<L>) return static_cast<std::int64_t>(loader.size());
+    else return std::nullopt;
+  }
+
+  // Applies a BatchLimit, refusing a fraction that leaves no batch of a non-empty loader.
+  static std::optional<std::int64_t> limited(const BatchLimit& limit, std::optional<std::int64_t> n,
+                                             const char* option) {
+    if (!limit.is_count() && !limit.is_all() && !n)
+      throw std::invalid_argument(std::string("lightning: TrainerOptions.") + option + " = " +
+                                  limit.str() +
+                                  " is a fraction, but the loader has no size(); pass a batch "
+                                  "count instead");
+    auto r = limit.apply(n);
+    if (r && *r == 0 && !limit.is_count() && limit.fraction() > 0.0 && n && *n > 0)
+      throw std::invalid_argument(std::string("lightning: TrainerOptions.") + option + " = " +
+                                  limit.str() + " of " + std::to_string(*n) +
+                                  " batches is less than one batch; raise it or pass a count");
+    return r;
+  }
+
+  // Transfers a batch to the device through the module's transfer hooks, if any.
+  template <class M, class B>
+  auto prepare_batch(M& model, B&& raw) {
+    if constexpr (hooks::on_before_batch_transfer::declared<M> ||
+                  hooks::on_after_batch_transfer::declared<M>) {
+      auto before = [&] {
+        if constexpr (hooks::on_before_batch_transfer::declared<M>)
+          return hooks::call_module<hooks::on_before_batch_transfer>(model, std::forward<B>(raw),
+                                                                      std::int64_t{0});
+        else return std::remove_cvref_t<B>(std::forward<B>(raw));
+      }();
+      auto moved = fabric_.to_device(before);
+      if constexpr (hooks::on_after_batch_transfer::declared<M>)
+        return hooks::call_module<hooks::on_after_batch_transfer>(model, std::move(moved),
+                                                                   std::int64_t{0});
+      else return moved;
+    } else {
+      return fabric_.to_device(std::forward<B>(raw));
+    }
+  }
+
+  // Sends metrics (plus "epoch") to every callback that is a logger.
+  void emit_logs(MetricMap&& m, std::int64_t step) {
+    if (m.empty()) return;
+    m.insert_or_assign("epoch", static_cast<double>(current_epoch));
+    std::apply(
+        [&](auto&... cb) { (hooks::log_metrics::on_callback(cb, std::as_const(m), step), ...); },
+        callbacks_);
+  }
+
+  template <class Tuple>
+  struct any_logger;
+  template <class... C>
+  struct any_logger<std::tuple<C...>> : std::bool_constant<hooks::any_declares<hooks::log_metrics, C...>> {};
+  static constexpr bool has_loggers = any_logger<callback_tuple>::value;
+
+  template <class M, class VL>
+  static constexpr bool has_validation =
+      !std::is_same_v<VL, detail::NoLoader> && hooks::validation_step::declared<M>;
+
+  template <class M, class TL, class VL>
+  void run_fit(M& model, TL& train_loader, VL& val_loader) {
+    constexpr bool has_val = has_validation<M, VL>;
+    if constexpr (!std::is_same_v<VL, detail::NoLoader> && !hooks::validation_step::declared<M>)
+      std::cerr << "lightning: a validation loader was passed to fit() but the module has no "
+                   "validation_step; the validation loop will be skipped\n";
+
+    // Fresh state for this run.
+    static_cast<TrainerState&>(*this) = TrainerState{};
+    stage = Stage::fit;
+    run_ = resolve(options_);
+    min_warning_given_ = false;
+    if constexpr (!user_progress_bar) {
+      auto& bar = std::get<callbacks::ProgressBar>(callbacks_);
+      run_.enable_progress_bar ? bar.enable() : bar.disable();
+    }
+    if (run_.seed) seed_everything(*run_.seed);
+    if (run_.deterministic) use_deterministic_algorithms(true);
+
+    struct Attachment {
+      M& m;
+      Attachment(M& model, TrainerState* s) : m(model) {
+        if constexpr (std::derived_from<M, LightningModule>) m.attach_trainer(s);
+      }
+      ~Attachment() {
+        if constexpr (std::derived_from<M, LightningModule>) m.attach_trainer(nullptr);
+      }
+    } attachment(model, this);
+
+    try {
+      scope(LogScope::forbidden, "setup");
+      call_hooks<hooks::setup>(model, Stage::fit);
+      scope(LogScope::forbidden, "configure_model");
+      hooks::call_module<hooks::configure_model>(model);
+      fabric_.setup_module(model);
+      scope(LogScope::forbidden, "configure_optimizers");
+      auto optimizer = model.configure_optimizers();
+
+      num_training_batches = limited(run_.limit_train_batches, loader_length(train_loader),
+                                     "limit_train_batches");
+      if (auto n = loader_length(train_loader); n && *n == 0)
+        throw std::invalid_argument(
+            "lightning: the training loader is empty (0 batches); check the number of "
+            "examples, batch_size and drop_last");
+      bool val_enabled = false;
+      std::int64_t val_check_batch = 0;  // 0: validate on the last batch of the epoch
+      if constexpr (has_val) {
+        num_val_batches = limited(run_.limit_val_batches, loader_length(val_loader), "limit_val_batches");
+        val_enabled = !num_val_batches || *num_val_batches > 0;
+        if (run_.val_check_interval.is_count()) {
+          val_check_batch = run_.val_check_interval.count();
+          if (run_.check_val_every_n_epoch && num_training_batches &&
+              val_check_batch > *num_training_batches)
+            throw std::invalid_argument(
+                "lightning: TrainerOptions.val_check_interval = " + std::to_string(val_check_batch) +
+                " must be <= the number of training batches (" +
+                std::to_string(*num_training_batches) +
+                "); unset check_val_every_n_epoch to count batches across epochs");
+        } else if (num_training_batches) {
+          val_check_batch = std::max<std::int64_t>(
+              1, static_cast<std::int64_t>(static_cast<double>(*num_training_batches) *
+                                           run_.val_check_interval.fraction()));
+        } else if (!run_.val_check_interval.is_all()) {
+          throw std::invalid_argument(
+              "lightning: TrainerOptions.val_check_interval = " + run_.val_check_interval.str() +
+              " is a fraction, but the training loader has no size(); pass a batch count");
+        }
+      }
+
+      scope(LogScope::forbidden, "on_fit_start");
+      call_hooks<hooks::on_fit_start>(model);
+
+      if constexpr (has_val) {
+        if (val_enabled && run_.num_sanity_val_steps != 0) {
+          sanity_checking = true;
+          scope(LogScope::forbidden, "on_sanity_check_start");
+          hooks::call_callbacks<hooks::on_sanity_check_start>(callbacks_, *this, model);
+          std::optional<std::int64_t> limit =
+              run_.num_sanity_val_steps == -1
+                  ? num_val_batches
+                  : std::optional<std::int64_t>(num_val_batches ? std::min(*num_val_batches,
+                                                                           run_.num_sanity_val_steps)
+                                                                : run_.num_sanity_val_steps);
+          run_validation(model, val_loader, limit);
+          scope(LogScope::forbidden, "on_sanity_check_end");
+          hooks::call_callbacks<hooks::on_sanity_check_end>(callbacks_, *this, model);
+          sanity_checking = false;
+          metrics.clear(MetricStore::Phase::validation);
+        }
+      }
+
+      model.train();
+      training = true;
+      scope(LogScope::train_epoch, "on_train_start");
+      call_hooks<hooks::on_train_start>(model);
+
+      std::int64_t total_batch_idx = 0;
+      while (!fit_done()) {
+        metrics.reset_epoch(MetricStore::Phase::train);
+        scope(LogScope::train_epoch, "on_train_epoch_start");
+        call_hooks<hooks::on_train_epoch_start>(model);
+        run_training_epoch(model, optimizer, train_loader, val_loader, val_enabled, val_check_batch,
+                           total_batch_idx);
+        scope(LogScope::train_epoch, "on_train_epoch_end");
+        call_hooks<hooks::on_train_epoch_end>(model);
+        metrics.finalize_epoch(MetricStore::Phase::train);
+        if constexpr (has_loggers)
+          emit_logs(metrics.take_epoch_metrics(MetricStore::Phase::train),
+                    std::max<std::int64_t>(global_step - 1, 0));
+        ++current_epoch;
+      }
+      training = false;
+
+      scope(LogScope::forbidden, "on_train_end");
+      call_hooks<hooks::on_train_end>(model);
+      scope(LogScope::forbidden, "on_fit_end");
+      call_hooks<hooks::on_fit_end>(model);
+      scope(LogScope::forbidden, "teardown");
+      call_hooks<hooks::teardown>(model, Stage::fit);
+    } catch (const std::exception& error) {
+      training = validating = sanity_checking = false;
+      scope(LogScope::forbidden, "on_exception");
+      hooks::call_callbacks<hooks::on_exception>(callbacks_, *this, model, error);
+      throw;
+    }
+  }
+
+  template <class M, class Opt, class TL, class VL>
+  void run_training_epoch(M& model, Opt& optimizer, TL& loader, [[maybe_unused]] VL& val_loader,
+                          [[maybe_unused]] bool val_enabled,
+                          [[maybe_unused]] std::int64_t val_check_batch,
+                          std::int64_t& total_batch_idx) {
+    const auto limit = num_training_batches;
+    if (limit && *limit == 0) return;
+    const std::int64_t accumulate = run_.accumulate_grad_batches;
+    const double clip_value = run_.gradient_clip_val.value_or(0.0);
+    const bool clip_by_norm = run_.gradient_clip_algorithm == GradClipAlgorithm::norm;
+
+    auto it = detail::loader_begin(loader);
+    auto end = detail::loader_end(loader);
+    bool have = it != end;
+    if (!have && !limit)
+      throw std::invalid_argument("lightning: the training loader yielded no batches in epoch " +
+                                  std::to_string(current_epoch) +
+                                  "; check the dataset, batch_size and drop_last");
+    for (std::int64_t idx = 0; have && (!limit || idx < *limit); ++idx, ++total_batch_idx) {
+      auto batch = prepare_batch(model, *it);
+      ++it;
+      have = it != end;
+      const bool is_last = !have || (limit && idx + 1 == *limit);
+      batch_idx = idx;
+      metrics.set_batch_size(infer_batch_size(batch));
+
+      scope(LogScope::train_step, "on_train_batch_start");
+      hooks::call_callbacks<hooks::on_train_batch_start>(callbacks_, *this, model, batch, idx);
+      using StartResult = decltype(hooks::call_module<hooks::on_train_batch_start>(model, batch, idx));
+      if constexpr (std::is_void_v<StartResult>) {
+        hooks::call_module<hooks::on_train_batch_start>(model, batch, idx);
+      } else {
+        if (hooks::call_module<hooks::on_train_batch_start>(model, batch, idx) == -1) break;
+      }
+
+      scope(LogScope::train_step, "training_step");
+      auto output = [&] {
+        [[maybe_unused]] auto autocast = fabric_.autocast();
+        return model.training_step(batch, idx);
+      }();
+      const torch::Tensor& loss = detail::loss_of(output);
+
+      const bool step_now = (idx + 1) % accumulate == 0 || is_last;
+      if (idx % accumulate == 0) {
+        call_hooks<hooks::on_before_zero_grad>(model, static_cast<torch::optim::Optimizer&>(optimizer));
+        optimizer.zero_grad();
+      }
+      {
+        call_hooks<hooks::on_before_backward>(model, loss);
+        if (step_now) {
+          fabric_.backward(accumulate == 1 ? loss : loss / static_cast<double>(accumulate));
+        } else {
+          [[maybe_unused]] auto no_sync = fabric_.no_backward_sync();
+          fabric_.backward(loss / static_cast<double>(accumulate));
+        }
+        call_hooks<hooks::on_after_backward>(model);
+      }
+      if (step_now) {
+        call_hooks<hooks::on_before_optimizer_step>(model,
+                                                    static_cast<torch::optim::Optimizer&>(optimizer));
+        if (clip_value > 0.0) {
+          if (clip_by_norm) fabric_.clip_gradients_by_norm(optimizer, clip_value);
+          else fabric_.clip_gradients_by_value(optimizer, clip_value);
+        }
+        fabric_.step(optimizer);
+        ++global_step;
+      }
+
+      scope(LogScope::train_step, "on_train_batch_end");
+      call_hooks<hooks::on_train_batch_end>(model, std::as_const(output), std::as_const(batch), idx);
+
+      if constexpr (has_loggers)
+        if ((total_batch_idx + 1) % run_.log_every_n_steps == 0 || should_stop)
+          emit_logs(metrics.take_step_metrics(), std::max<std::int64_t>(global_step - 1, 0));
+
+      if constexpr (has_validation<M, VL>) {
+        if (val_enabled && should_validate(idx, total_batch_idx, is_last, val_check_batch))
+          run_validation(model, val_loader, num_val_batches);
+      }
+      if (max_steps_reached() || stop_requested()) {
+        ++total_batch_idx;
+        break;
+      }
+    }
+  }
+
+  [[nodiscard]] bool should_validate(std::int64_t idx, std::int64_t total_idx, bool is_last,
+                                     std::int64_t val_check_batch) {
+    if (run_.check_val_every_n_epoch && (current_epoch + 1) % *run_.check_val_every_n_epoch != 0)
+      return false;
+    if (should_stop && can_stop_early()) return true;
+    if (val_check_batch == 0) return is_last;
+    const std::int64_t iteration = run_.check_val_every_n_epoch ? idx : total_idx;
+    return (iteration + 1) % val_check_batch == 0;
+  }
+
+  template <class M, class VL>
+  void run_validation(M& model, VL& loader, std::optional<std::int64_t> limit) {
+    using Phase = MetricStore::Phase;
+    validating = true;
+    const bool was_training = model.is_training();
+    model.eval();
+    {
+      c10::InferenceMode inference;
+      metrics.reset_epoch(Phase::validation);
+      scope(LogScope::evaluation, "on_validation_start", Phase::validation);
+      call_hooks<hooks::on_validation_start>(model);
+      scope(LogScope::evaluation, "on_validation_epoch_start", Phase::validation);
+      call_hooks<hooks::on_validation_epoch_start>(model);
+      auto it = detail::loader_begin(loader);
+      auto end = detail::loader_end(loader);
+      for (std::int64_t idx = 0; it != end && (!limit || idx < *limit); ++idx) {
+        auto batch = prepare_batch(model, *it);
+        ++it;
+        metrics.set_batch_size(infer_batch_size(batch));
+        scope(LogScope::evaluation, "on_validation_batch_start", Phase::validation);
+        call_hooks<hooks::on_validation_batch_start>(model, std::as_const(batch), idx);
+        scope(LogScope::evaluation, "validation_step", Phase::validation);
+        auto output = detail::invoke_output([&]() -> decltype(auto) {
+          [[maybe_unused]] auto autocast = fabric_.autocast();
+          return model.validation_step(batch, idx);
+        });
+        scope(LogScope::evaluation, "on_validation_batch_end", Phase::validation);
+        call_hooks<hooks::on_validation_batch_end>(model, std::as_const(output), std::as_const(batch),
+                                                   idx);
+      }
+      scope(LogScope::evaluation, "on_validation_epoch_end", Phase::validation);
+      call_hooks<hooks::on_validation_epoch_end>(model);
+      metrics.finalize_epoch(Phase::validation);
+    }
+    if constexpr (has_loggers)
+      if (!sanity_checking)
+        emit_logs(metrics.take_epoch_metrics(Phase::validation), global_step);
+    scope(LogScope::forbidden, "on_validation_end", Phase::validation);
+    call_hooks<hooks::on_validation_end>(model);
+    if (was_training) model.train();
+    validating = false;
+  }
+
+  TrainerOptions options_;
+  TrainerOptions run_;  // options_ resolved for the running fit
+  fabric_type fabric_{};
+  callback_tuple callbacks_;
+  bool min_warning_given_ = false;
+};
+
+}  // namespace lightning
