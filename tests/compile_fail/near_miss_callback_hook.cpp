@@ -1,0 +1,20 @@
+// Must not compile: the callback's on_train_batch_end lacks the outputs parameter.
+#include <lightning/lightning.hpp>
+namespace L = lightning;
+struct Model : L::LightningModule {
+  torch::nn::Linear linear{register_module("linear", torch::nn::Linear(2, 1))};
+  torch::Tensor training_step(const L::Batch<torch::Tensor, torch::Tensor>& b, int64_t) {
+    return torch::mse_loss(linear(std::get<0>(b)), std::get<1>(b));
+  }
+  auto configure_optimizers() { return torch::optim::SGD(parameters(), 0.1); }
+};
+struct Counter {
+  void on_train_batch_end(auto& trainer, auto& module, int64_t batch_idx) {
+    (void)trainer, (void)module, (void)batch_idx;
+  }
+};
+int main() {
+  Model m;
+  L::Trainer trainer({}, Counter{});
+  trainer.fit(m, L::data::TensorLoader({torch::randn({8, 2}), torch::randn({8, 1})}));
+}

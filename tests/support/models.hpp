@@ -1,0 +1,64 @@
+// Modules and callbacks shared by the tests.
+#pragma once
+
+#include <lightning/lightning.hpp>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace lightning::testing {
+
+namespace L = lightning;
+using XY = L::Batch<torch::Tensor, torch::Tensor>;
+
+// The seed workload: Linear(10, 1), MSE, Adam(1e-3), train_loss logged per step.
+struct SimpleModel : L::LightningModule {
+  torch::nn::Linear linear{register_module("linear", torch::nn::Linear(10, 1))};
+
+  torch::Tensor forward(const torch::Tensor& x) { return linear(x); }
+
+  torch::Tensor training_step(const XY& batch, std::int64_t) {
+    const auto& [x, y] = batch;
+    auto loss = torch::mse_loss(forward(x), y.unsqueeze(1));
+    log("train_loss", loss);
+    return loss;
+  }
+
+  auto configure_optimizers() { return torch::optim::Adam(parameters(), 1e-3); }
+};
+
+// SimpleModel with a validation_step logging val_loss.
+struct ValidatedModel : SimpleModel {
+  std::int64_t validation_steps = 0;
+  void validation_step(const XY& batch, std::int64_t) {
+    const auto& [x, y] = batch;
+    ++validation_steps;
+    log("val_loss", torch::mse_loss(forward(x), y.unsqueeze(1)));
+  }
+};
+
+// 1000 x 10 inputs and 1000 targets, deterministic.
+inline std::pair<torch::Tensor, torch::Tensor> seed_data(std::int64_t n = 1000, std::uint64_t seed = 0) {
+  auto g = at::make_generator<at::CPUGeneratorImpl>(seed);
+  return {torch::randn({n, 10}, g), torch::randn({n}, g)};
+}
+
+// All parameters of a module flattened into one tensor (for bitwise comparisons).
+inline torch::Tensor flat_parameters(torch::nn::Module& m) {
+  std::vector<torch::Tensor> ps;
+  for (auto& p : m.parameters()) ps.push_back(p.detach().reshape({-1}));
+  return torch::cat(ps);
+}
+
+// A logger callback that keeps every log_metrics call.
+struct RecordingLogger {
+  struct Row {
+    L::MetricMap metrics;
+    std::int64_t step;
+  };
+  std::vector<Row>* rows;
+  void log_metrics(const L::MetricMap& metrics, std::int64_t step) { rows->push_back({metrics, step}); }
+};
+
+}  // namespace lightning::testing

@@ -1,0 +1,59 @@
+// TrainerOptions: validation with the option's name and value; Lightning's defaults.
+#include <gtest/gtest.h>
+
+#include <lightning/lightning.hpp>
+
+namespace L = lightning;
+
+namespace {
+void expect_rejected(const L::TrainerOptions& o, const std::string& expected) {
+  try {
+    L::validate(o);
+    ADD_FAILURE() << "expected rejection: " << expected;
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find(expected), std::string::npos) << e.what();
+  }
+}
+}  // namespace
+
+TEST(TrainerOptions, InvalidValuesNameTheOptionAndValue) {
+  expect_rejected({.max_epochs = -2}, "max_epochs = -2");
+  expect_rejected({.min_epochs = -1}, "min_epochs = -1");
+  expect_rejected({.max_steps = -5}, "max_steps = -5");
+  expect_rejected({.limit_train_batches = 1.5}, "limit_train_batches = 1.5");
+  expect_rejected({.limit_val_batches = -3}, "limit_val_batches = -3");
+  expect_rejected({.val_check_interval = 0}, "val_check_interval = 0");
+  expect_rejected({.val_check_interval = 0.5, .check_val_every_n_epoch = std::nullopt},
+                  "must be a batch count when check_val_every_n_epoch is unset");
+  expect_rejected({.check_val_every_n_epoch = 0}, "check_val_every_n_epoch = 0");
+  expect_rejected({.num_sanity_val_steps = -2}, "num_sanity_val_steps = -2");
+  expect_rejected({.accumulate_grad_batches = 0}, "accumulate_grad_batches = 0");
+  expect_rejected({.gradient_clip_val = -1.0}, "gradient_clip_val");
+  expect_rejected({.log_every_n_steps = 0}, "log_every_n_steps = 0");
+  expect_rejected({.fast_dev_run = -1}, "fast_dev_run = -1");
+}
+
+TEST(TrainerOptions, TheTrainerConstructorValidates) {
+  EXPECT_THROW(L::Trainer({.accumulate_grad_batches = 0}), std::invalid_argument);
+}
+
+TEST(TrainerOptions, ResolveAppliesLightningDefaults) {
+  EXPECT_EQ(L::resolve({}).max_epochs, 1000);
+  EXPECT_EQ(L::resolve({.max_steps = 10}).max_epochs, -1);
+  const auto fdr = L::resolve({.max_epochs = 9, .num_sanity_val_steps = 5, .fast_dev_run = 3});
+  EXPECT_EQ(fdr.max_epochs, 1);
+  EXPECT_EQ(fdr.max_steps, 3);
+  EXPECT_EQ(fdr.limit_train_batches.count(), 3);
+  EXPECT_EQ(fdr.limit_val_batches.count(), 3);
+  EXPECT_EQ(fdr.num_sanity_val_steps, 0);
+}
+
+TEST(BatchLimit, CountsAndFractions) {
+  L::BatchLimit all = 1.0, quarter = 0.25, five = 5;
+  EXPECT_EQ(all.apply(32), 32);
+  EXPECT_EQ(quarter.apply(32), 8);
+  EXPECT_EQ(five.apply(32), 5);
+  EXPECT_EQ(five.apply(3), 3);
+  EXPECT_EQ(five.apply(std::nullopt), 5);
+  EXPECT_EQ(all.apply(std::nullopt), std::nullopt);
+}
