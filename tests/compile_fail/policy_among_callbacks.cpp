@@ -4,6 +4,6 @@ namespace L = lightning;
 int main() {
   L::Trainer<L::accelerators::CPU, L::strategies::SingleDevice, L::precision::F32,
              L::strategies::SingleDevice>
-      trainer;
+      trainer({}, L::strategies::SingleDevice{});
   (void)trainer;
 }

@@ -77,6 +77,17 @@ consteval bool check_trainer_arguments() {
   }
 }
 
+// Fabric<A, S, P> only when the arguments are valid: naming it otherwise would add a
+// second, less readable error after check_trainer_arguments' own.
+template <bool Valid, class A, class S, class P>
+struct fabric_for {
+  struct type {};
+};
+template <class A, class S, class P>
+struct fabric_for<true, A, S, P> {
+  using type = Fabric<A, S, P>;
+};
+
 // Calls f() and returns its result, or NoOutput when it returns void.
 template <class F>
 decltype(auto) invoke_output(F&& f) {
@@ -100,7 +111,7 @@ class Trainer : public TrainerState {
   using accelerator_type = A;
   using strategy_type = S;
   using precision_type = P;
-  using fabric_type = std::conditional_t<valid_arguments, Fabric<A, S, P>, NoOutput>;
+  using fabric_type = typename detail::fabric_for<valid_arguments, A, S, P>::type;
   // The user's callbacks, then the default progress bar unless the user passed one.
   using callback_tuple =
       std::conditional_t<user_progress_bar, std::tuple<Callbacks...>,
