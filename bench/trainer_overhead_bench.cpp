@@ -12,6 +12,7 @@
 #include <lightning/lightning.hpp>
 
 #include <cstdio>
+#include <unistd.h>
 #include <map>
 #include <string>
 
@@ -131,6 +132,7 @@ void BM_Trainer_16EmptyCallbackTypes(benchmark::State& state) {
 // Collects the median real time of each benchmark to print ratios at the end.
 class RatioReporter : public benchmark::ConsoleReporter {
  public:
+  RatioReporter() : ConsoleReporter(::isatty(STDOUT_FILENO) ? OO_Defaults : OO_Tabular) {}
   std::map<std::string, double> medians;
   void ReportRuns(const std::vector<Run>& runs) override {
     for (const auto& r : runs)

@@ -69,6 +69,18 @@ TEST(Fabric, F64MovesModuleAndBatchToDouble) {
   EXPECT_TRUE(fabric.broadcast(true));
 }
 
+TEST(Fabric, SetupAfterTheOptimizerKeepsItValid) {
+  L::Fabric<L::accelerators::CPU, L::strategies::SingleDevice, L::precision::F64> fabric;
+  torch::nn::Linear lin(3, 1);
+  torch::optim::SGD opt(lin->parameters(), 0.1);
+  fabric.setup(*lin, opt);  // converts parameters in place: the optimizer still owns them
+  auto loss = lin(torch::ones({2, 3}, torch::kDouble)).sum();
+  fabric.backward(loss);
+  const auto before = lin->weight.clone();
+  EXPECT_TRUE(fabric.step(opt));
+  EXPECT_FALSE(torch::equal(before, lin->weight));
+}
+
 // Law: F32 + SingleDevice through Fabric is the hand-written LibTorch loop, bit for bit.
 TEST(Fabric, LoopEqualsHandWrittenLoopBitwise) {
   auto [X, y] = lightning::testing::seed_data(256);

@@ -59,6 +59,20 @@ class Fabric {
     return module;
   }
 
+  // Prepares an optimizer for the strategy (single device: nothing to do). Module::to
+  // keeps parameter identities, so optimizers made before setup_module stay valid.
+  template <class O>
+  O& setup_optimizer(O& optimizer) {
+    return optimizer;
+  }
+
+  // Lightning Fabric's fabric.setup(model, optimizer).
+  template <class M, class O>
+  void setup(M& module, O& optimizer) {
+    setup_module(module);
+    setup_optimizer(optimizer);
+  }
+
   // Moves every tensor of a batch to the device and casts floating inputs to the precision.
   template <class B>
   [[nodiscard]] B to_device(const B& batch) const {
