@@ -11,8 +11,8 @@
 
 #include <lightning/lightning.hpp>
 
-#include <cstdio>
 #include <unistd.h>
+#include <cstdio>
 #include <map>
 #include <string>
 
@@ -112,8 +112,8 @@ void BM_Trainer(benchmark::State& state) {
   L::data::TensorLoader loader({d.X, d.y}, {.batch_size = kBatch});
   for (auto _ : state) {
     Model model;
-    L::Trainer<L::accelerators::CPU, L::strategies::SingleDevice, L::precision::F32, Callbacks...> trainer(
-        {.max_epochs = kEpochs, .enable_progress_bar = false}, Callbacks{}...);
+    L::Trainer<L::accelerators::CPU, L::strategies::SingleDevice, L::precision::F32, Callbacks...>
+        trainer({.max_epochs = kEpochs, .enable_progress_bar = false}, Callbacks{}...);
     trainer.fit(model, loader);
     benchmark::DoNotOptimize(model.linear->weight.data_ptr());
   }
@@ -145,12 +145,16 @@ class RatioReporter : public benchmark::ConsoleReporter {
 }  // namespace
 
 BENCHMARK(BM_HandWritten)->Unit(benchmark::kMillisecond);
-BENCHMARK_TEMPLATE(BM_Trainer, BareModel)->Name("BM_Trainer_NoCallbacks")->Unit(benchmark::kMillisecond);
+BENCHMARK_TEMPLATE(BM_Trainer, BareModel)
+    ->Name("BM_Trainer_NoCallbacks")
+    ->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_Trainer_16EmptyCallbackTypes)->Unit(benchmark::kMillisecond);
 BENCHMARK_TEMPLATE(BM_Trainer, BareModel, EveryHook)
     ->Name("BM_Trainer_EveryHookEmpty")
     ->Unit(benchmark::kMillisecond);
-BENCHMARK_TEMPLATE(BM_Trainer, LoggingModel)->Name("BM_Trainer_SeedModelWithLog")->Unit(benchmark::kMillisecond);
+BENCHMARK_TEMPLATE(BM_Trainer, LoggingModel)
+    ->Name("BM_Trainer_SeedModelWithLog")
+    ->Unit(benchmark::kMillisecond);
 
 int main(int argc, char** argv) {
   torch::set_num_threads(1);  // the workload is too small for intra-op threads; less noise

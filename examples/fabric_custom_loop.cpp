@@ -12,7 +12,8 @@ int main() {
   L::Fabric<L::accelerators::Auto, L::strategies::SingleDevice, L::precision::F64> fabric;
   fabric.launch();
 
-  torch::nn::Sequential model(torch::nn::Linear(10, 32), torch::nn::ReLU(), torch::nn::Linear(32, 1));
+  torch::nn::Sequential model(torch::nn::Linear(10, 32), torch::nn::ReLU(),
+                              torch::nn::Linear(32, 1));
   fabric.setup_module(*model);  // to the device and to float64, before the optimizer
   torch::optim::SGD optimizer(model->parameters(), torch::optim::SGDOptions(0.05).momentum(0.9));
 

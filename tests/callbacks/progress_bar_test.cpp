@@ -20,7 +20,8 @@ struct ProgModel : lightning::testing::SimpleModel {
 };
 
 template <class... C>
-using CpuTrainer = L::Trainer<L::accelerators::CPU, L::strategies::SingleDevice, L::precision::F32, C...>;
+using CpuTrainer =
+    L::Trainer<L::accelerators::CPU, L::strategies::SingleDevice, L::precision::F32, C...>;
 
 std::string run(L::callbacks::ProgressBarOptions options, bool enabled = true) {
   std::ostringstream out;
@@ -54,7 +55,9 @@ TEST(ProgressBar, TerminalOutputRedrawsEveryRefreshRateBatches) {
   EXPECT_NE(text.find("|####################| 8/8"), std::string::npos) << text;
 }
 
-TEST(ProgressBar, DisabledPrintsNothing) { EXPECT_EQ(run({.interactive = false}, false), ""); }
+TEST(ProgressBar, DisabledPrintsNothing) {
+  EXPECT_EQ(run({.interactive = false}, false), "");
+}
 
 TEST(ProgressBar, TrainerFlagDisablesTheDefaultBar) {
   auto [X, y] = seed_data(64);

@@ -16,13 +16,15 @@ namespace {
 struct Sample {
   BOOST_HANA_DEFINE_STRUCT(Sample, (torch::Tensor, image), (torch::Tensor, label), (int, id));
 };
-torch::Tensor as_double(const torch::Tensor& t) { return t.to(torch::kDouble); }
+torch::Tensor as_double(const torch::Tensor& t) {
+  return t.to(torch::kDouble);
+}
 }  // namespace
 
 TEST(Batch, MapTensorsReachesEveryNestedTensor) {
-  using Nested = std::tuple<torch::Tensor, std::vector<torch::Tensor>,
-                            std::map<std::string, torch::Tensor>, std::optional<torch::Tensor>,
-                            std::pair<int, torch::Tensor>>;
+  using Nested =
+      std::tuple<torch::Tensor, std::vector<torch::Tensor>, std::map<std::string, torch::Tensor>,
+                 std::optional<torch::Tensor>, std::pair<int, torch::Tensor>>;
   Nested b{torch::ones({2}),
            {torch::ones({1}), torch::ones({3})},
            {{"a", torch::ones({1})}},

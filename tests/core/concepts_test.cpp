@@ -3,8 +3,8 @@
 
 #include <lightning/lightning.hpp>
 
-#include <range/v3/view/transform.hpp>
 #include <range/v3/view/iota.hpp>
+#include <range/v3/view/transform.hpp>
 
 #include "support/models.hpp"
 
@@ -74,7 +74,8 @@ static_assert(L::BatchLoader<std::vector<XY>>);
 static_assert(L::SizedLoader<std::vector<XY>>);
 static_assert(std::is_same_v<L::loader_batch_t<std::vector<XY>>, XY>);
 static_assert(std::is_same_v<L::loader_batch_t<L::data::TensorLoader<2>>, XY>);
-using IotaView = decltype(ranges::views::iota(0, 3) | ranges::views::transform([](int) { return XY{}; }));
+using IotaView =
+    decltype(ranges::views::iota(0, 3) | ranges::views::transform([](int) { return XY{}; }));
 static_assert(L::BatchLoader<IotaView>);
 static_assert(std::is_same_v<L::loader_batch_t<IotaView>, XY>);
 static_assert(!L::BatchLoader<int>);
@@ -112,6 +113,7 @@ TEST(Concepts, TrainerDeducesCallbacksAndAddsDefaultProgressBar) {
   L::Trainer<L::accelerators::CPU, L::strategies::SingleDevice, L::precision::F32,
              L::callbacks::ProgressBar>
       own({}, L::callbacks::ProgressBar{});
-  static_assert(std::is_same_v<decltype(own)::callback_tuple, std::tuple<L::callbacks::ProgressBar>>);
+  static_assert(
+      std::is_same_v<decltype(own)::callback_tuple, std::tuple<L::callbacks::ProgressBar>>);
   SUCCEED();
 }

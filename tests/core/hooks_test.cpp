@@ -19,7 +19,9 @@ struct Plain {
 struct Templated {
   std::vector<std::string> seen;
   template <class T, class M>
-  void on_train_epoch_end(T&, M&) { seen.emplace_back("epoch_end"); }
+  void on_train_epoch_end(T&, M&) {
+    seen.emplace_back("epoch_end");
+  }
 };
 struct Overloaded {
   void on_fit_start(int) {}

@@ -9,7 +9,9 @@ namespace L = lightning;
 using Phase = L::MetricStore::Phase;
 
 namespace {
-torch::Tensor scalar(double v) { return torch::tensor(v, torch::kFloat); }
+torch::Tensor scalar(double v) {
+  return torch::tensor(v, torch::kFloat);
+}
 }  // namespace
 
 TEST(MetricStore, TrainStepDefaultsAreOnStepOnly) {
@@ -133,7 +135,8 @@ TEST(MetricStore, ClearErrorsForMisuse) {
   EXPECT_THROW(m.log("y", scalar(1.0), {.on_step = true}), std::logic_error);
   m.enter(L::LogScope::train_step, "training_step", Phase::train);
   EXPECT_THROW(m.log("z", torch::ones({3}), {}), std::invalid_argument);
-  EXPECT_THROW(m.log("w", scalar(1.0), {.on_step = false, .on_epoch = false}), std::invalid_argument);
+  EXPECT_THROW(m.log("w", scalar(1.0), {.on_step = false, .on_epoch = false}),
+               std::invalid_argument);
 }
 
 // Through a real fit: Lightning's per-hook defaults and trainer-state access.
@@ -163,9 +166,9 @@ TEST(ModuleLog, DefaultsPerHookAndTrainerStateThroughFit) {
   EXPECT_EQ(model.seen[0], (std::pair<int64_t, int64_t>{0, 0}));
   EXPECT_EQ(model.seen[5], (std::pair<int64_t, int64_t>{1, 5}));
   const auto cb = trainer.callback_metrics();
-  EXPECT_EQ(cb.count("train_loss"), 1u);  // step metric
+  EXPECT_EQ(cb.count("train_loss"), 1u);         // step metric
   EXPECT_DOUBLE_EQ(cb.at("epoch_metric"), 1.0);  // epoch default in on_train_epoch_end
-  EXPECT_EQ(cb.count("val_loss"), 1u);  // epoch default in validation_step
+  EXPECT_EQ(cb.count("val_loss"), 1u);           // epoch default in validation_step
   EXPECT_EQ(trainer.progress_bar_metrics().size(), 1u);
   EXPECT_FALSE(model.has_trainer());  // detached after fit
 }

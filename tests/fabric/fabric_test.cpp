@@ -15,7 +15,8 @@ std::pair<torch::nn::Sequential, torch::nn::Sequential> twin_models_with_grads()
   torch::nn::Sequential b(torch::nn::Linear(5, 8), torch::nn::Tanh(), torch::nn::Linear(8, 2));
   {
     torch::NoGradGuard g;
-    for (size_t i = 0; i < a->parameters().size(); ++i) b->parameters()[i].copy_(a->parameters()[i]);
+    for (size_t i = 0; i < a->parameters().size(); ++i)
+      b->parameters()[i].copy_(a->parameters()[i]);
   }
   auto x = torch::randn({16, 5}) * 10;
   (a->forward(x).pow(2).sum()).backward();
@@ -53,7 +54,8 @@ TEST(GradientClipping, NeedsExactlyOneMode) {
   torch::nn::Linear lin(2, 1);
   torch::optim::SGD opt(lin->parameters(), 0.1);
   EXPECT_THROW(fabric.clip_gradients(opt, {}), std::invalid_argument);
-  EXPECT_THROW(fabric.clip_gradients(opt, {.clip_val = 1.0, .max_norm = 1.0}), std::invalid_argument);
+  EXPECT_THROW(fabric.clip_gradients(opt, {.clip_val = 1.0, .max_norm = 1.0}),
+               std::invalid_argument);
 }
 
 TEST(Fabric, F64MovesModuleAndBatchToDouble) {
@@ -61,7 +63,8 @@ TEST(Fabric, F64MovesModuleAndBatchToDouble) {
   torch::nn::Linear lin(3, 1);
   fabric.setup_module(*lin);
   EXPECT_EQ(lin->weight.scalar_type(), torch::kDouble);
-  auto [x, labels] = fabric.to_device(std::make_tuple(torch::ones({2, 3}), torch::ones({2}, torch::kLong)));
+  auto [x, labels] =
+      fabric.to_device(std::make_tuple(torch::ones({2, 3}), torch::ones({2}, torch::kLong)));
   EXPECT_EQ(x.scalar_type(), torch::kDouble);
   EXPECT_EQ(labels.scalar_type(), torch::kLong);
   EXPECT_EQ(fabric.world_size(), 1);

@@ -11,8 +11,10 @@ TEST(Accelerators, CpuAndAutoResolveToTheCpuWithoutCuda) {
   EXPECT_EQ(cpu.device(), c10::Device(c10::kCPU));
   L::accelerators::Auto a;
   a.setup();
-  if (!torch::cuda::is_available()) EXPECT_EQ(a.device(), c10::Device(c10::kCPU));
-  else EXPECT_TRUE(a.device().is_cuda());
+  if (!torch::cuda::is_available())
+    EXPECT_EQ(a.device(), c10::Device(c10::kCPU));
+  else
+    EXPECT_TRUE(a.device().is_cuda());
   a.synchronize();
 }
 

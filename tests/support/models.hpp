@@ -39,7 +39,8 @@ struct ValidatedModel : SimpleModel {
 };
 
 // 1000 x 10 inputs and 1000 targets, deterministic.
-inline std::pair<torch::Tensor, torch::Tensor> seed_data(std::int64_t n = 1000, std::uint64_t seed = 0) {
+inline std::pair<torch::Tensor, torch::Tensor> seed_data(std::int64_t n = 1000,
+                                                         std::uint64_t seed = 0) {
   auto g = at::make_generator<at::CPUGeneratorImpl>(seed);
   return {torch::randn({n, 10}, g), torch::randn({n}, g)};
 }
@@ -58,7 +59,9 @@ struct RecordingLogger {
     std::int64_t step;
   };
   std::vector<Row>* rows;
-  void log_metrics(const L::MetricMap& metrics, std::int64_t step) { rows->push_back({metrics, step}); }
+  void log_metrics(const L::MetricMap& metrics, std::int64_t step) {
+    rows->push_back({metrics, step});
+  }
 };
 
 }  // namespace lightning::testing

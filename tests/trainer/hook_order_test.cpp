@@ -47,7 +47,9 @@ struct HookedModel : L::LightningModule {
     rec("on_after_batch_transfer");
     return b;
   }
-  void on_train_batch_start(const XY&, int64_t i) { rec("on_train_batch_start(" + std::to_string(i) + ")"); }
+  void on_train_batch_start(const XY&, int64_t i) {
+    rec("on_train_batch_start(" + std::to_string(i) + ")");
+  }
   void on_train_batch_end(const torch::Tensor& out, const XY&, int64_t i) {
     EXPECT_TRUE(out.defined());
     rec("on_train_batch_end(" + std::to_string(i) + ")");
@@ -85,7 +87,9 @@ struct HookedCallback {
     calls->push_back("Callback." + s);
   }
 #define LIGHTNING_TEST_PLAIN(NAME) \
-  void NAME(auto& t, auto& m) { rec(#NAME, &t, &m); }
+  void NAME(auto& t, auto& m) {    \
+    rec(#NAME, &t, &m);            \
+  }
   LIGHTNING_TEST_PLAIN(on_fit_start)
   LIGHTNING_TEST_PLAIN(on_fit_end)
   LIGHTNING_TEST_PLAIN(on_sanity_check_start)
@@ -100,7 +104,9 @@ struct HookedCallback {
   LIGHTNING_TEST_PLAIN(on_validation_epoch_end)
   LIGHTNING_TEST_PLAIN(on_after_backward)
 #undef LIGHTNING_TEST_PLAIN
-  void setup(auto& t, auto& m, L::Stage s) { rec("setup(" + std::string(L::to_string(s)) + ")", &t, &m); }
+  void setup(auto& t, auto& m, L::Stage s) {
+    rec("setup(" + std::string(L::to_string(s)) + ")", &t, &m);
+  }
   void teardown(auto& t, auto& m, L::Stage s) {
     rec("teardown(" + std::string(L::to_string(s)) + ")", &t, &m);
   }
@@ -116,7 +122,9 @@ struct HookedCallback {
   void on_validation_batch_end(auto& t, auto& m, const torch::Tensor&, const XY&, int64_t i) {
     rec("on_validation_batch_end(" + std::to_string(i) + ")", &t, &m);
   }
-  void on_before_backward(auto& t, auto& m, const torch::Tensor&) { rec("on_before_backward", &t, &m); }
+  void on_before_backward(auto& t, auto& m, const torch::Tensor&) {
+    rec("on_before_backward", &t, &m);
+  }
   void on_before_optimizer_step(auto& t, auto& m, torch::optim::Optimizer&) {
     rec("on_before_optimizer_step", &t, &m);
   }
@@ -166,7 +174,9 @@ TEST(HookOrder, FitWithValidationMatchesLightningForTwoEpochs) {
   Calls calls;
   HookedModel model(&calls);
   auto X = torch::randn({64, 10}), y = torch::randn({64});
-  L::Trainer trainer({.max_epochs = 2, .limit_train_batches = 2, .limit_val_batches = 2,
+  L::Trainer trainer({.max_epochs = 2,
+                      .limit_train_batches = 2,
+                      .limit_val_batches = 2,
                       .enable_progress_bar = false},
                      HookedCallback{&calls});
   trainer.fit(model, L::data::TensorLoader({X, y}, {.batch_size = 8}),

@@ -3,8 +3,8 @@
 
 #include <lightning/lightning.hpp>
 
-#include <fstream>
 #include <unistd.h>
+#include <fstream>
 
 #include "support/models.hpp"
 
@@ -31,8 +31,8 @@ TEST(Memory, ResidentMemoryIsFlatOverAThousandEpochs) {
   auto [X, y] = lightning::testing::seed_data();
   lightning::testing::SimpleModel model;
   std::vector<int64_t> samples;
-  L::Trainer<L::accelerators::CPU, L::strategies::SingleDevice, L::precision::F32, RssProbe> trainer(
-      {.max_epochs = 1000, .enable_progress_bar = false}, RssProbe{&samples});
+  L::Trainer<L::accelerators::CPU, L::strategies::SingleDevice, L::precision::F32, RssProbe>
+      trainer({.max_epochs = 1000, .enable_progress_bar = false}, RssProbe{&samples});
   trainer.fit(model, L::data::TensorLoader({X, y}, {.batch_size = 32, .shuffle = true}));
   ASSERT_EQ(samples.size(), 10u);
   EXPECT_EQ(trainer.global_step, 32000);

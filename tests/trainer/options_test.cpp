@@ -3,16 +3,13 @@
 
 #include <lightning/lightning.hpp>
 
+#include "support/expect.hpp"
+
 namespace L = lightning;
 
 namespace {
 void expect_rejected(const L::TrainerOptions& o, const std::string& expected) {
-  try {
-    L::validate(o);
-    ADD_FAILURE() << "expected rejection: " << expected;
-  } catch (const std::invalid_argument& e) {
-    EXPECT_NE(std::string(e.what()).find(expected), std::string::npos) << e.what();
-  }
+  lightning::testing::expect_invalid_argument([&] { L::validate(o); }, expected);
 }
 }  // namespace
 

@@ -17,8 +17,8 @@
 namespace lightning::callbacks {
 
 struct ProgressBarOptions {
-  std::int64_t refresh_rate = 1;        // batches between redraws on a terminal (0: never)
-  std::ostream* stream = nullptr;       // default: std::cout
+  std::int64_t refresh_rate = 1;   // batches between redraws on a terminal (0: never)
+  std::ostream* stream = nullptr;  // default: std::cout
   std::optional<bool> interactive = std::nullopt;  // default: whether stdout is a terminal
 };
 
@@ -28,7 +28,8 @@ class ProgressBar {
 
   explicit ProgressBar(ProgressBarOptions options = {}) : options_(options) {
     out_ = options_.stream ? options_.stream : &std::cout;
-    interactive_ = options_.interactive.value_or(options_.stream == nullptr && ::isatty(STDOUT_FILENO));
+    interactive_ =
+        options_.interactive.value_or(options_.stream == nullptr && ::isatty(STDOUT_FILENO));
   }
 
   void disable() noexcept { enabled_ = false; }
@@ -97,8 +98,10 @@ class ProgressBar {
       line += buf;
     }
     line += "]";
-    if (interactive_) *out_ << '\r' << line << (final ? "\n" : "") << std::flush;
-    else if (final) *out_ << line << '\n' << std::flush;
+    if (interactive_)
+      *out_ << '\r' << line << (final ? "\n" : "") << std::flush;
+    else if (final)
+      *out_ << line << '\n' << std::flush;
   }
 
   ProgressBarOptions options_;

@@ -30,22 +30,26 @@ struct NoScope {
 
 namespace detail {
 template <class L>
-  requires std::ranges::range<L>
+requires std::ranges::range<L>
 auto loader_begin(L& l) {
   return std::ranges::begin(l);
 }
 template <class L>
-  requires(!std::ranges::range<L>) && requires(L& l) { l.begin(); }
+requires(!std::ranges::range<L>) && requires(L& l) {
+  l.begin();
+}
 auto loader_begin(L& l) {
   return l.begin();
 }
 template <class L>
-  requires std::ranges::range<L>
+requires std::ranges::range<L>
 auto loader_end(L& l) {
   return std::ranges::end(l);
 }
 template <class L>
-  requires(!std::ranges::range<L>) && requires(L& l) { l.end(); }
+requires(!std::ranges::range<L>) && requires(L& l) {
+  l.end();
+}
 auto loader_end(L& l) {
   return l.end();
 }
@@ -58,8 +62,9 @@ template <class L>
 concept BatchLoader = requires(L& l) {
   detail::loader_begin(l);
   detail::loader_end(l);
-} && requires(decltype(detail::loader_begin(std::declval<L&>())) it,
-              decltype(detail::loader_end(std::declval<L&>())) end) {
+}
+&&requires(decltype(detail::loader_begin(std::declval<L&>())) it,
+           decltype(detail::loader_end(std::declval<L&>())) end) {
   ++it;
   *it;
   { it != end } -> std::convertible_to<bool>;
@@ -92,9 +97,9 @@ concept OptimizerConfig = std::derived_from<std::remove_cvref_t<T>, torch::optim
 template <class M, class Batch>
 concept TrainingModule = std::derived_from<M, torch::nn::Module> &&
     requires(M& m, Batch& batch, std::int64_t batch_idx) {
-      { m.training_step(batch, batch_idx) } -> StepOutput;
-      { m.configure_optimizers() } -> OptimizerConfig;
-    };
+  { m.training_step(batch, batch_idx) } -> StepOutput;
+  { m.configure_optimizers() } -> OptimizerConfig;
+};
 
 // A module with a validation_step for batches of type Batch.
 template <class M, class Batch>
@@ -106,8 +111,10 @@ namespace detail {
 // The loss of a step output.
 template <StepOutput T>
 const torch::Tensor& loss_of(const T& out) {
-  if constexpr (std::same_as<std::remove_cvref_t<T>, torch::Tensor>) return out;
-  else return out.loss;
+  if constexpr (std::same_as<std::remove_cvref_t<T>, torch::Tensor>)
+    return out;
+  else
+    return out.loss;
 }
 
 // Checks a module for fit() and reports the first problem only, in words (no cascade).
@@ -134,8 +141,8 @@ consteval bool check_training_module() {
                   "Expected training_step(const Batch& batch, int64_t batch_idx) where Batch is "
                   "the loader's batch type (named as `Batch` in the instantiation notes below)");
     return false;
-  } else if constexpr (!StepOutput<decltype(std::declval<M&>().training_step(
-                           std::declval<Batch&>(), std::int64_t{}))>) {
+  } else if constexpr (!StepOutput<decltype(std::declval<M&>().training_step(std::declval<Batch&>(),
+                                                                             std::int64_t{}))>) {
     static_assert(detail::always_false<M>,
                   "lightning: `training_step` must return the loss as a torch::Tensor, or a "
                   "struct with a `torch::Tensor loss` member");
@@ -174,16 +181,16 @@ concept Accelerator = std::default_initializable<A> && requires(A& a, const A& c
 template <class S>
 concept Strategy = std::default_initializable<S> &&
     requires(S& s, const S& cs, torch::nn::Module& m, const torch::Tensor& t, c10::Device d) {
-      { S::name } -> std::convertible_to<std::string_view>;
-      s.setup_module(m, d);
-      { cs.reduce(t, Reduce::mean) } -> std::same_as<torch::Tensor>;
-      cs.barrier();
-      { cs.broadcast(true) } -> std::same_as<bool>;
-      { cs.rank() } -> std::convertible_to<std::int64_t>;
-      { cs.world_size() } -> std::convertible_to<std::int64_t>;
-      { cs.is_global_zero() } -> std::same_as<bool>;
-      s.no_backward_sync();
-    };
+  { S::name } -> std::convertible_to<std::string_view>;
+  s.setup_module(m, d);
+  { cs.reduce(t, Reduce::mean) } -> std::same_as<torch::Tensor>;
+  cs.barrier();
+  { cs.broadcast(true) } -> std::same_as<bool>;
+  { cs.rank() } -> std::convertible_to<std::int64_t>;
+  { cs.world_size() } -> std::convertible_to<std::int64_t>;
+  { cs.is_global_zero() } -> std::same_as<bool>;
+  s.no_backward_sync();
+};
 
 // Precision: the numeric policy. Converts the module and floating inputs to its
 // parameter dtype, opens an autocast scope around forward, runs backward (scaled where
@@ -193,15 +200,15 @@ template <class P>
 concept Precision = std::default_initializable<P> &&
     requires(P& p, const P& cp, torch::nn::Module& m, const torch::Tensor& t,
              torch::optim::Optimizer& o, c10::Device d) {
-      { P::name } -> std::convertible_to<std::string_view>;
-      { P::param_dtype } -> std::convertible_to<c10::ScalarType>;
-      p.convert_module(m);
-      { cp.convert_input(t) } -> std::same_as<torch::Tensor>;
-      cp.autocast(d);
-      p.backward(t);
-      p.unscale_gradients(o);
-      { p.optimizer_step(o) } -> std::same_as<bool>;
-    };
+  { P::name } -> std::convertible_to<std::string_view>;
+  { P::param_dtype } -> std::convertible_to<c10::ScalarType>;
+  p.convert_module(m);
+  { cp.convert_input(t) } -> std::same_as<torch::Tensor>;
+  cp.autocast(d);
+  p.backward(t);
+  p.unscale_gradients(o);
+  { p.optimizer_step(o) } -> std::same_as<bool>;
+};
 
 // Callback: any movable class that is not a policy. It may define any subset of
 // Lightning's hooks (see core/hooks.hpp); undefined hooks cost nothing.

@@ -11,6 +11,7 @@
 // A hook that is not declared costs nothing: no call is emitted.
 #pragma once
 
+#include <tuple>
 #include <type_traits>
 #include <utility>
 
@@ -24,56 +25,63 @@ inline constexpr bool always_false = false;
 // Declares `lightning::hooks::NAME` with the expected module and callback signatures
 // (spelled for diagnostics). The member-name probe makes `&Mix<T>::NAME` ambiguous
 // exactly when T declares NAME, whatever its signature, overloads or templates.
-#define LIGHTNING_DETAIL_DECLARE_HOOK(NAME, MODULE_SIGNATURE, CALLBACK_SIGNATURE)                  \
-  namespace lightning::hooks {                                                                      \
-  namespace probe_##NAME {                                                                          \
-  struct Probe {                                                                                    \
-    int NAME;                                                                                       \
-  };                                                                                                \
-  template <class T>                                                                                \
-  struct Mix : T, Probe {};                                                                         \
-  }                                                                                                 \
-  struct NAME {                                                                                     \
-    static constexpr const char* name = #NAME;                                                      \
-    template <class T>                                                                              \
-    static constexpr bool declared = [] {                                                           \
-      using U = std::remove_cvref_t<T>;                                                             \
-      if constexpr (!std::is_class_v<U>)                                                            \
-        return false;                                                                               \
-      else if constexpr (std::is_final_v<U>)                                                        \
-        return requires { &U::NAME; };                                                              \
-      else                                                                                          \
-        return !requires { &probe_##NAME::Mix<U>::NAME; };                                          \
-    }();                                                                                            \
-    template <class T, class... A>                                                                  \
-    static constexpr bool callable = requires(T& t, A&&... a) { t.NAME(std::forward<A>(a)...); };   \
-    /* Calls module.NAME(args...) if declared; a declared near miss does not compile. */            \
-    template <class T, class... A>                                                                  \
-    static constexpr decltype(auto) on_module(T& t, A&&... a) {                                     \
-      if constexpr (callable<T, A...>) {                                                            \
-        return t.NAME(std::forward<A>(a)...);                                                       \
-      } else {                                                                                      \
-        static_assert(!declared<T>, "lightning: the module declares the hook `" #NAME               \
-                                    "` but it cannot be called with Lightning's arguments. "        \
-                                    "Expected: " MODULE_SIGNATURE);                                 \
-      }                                                                                             \
-    }                                                                                               \
-    /* Calls callback.NAME(trainer, module, args...) if declared, same rule. */                     \
-    template <class T, class... A>                                                                  \
-    static constexpr decltype(auto) on_callback(T& t, A&&... a) {                                   \
-      if constexpr (callable<T, A...>) {                                                            \
-        return t.NAME(std::forward<A>(a)...);                                                       \
-      } else {                                                                                      \
-        static_assert(!declared<T>, "lightning: a callback declares the hook `" #NAME               \
-                                    "` but it cannot be called with Lightning's arguments. "        \
-                                    "Expected: " CALLBACK_SIGNATURE);                               \
-      }                                                                                             \
-    }                                                                                               \
-  };                                                                                                \
+#define LIGHTNING_DETAIL_DECLARE_HOOK(NAME, MODULE_SIGNATURE, CALLBACK_SIGNATURE)            \
+  namespace lightning::hooks {                                                               \
+  namespace probe_##NAME {                                                                   \
+    struct Probe {                                                                           \
+      int NAME;                                                                              \
+    };                                                                                       \
+    template <class T>                                                                       \
+    struct Mix : T, Probe {};                                                                \
+  }                                                                                          \
+  struct NAME {                                                                              \
+    static constexpr const char* name = #NAME;                                               \
+    template <class T>                                                                       \
+    static constexpr bool declared = [] {                                                    \
+      using U = std::remove_cvref_t<T>;                                                      \
+      if constexpr (!std::is_class_v<U>)                                                     \
+        return false;                                                                        \
+      else if constexpr (std::is_final_v<U>)                                                 \
+        return requires {                                                                    \
+          &U::NAME;                                                                          \
+        };                                                                                   \
+      else                                                                                   \
+        return !requires {                                                                   \
+          &probe_##NAME::Mix<U>::NAME;                                                       \
+        };                                                                                   \
+    }();                                                                                     \
+    template <class T, class... A>                                                           \
+    static constexpr bool callable = requires(T & t, A&&... a) {                             \
+      t.NAME(std::forward<A>(a)...);                                                         \
+    };                                                                                       \
+    /* Calls module.NAME(args...) if declared; a declared near miss does not compile. */     \
+    template <class T, class... A>                                                           \
+    static constexpr decltype(auto) on_module(T& t, A&&... a) {                              \
+      if constexpr (callable<T, A...>) {                                                     \
+        return t.NAME(std::forward<A>(a)...);                                                \
+      } else {                                                                               \
+        static_assert(!declared<T>, "lightning: the module declares the hook `" #NAME        \
+                                    "` but it cannot be called with Lightning's arguments. " \
+                                    "Expected: " MODULE_SIGNATURE);                          \
+      }                                                                                      \
+    }                                                                                        \
+    /* Calls callback.NAME(trainer, module, args...) if declared, same rule. */              \
+    template <class T, class... A>                                                           \
+    static constexpr decltype(auto) on_callback(T& t, A&&... a) {                            \
+      if constexpr (callable<T, A...>) {                                                     \
+        return t.NAME(std::forward<A>(a)...);                                                \
+      } else {                                                                               \
+        static_assert(!declared<T>, "lightning: a callback declares the hook `" #NAME        \
+                                    "` but it cannot be called with Lightning's arguments. " \
+                                    "Expected: " CALLBACK_SIGNATURE);                        \
+      }                                                                                      \
+    }                                                                                        \
+  };                                                                                         \
   }
 
-#define LIGHTNING_DETAIL_PLAIN_HOOK(NAME)                                                          \
-  LIGHTNING_DETAIL_DECLARE_HOOK(NAME, "void " #NAME "()", "void " #NAME "(auto& trainer, auto& module)")
+#define LIGHTNING_DETAIL_PLAIN_HOOK(NAME)                 \
+  LIGHTNING_DETAIL_DECLARE_HOOK(NAME, "void " #NAME "()", \
+                                "void " #NAME "(auto& trainer, auto& module)")
 
 // Required module hooks.
 LIGHTNING_DETAIL_DECLARE_HOOK(training_step,
@@ -121,7 +129,8 @@ LIGHTNING_DETAIL_DECLARE_HOOK(
     "void on_train_batch_end(auto& trainer, auto& module, const Output& outputs, const Batch& "
     "batch, int64_t batch_idx)")
 LIGHTNING_DETAIL_DECLARE_HOOK(
-    on_validation_batch_start, "void on_validation_batch_start(const Batch& batch, int64_t batch_idx)",
+    on_validation_batch_start,
+    "void on_validation_batch_start(const Batch& batch, int64_t batch_idx)",
     "void on_validation_batch_start(auto& trainer, auto& module, const Batch& batch, int64_t "
     "batch_idx)")
 LIGHTNING_DETAIL_DECLARE_HOOK(
@@ -137,7 +146,8 @@ LIGHTNING_DETAIL_DECLARE_HOOK(on_after_batch_transfer,
                               "(not a callback hook)")
 
 // Optimization hooks.
-LIGHTNING_DETAIL_DECLARE_HOOK(on_before_backward, "void on_before_backward(const torch::Tensor& loss)",
+LIGHTNING_DETAIL_DECLARE_HOOK(on_before_backward,
+                              "void on_before_backward(const torch::Tensor& loss)",
                               "void on_before_backward(auto& trainer, auto& module, const "
                               "torch::Tensor& loss)")
 LIGHTNING_DETAIL_DECLARE_HOOK(on_before_optimizer_step,
@@ -150,9 +160,10 @@ LIGHTNING_DETAIL_DECLARE_HOOK(on_before_zero_grad,
                               "torch::optim::Optimizer& optimizer)")
 
 // Errors.
-LIGHTNING_DETAIL_DECLARE_HOOK(on_exception, "void on_exception(const std::exception& error)",
-                              "void on_exception(auto& trainer, auto& module, const std::exception& "
-                              "error)")
+LIGHTNING_DETAIL_DECLARE_HOOK(
+    on_exception, "void on_exception(const std::exception& error)",
+    "void on_exception(auto& trainer, auto& module, const std::exception& "
+    "error)")
 
 // Loggers are callbacks that also receive metrics at logging steps.
 LIGHTNING_DETAIL_DECLARE_HOOK(log_metrics, "(not a module hook)",
@@ -169,7 +180,8 @@ constexpr decltype(auto) call_module(M& module, A&&... args) {
 // Invokes a callback hook on every callback of a tuple, in order, with the trainer and module.
 template <class Hook, class Tuple, class Trainer, class M, class... A>
 constexpr void call_callbacks(Tuple& callbacks, Trainer& trainer, M& module, A&&... args) {
-  std::apply([&](auto&... cb) { (Hook::on_callback(cb, trainer, module, args...), ...); }, callbacks);
+  std::apply([&](auto&... cb) { (Hook::on_callback(cb, trainer, module, args...), ...); },
+             callbacks);
 }
 
 // True when at least one of the types declares the hook (used to skip work entirely).

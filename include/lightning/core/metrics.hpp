@@ -62,10 +62,11 @@ class MetricStore {
   void log(std::string_view name, const torch::Tensor& value, const LogOptions& options) {
     Slot& s = slot_for(name, options);
     if (!value.defined() || value.numel() != 1)
-      throw std::invalid_argument("lightning: log(\"" + std::string(name) +
-                                  "\") needs a scalar (one-element) tensor, got " +
-                                  (value.defined() ? describe_shape(value) : "an undefined tensor") +
-                                  "; reduce it first, e.g. value.mean()");
+      throw std::invalid_argument(
+          "lightning: log(\"" + std::string(name) +
+          "\") needs a scalar (one-element) tensor, got " +
+          (value.defined() ? describe_shape(value) : "an undefined tensor") +
+          "; reduce it first, e.g. value.mean()");
     const std::int64_t weight = options.batch_size.value_or(batch_size_);
     torch::NoGradGuard no_grad;
     const auto v = value.dim() == 0 ? value : value.reshape({});
@@ -81,15 +82,23 @@ class MetricStore {
         s.accum = torch::zeros({}, v.options().dtype(torch::kDouble).requires_grad(false));
       const bool first = s.weight == 0;
       switch (s.reduce) {
-        case Reduce::mean: s.accum.add_(v, static_cast<double>(weight)); break;
-        case Reduce::sum: s.accum.add_(v); break;
+        case Reduce::mean:
+          s.accum.add_(v, static_cast<double>(weight));
+          break;
+        case Reduce::sum:
+          s.accum.add_(v);
+          break;
         case Reduce::max:
-          if (first) s.accum.copy_(v);
-          else torch::maximum_out(s.accum, s.accum, v);
+          if (first)
+            s.accum.copy_(v);
+          else
+            torch::maximum_out(s.accum, s.accum, v);
           break;
         case Reduce::min:
-          if (first) s.accum.copy_(v);
-          else torch::minimum_out(s.accum, s.accum, v);
+          if (first)
+            s.accum.copy_(v);
+          else
+            torch::minimum_out(s.accum, s.accum, v);
           break;
       }
       s.weight += s.reduce == Reduce::mean ? weight : 1;
@@ -108,10 +117,18 @@ class MetricStore {
     if (s.on_epoch) {
       const bool first = s.weight == 0;
       switch (s.reduce) {
-        case Reduce::mean: s.host_accum += value * weight; break;
-        case Reduce::sum: s.host_accum += value; break;
-        case Reduce::max: s.host_accum = first ? value : std::max(s.host_accum, value); break;
-        case Reduce::min: s.host_accum = first ? value : std::min(s.host_accum, value); break;
+        case Reduce::mean:
+          s.host_accum += value * weight;
+          break;
+        case Reduce::sum:
+          s.host_accum += value;
+          break;
+        case Reduce::max:
+          s.host_accum = first ? value : std::max(s.host_accum, value);
+          break;
+        case Reduce::min:
+          s.host_accum = first ? value : std::min(s.host_accum, value);
+          break;
       }
       s.weight += s.reduce == Reduce::mean ? static_cast<std::int64_t>(weight) : 1;
     }
@@ -132,11 +149,11 @@ class MetricStore {
     for (auto& s : slots_) {
       if (s.phase != phase || !s.on_epoch || s.weight == 0) continue;
       if (s.host) {
-        s.host_epoch = s.reduce == Reduce::mean ? s.host_accum / static_cast<double>(s.weight)
-                                                : s.host_accum;
+        s.host_epoch =
+            s.reduce == Reduce::mean ? s.host_accum / static_cast<double>(s.weight) : s.host_accum;
       } else {
-        s.epoch = s.reduce == Reduce::mean ? s.accum / static_cast<double>(s.weight)
-                                           : s.accum.clone();
+        s.epoch =
+            s.reduce == Reduce::mean ? s.accum / static_cast<double>(s.weight) : s.accum.clone();
       }
       s.has_epoch = true;
       s.epoch_fresh = true;
@@ -150,9 +167,13 @@ class MetricStore {
   }
 
   // Lightning's trainer.callback_metrics: every metric, latest step and epoch values.
-  [[nodiscard]] MetricMap callback_metrics() const { return collect([](const Slot&) { return true; }); }
+  [[nodiscard]] MetricMap callback_metrics() const {
+    return collect([](const Slot&) { return true; });
+  }
   // Lightning's trainer.logged_metrics: metrics logged with logger=true.
-  [[nodiscard]] MetricMap logged_metrics() const { return collect([](const Slot& s) { return s.logger; }); }
+  [[nodiscard]] MetricMap logged_metrics() const {
+    return collect([](const Slot& s) { return s.logger; });
+  }
   // Lightning's trainer.progress_bar_metrics: metrics logged with prog_bar=true.
   [[nodiscard]] MetricMap progress_bar_metrics() const {
     return collect([](const Slot& s) { return s.prog_bar; });
@@ -217,7 +238,8 @@ class MetricStore {
   Slot& create(std::string_view name, const LogOptions& options) {
     if (scope_ == LogScope::forbidden)
       throw std::logic_error("lightning: log(\"" + std::string(name) + "\") is not allowed in `" +
-                             hook_ + "`; log from training_step, validation_step or an epoch/batch hook");
+                             hook_ +
+                             "`; log from training_step, validation_step or an epoch/batch hook");
     const bool step_default = scope_ == LogScope::train_step;
     Slot s;
     s.name = std::string(name);
@@ -225,8 +247,9 @@ class MetricStore {
     s.on_step = options.on_step.value_or(step_default);
     s.on_epoch = options.on_epoch.value_or(!step_default);
     if (s.on_step && scope_ != LogScope::train_step && scope_ != LogScope::evaluation)
-      throw std::logic_error("lightning: log(\"" + s.name + "\", on_step=true) is not allowed in `" +
-                             hook_ + "`: an epoch-level hook has no step; use on_epoch=true");
+      throw std::logic_error("lightning: log(\"" + s.name +
+                             "\", on_step=true) is not allowed in `" + hook_ +
+                             "`: an epoch-level hook has no step; use on_epoch=true");
     if (!s.on_step && !s.on_epoch)
       throw std::invalid_argument("lightning: log(\"" + s.name +
                                   "\") with on_step=false and on_epoch=false records nothing; "
@@ -243,7 +266,9 @@ class MetricStore {
   }
 
   static double step_value(const Slot& s) { return s.host ? s.host_step : s.step.item<double>(); }
-  static double epoch_value(const Slot& s) { return s.host ? s.host_epoch : s.epoch.item<double>(); }
+  static double epoch_value(const Slot& s) {
+    return s.host ? s.host_epoch : s.epoch.item<double>();
+  }
 
   template <class Pred>
   MetricMap collect(Pred keep) const {
@@ -252,7 +277,8 @@ class MetricStore {
       if (!keep(s)) continue;
       if (s.on_step && s.has_step) out.insert_or_assign(s.step_key, step_value(s));
       if (s.on_epoch && s.has_epoch) out.insert_or_assign(s.epoch_key, epoch_value(s));
-      if (s.on_step && s.on_epoch && (s.has_step || s.has_epoch))  // plain name: epoch value once known
+      if (s.on_step && s.on_epoch &&
+          (s.has_step || s.has_epoch))  // plain name: epoch value once known
         out.insert_or_assign(s.name, s.has_epoch ? epoch_value(s) : step_value(s));
     }
     return out;

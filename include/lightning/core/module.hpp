@@ -25,7 +25,7 @@ class LightningModule : public torch::nn::Module {
     if (trainer_ != nullptr) trainer_->metrics.log(name, value, options);
   }
   template <class T>
-    requires std::is_arithmetic_v<T>
+  requires std::is_arithmetic_v<T>
   void log(std::string_view name, T value, const LogOptions& options = {}) {
     if (trainer_ != nullptr) trainer_->metrics.log(name, static_cast<double>(value), options);
   }

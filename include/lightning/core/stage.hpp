@@ -11,14 +11,20 @@ enum class Stage { fit, validate, test, predict };
 
 constexpr std::string_view to_string(Stage s) noexcept {
   switch (s) {
-    case Stage::fit: return "fit";
-    case Stage::validate: return "validate";
-    case Stage::test: return "test";
-    case Stage::predict: return "predict";
+    case Stage::fit:
+      return "fit";
+    case Stage::validate:
+      return "validate";
+    case Stage::test:
+      return "test";
+    case Stage::predict:
+      return "predict";
   }
   return "?";
 }
 
-inline std::ostream& operator<<(std::ostream& os, Stage s) { return os << to_string(s); }
+inline std::ostream& operator<<(std::ostream& os, Stage s) {
+  return os << to_string(s);
+}
 
 }  // namespace lightning

@@ -13,17 +13,17 @@ namespace lightning {
 // `trainer.current_epoch`, `trainer.should_stop = true` read as in Python, and a
 // module reaches the same object through `trainer()`.
 struct TrainerState {
-  std::int64_t current_epoch = 0;   // epochs completed so far (the running epoch's index)
-  std::int64_t global_step = 0;     // optimizer steps taken
-  bool should_stop = false;         // set by a callback or the module to stop fit early
-  bool sanity_checking = false;     // true during the sanity validation before training
-  bool training = false;            // inside the training part of fit
-  bool validating = false;          // inside a validation run
-  Stage stage = Stage::fit;         // the running entry point
-  std::int64_t batch_idx = 0;       // index of the current batch in its epoch
+  std::int64_t current_epoch = 0;  // epochs completed so far (the running epoch's index)
+  std::int64_t global_step = 0;    // optimizer steps taken
+  bool should_stop = false;        // set by a callback or the module to stop fit early
+  bool sanity_checking = false;    // true during the sanity validation before training
+  bool training = false;           // inside the training part of fit
+  bool validating = false;         // inside a validation run
+  Stage stage = Stage::fit;        // the running entry point
+  std::int64_t batch_idx = 0;      // index of the current batch in its epoch
   std::optional<std::int64_t> num_training_batches;  // per epoch, after limits; unknown if unset
   std::optional<std::int64_t> num_val_batches;       // per validation run, after limits
-  MetricStore metrics;              // what log() recorded
+  MetricStore metrics;                               // what log() recorded
 
   [[nodiscard]] MetricMap callback_metrics() const { return metrics.callback_metrics(); }
   [[nodiscard]] MetricMap logged_metrics() const { return metrics.logged_metrics(); }

@@ -77,8 +77,7 @@ class TensorLoader {
   };
 
   // Tensors share their first dimension (the examples); the batch holds them in order.
-  TensorLoader(const torch::Tensor (&tensors)[N], LoaderOptions options = {})
-      : options_(options) {
+  TensorLoader(const torch::Tensor (&tensors)[N], LoaderOptions options = {}) : options_(options) {
     static_assert(N > 0, "lightning: TensorLoader needs at least one tensor");
     for (std::size_t i = 0; i < N; ++i) tensors_[i] = tensors[i];
     validate();
@@ -105,22 +104,24 @@ class TensorLoader {
     const std::int64_t start = i * options_.batch_size;
     const std::int64_t len = std::min(options_.batch_size, num_examples() - start);
     const auto& source = options_.shuffle && shuffled_[0].defined() ? shuffled_ : tensors_;
-    return std::apply(
-        [&](const auto&... t) { return batch_type{t.narrow(0, start, len)...}; }, source);
+    return std::apply([&](const auto&... t) { return batch_type{t.narrow(0, start, len)...}; },
+                      source);
   }
 
  private:
   void validate() const {
     if (options_.batch_size <= 0)
-      throw std::invalid_argument("lightning: LoaderOptions.batch_size = " +
-                                  std::to_string(options_.batch_size) + " is invalid; it must be >= 1");
+      throw std::invalid_argument(
+          "lightning: LoaderOptions.batch_size = " + std::to_string(options_.batch_size) +
+          " is invalid; it must be >= 1");
     for (std::size_t i = 0; i < N; ++i) {
       if (!tensors_[i].defined() || tensors_[i].dim() == 0)
         throw std::invalid_argument("lightning: TensorLoader tensor #" + std::to_string(i) +
                                     " must be defined and have a first (example) dimension");
       if (tensors_[i].size(0) != tensors_[0].size(0))
         throw std::invalid_argument(
-            "lightning: TensorLoader tensors must have the same number of examples; tensor #0 has " +
+            "lightning: TensorLoader tensors must have the same number of examples; tensor #0 "
+            "has " +
             std::to_string(tensors_[0].size(0)) + ", tensor #" + std::to_string(i) + " has " +
             std::to_string(tensors_[i].size(0)));
     }

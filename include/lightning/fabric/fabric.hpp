@@ -38,7 +38,8 @@ class Fabric {
 
   Fabric() = default;
   Fabric(A accelerator, S strategy, P precision)
-      : accelerator_(std::move(accelerator)), strategy_(std::move(strategy)),
+      : accelerator_(std::move(accelerator)),
+        strategy_(std::move(strategy)),
         precision_(std::move(precision)) {}
 
   // Resolves the device (accelerator "auto" picks here). Idempotent.

@@ -42,7 +42,8 @@ inline torch::Tensor clip_grad_norm(const std::vector<torch::Tensor>& grads, dou
     for (const auto& g : grads) maxes.push_back(g.abs().max());
     total = torch::stack(maxes).max();
   } else {
-    total = torch::linalg_vector_norm(torch::stack(torch::_foreach_norm(grads, norm_type)), norm_type);
+    total =
+        torch::linalg_vector_norm(torch::stack(torch::_foreach_norm(grads, norm_type)), norm_type);
   }
   const auto coef = (max_norm / (total + 1e-6)).clamp_max(1.0);
   for (const auto& g : grads) g.mul_(coef.to(g.dtype()));

@@ -31,8 +31,10 @@ struct FullPrecision {
   }
   template <class B>
   [[nodiscard]] B convert_batch(const B& batch) const {
-    if constexpr (DType == c10::kFloat) return batch;
-    else return map_tensors(batch, [this](const torch::Tensor& t) { return convert_input(t); });
+    if constexpr (DType == c10::kFloat)
+      return batch;
+    else
+      return map_tensors(batch, [this](const torch::Tensor& t) { return convert_input(t); });
   }
   [[nodiscard]] NoScope autocast(c10::Device) const noexcept { return {}; }
   void backward(const torch::Tensor& loss) { loss.backward(); }

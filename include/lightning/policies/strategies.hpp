@@ -15,7 +15,9 @@ struct SingleDevice {
   static constexpr std::string_view name = "single_device";
 
   void setup_module(torch::nn::Module& module, c10::Device device) { module.to(device); }
-  [[nodiscard]] torch::Tensor reduce(const torch::Tensor& t, Reduce = Reduce::mean) const { return t; }
+  [[nodiscard]] torch::Tensor reduce(const torch::Tensor& t, Reduce = Reduce::mean) const {
+    return t;
+  }
   void barrier() const noexcept {}
   [[nodiscard]] bool broadcast(bool decision) const noexcept { return decision; }
   [[nodiscard]] std::int64_t rank() const noexcept { return 0; }

@@ -42,8 +42,10 @@ class BatchLimit {
 
   [[nodiscard]] std::string str() const {
     std::ostringstream os;
-    if (is_count()) os << count();
-    else os << fraction();
+    if (is_count())
+      os << count();
+    else
+      os << fraction();
     return os.str();
   }
 
@@ -106,9 +108,9 @@ inline void validate(const TrainerOptions& o) {
   if (o.min_steps < 0) bad_option("min_steps", std::to_string(o.min_steps), "must be >= 0");
   detail::check_limit("limit_train_batches", o.limit_train_batches);
   detail::check_limit("limit_val_batches", o.limit_val_batches);
-  if (o.val_check_interval.is_count() ? o.val_check_interval.count() < 1
-                                      : !(o.val_check_interval.fraction() > 0.0 &&
-                                          o.val_check_interval.fraction() <= 1.0))
+  if (o.val_check_interval.is_count()
+          ? o.val_check_interval.count() < 1
+          : !(o.val_check_interval.fraction() > 0.0 && o.val_check_interval.fraction() <= 1.0))
     bad_option("val_check_interval", o.val_check_interval.str(),
                "a batch count must be >= 1 and a fraction in (0.0, 1.0]");
   if (o.check_val_every_n_epoch && *o.check_val_every_n_epoch < 1)
@@ -121,7 +123,8 @@ inline void validate(const TrainerOptions& o) {
     bad_option("num_sanity_val_steps", std::to_string(o.num_sanity_val_steps),
                "must be >= -1 (-1: the whole validation loader)");
   if (o.accumulate_grad_batches < 1)
-    bad_option("accumulate_grad_batches", std::to_string(o.accumulate_grad_batches), "must be >= 1");
+    bad_option("accumulate_grad_batches", std::to_string(o.accumulate_grad_batches),
+               "must be >= 1");
   if (o.gradient_clip_val && !(*o.gradient_clip_val >= 0.0 && std::isfinite(*o.gradient_clip_val)))
     bad_option("gradient_clip_val", std::to_string(*o.gradient_clip_val),
                "must be a finite value >= 0");

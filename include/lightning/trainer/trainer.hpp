@@ -39,7 +39,9 @@ namespace detail {
 struct NoLoader {};
 
 template <class C>
-concept is_progress_bar = requires { requires C::is_progress_bar; };
+concept is_progress_bar = requires {
+  requires C::is_progress_bar;
+};
 
 // Classifies a Trainer template argument and says what is wrong with a misplaced one.
 template <class A, class S, class P, class... C>
@@ -69,8 +71,7 @@ consteval bool check_trainer_arguments() {
                   "Trainer<Accelerator, Strategy, Precision, Callbacks...>");
     return false;
   } else if constexpr (!(Callback<C> && ...)) {
-    static_assert((Callback<C> && ...),
-                  "lightning: every callback must be a movable class type");
+    static_assert((Callback<C> && ...), "lightning: every callback must be a movable class type");
     return false;
   } else {
     return true;
@@ -113,9 +114,8 @@ class Trainer : public TrainerState {
   using precision_type = P;
   using fabric_type = typename detail::fabric_for<valid_arguments, A, S, P>::type;
   // The user's callbacks, then the default progress bar unless the user passed one.
-  using callback_tuple =
-      std::conditional_t<user_progress_bar, std::tuple<Callbacks...>,
-                         std::tuple<Callbacks..., callbacks::ProgressBar>>;
+  using callback_tuple = std::conditional_t<user_progress_bar, std::tuple<Callbacks...>,
+                                            std::tuple<Callbacks..., callbacks::ProgressBar>>;
 
   explicit Trainer(TrainerOptions options = {}, Callbacks... callbacks)
       : options_(std::move(options)), callbacks_(make_callbacks(std::move(callbacks)...)) {
@@ -139,9 +139,11 @@ class Trainer : public TrainerState {
                     "batches): a lightning::data::TensorLoader, a std::vector of batches, a "
                     "range-v3 view or a torch::data loader");
     } else if constexpr (!std::is_same_v<VL, detail::NoLoader> && !BatchLoader<VL>) {
-      static_assert(BatchLoader<VL>, "lightning: fit()'s validation loader must be iterable "
-                                     "(begin()/end() yielding batches)");
-    } else if constexpr (valid_arguments && detail::check_training_module<M, loader_batch_t<TL>>() &&
+      static_assert(BatchLoader<VL>,
+                    "lightning: fit()'s validation loader must be iterable "
+                    "(begin()/end() yielding batches)");
+    } else if constexpr (valid_arguments &&
+                         detail::check_training_module<M, loader_batch_t<TL>>() &&
                          check_validation<M, VL>()) {
       run_fit(model, train_loader, val_loader);
     }
@@ -150,7 +152,7 @@ class Trainer : public TrainerState {
   [[nodiscard]] const TrainerOptions& options() const noexcept { return options_; }
   [[nodiscard]] fabric_type& fabric() noexcept { return fabric_; }
   [[nodiscard]] callback_tuple& callbacks() noexcept { return callbacks_; }
-  // The callback of type C (the first one, if several share the type).
+  // The callback of type C (C must occur once among the callbacks).
   template <class C>
   [[nodiscard]] C& callback() noexcept {
     return std::get<C>(callbacks_);
@@ -161,8 +163,10 @@ class Trainer : public TrainerState {
  private:
   template <class... C>
   static callback_tuple make_callbacks(C&&... c) {
-    if constexpr (user_progress_bar) return callback_tuple{std::forward<C>(c)...};
-    else return callback_tuple{std::forward<C>(c)..., callbacks::ProgressBar{}};
+    if constexpr (user_progress_bar)
+      return callback_tuple{std::forward<C>(c)...};
+    else
+      return callback_tuple{std::forward<C>(c)..., callbacks::ProgressBar{}};
   }
 
   template <class M, class VL>
@@ -215,8 +219,10 @@ class Trainer : public TrainerState {
 
   template <class L>
   static std::optional<std::int64_t> loader_length(L& loader) {
-    if constexpr (SizedLoader<L>) return static_cast<std::int64_t>(loader.size());
-    else return std::nullopt;
+    if constexpr (SizedLoader<L>)
+      return static_cast<std::int64_t>(loader.size());
+    else
+      return std::nullopt;
   }
 
   // Applies a BatchLimit, refusing a fraction that leaves no batch of a non-empty loader.
@@ -243,14 +249,16 @@ class Trainer : public TrainerState {
       auto before = [&] {
         if constexpr (hooks::on_before_batch_transfer::declared<M>)
           return hooks::call_module<hooks::on_before_batch_transfer>(model, std::forward<B>(raw),
-                                                                      std::int64_t{0});
-        else return std::remove_cvref_t<B>(std::forward<B>(raw));
+                                                                     std::int64_t{0});
+        else
+          return std::remove_cvref_t<B>(std::forward<B>(raw));
       }();
       auto moved = fabric_.to_device(before);
       if constexpr (hooks::on_after_batch_transfer::declared<M>)
         return hooks::call_module<hooks::on_after_batch_transfer>(model, std::move(moved),
-                                                                   std::int64_t{0});
-      else return moved;
+                                                                  std::int64_t{0});
+      else
+        return moved;
     } else {
       return fabric_.to_device(std::forward<B>(raw));
     }
@@ -268,7 +276,8 @@ class Trainer : public TrainerState {
   template <class Tuple>
   struct any_logger;
   template <class... C>
-  struct any_logger<std::tuple<C...>> : std::bool_constant<hooks::any_declares<hooks::log_metrics, C...>> {};
+  struct any_logger<std::tuple<C...>>
+      : std::bool_constant<hooks::any_declares<hooks::log_metrics, C...>> {};
   static constexpr bool has_loggers = any_logger<callback_tuple>::value;
 
   template <class M, class VL>
@@ -313,8 +322,8 @@ class Trainer : public TrainerState {
       scope(LogScope::forbidden, "configure_optimizers");
       auto optimizer = model.configure_optimizers();
 
-      num_training_batches = limited(run_.limit_train_batches, loader_length(train_loader),
-                                     "limit_train_batches");
+      num_training_batches =
+          limited(run_.limit_train_batches, loader_length(train_loader), "limit_train_batches");
       if (auto n = loader_length(train_loader); n && *n == 0)
         throw std::invalid_argument(
             "lightning: the training loader is empty (0 batches); check the number of "
@@ -322,15 +331,16 @@ class Trainer : public TrainerState {
       bool val_enabled = false;
       std::int64_t val_check_batch = 0;  // 0: validate on the last batch of the epoch
       if constexpr (has_val) {
-        num_val_batches = limited(run_.limit_val_batches, loader_length(val_loader), "limit_val_batches");
+        num_val_batches =
+            limited(run_.limit_val_batches, loader_length(val_loader), "limit_val_batches");
         val_enabled = !num_val_batches || *num_val_batches > 0;
         if (run_.val_check_interval.is_count()) {
           val_check_batch = run_.val_check_interval.count();
           if (run_.check_val_every_n_epoch && num_training_batches &&
               val_check_batch > *num_training_batches)
             throw std::invalid_argument(
-                "lightning: TrainerOptions.val_check_interval = " + std::to_string(val_check_batch) +
-                " must be <= the number of training batches (" +
+                "lightning: TrainerOptions.val_check_interval = " +
+                std::to_string(val_check_batch) + " must be <= the number of training batches (" +
                 std::to_string(*num_training_batches) +
                 "); unset check_val_every_n_epoch to count batches across epochs");
         } else if (num_training_batches) {
@@ -355,9 +365,9 @@ class Trainer : public TrainerState {
           std::optional<std::int64_t> limit =
               run_.num_sanity_val_steps == -1
                   ? num_val_batches
-                  : std::optional<std::int64_t>(num_val_batches ? std::min(*num_val_batches,
-                                                                           run_.num_sanity_val_steps)
-                                                                : run_.num_sanity_val_steps);
+                  : std::optional<std::int64_t>(
+                        num_val_batches ? std::min(*num_val_batches, run_.num_sanity_val_steps)
+                                        : run_.num_sanity_val_steps);
           run_validation(model, val_loader, limit);
           scope(LogScope::forbidden, "on_sanity_check_end");
           hooks::call_callbacks<hooks::on_sanity_check_end>(callbacks_, *this, model);
@@ -430,7 +440,8 @@ class Trainer : public TrainerState {
 
       scope(LogScope::train_step, "on_train_batch_start");
       hooks::call_callbacks<hooks::on_train_batch_start>(callbacks_, *this, model, batch, idx);
-      using StartResult = decltype(hooks::call_module<hooks::on_train_batch_start>(model, batch, idx));
+      using StartResult =
+          decltype(hooks::call_module<hooks::on_train_batch_start>(model, batch, idx));
       if constexpr (std::is_void_v<StartResult>) {
         hooks::call_module<hooks::on_train_batch_start>(model, batch, idx);
       } else {
@@ -446,7 +457,8 @@ class Trainer : public TrainerState {
 
       const bool step_now = (idx + 1) % accumulate == 0 || is_last;
       if (idx % accumulate == 0) {
-        call_hooks<hooks::on_before_zero_grad>(model, static_cast<torch::optim::Optimizer&>(optimizer));
+        call_hooks<hooks::on_before_zero_grad>(model,
+                                               static_cast<torch::optim::Optimizer&>(optimizer));
         optimizer.zero_grad();
       }
       {
@@ -460,18 +472,21 @@ class Trainer : public TrainerState {
         call_hooks<hooks::on_after_backward>(model);
       }
       if (step_now) {
-        call_hooks<hooks::on_before_optimizer_step>(model,
-                                                    static_cast<torch::optim::Optimizer&>(optimizer));
+        call_hooks<hooks::on_before_optimizer_step>(
+            model, static_cast<torch::optim::Optimizer&>(optimizer));
         if (clip_value > 0.0) {
-          if (clip_by_norm) fabric_.clip_gradients_by_norm(optimizer, clip_value);
-          else fabric_.clip_gradients_by_value(optimizer, clip_value);
+          if (clip_by_norm)
+            fabric_.clip_gradients_by_norm(optimizer, clip_value);
+          else
+            fabric_.clip_gradients_by_value(optimizer, clip_value);
         }
         fabric_.step(optimizer);
         ++global_step;
       }
 
       scope(LogScope::train_step, "on_train_batch_end");
-      call_hooks<hooks::on_train_batch_end>(model, std::as_const(output), std::as_const(batch), idx);
+      call_hooks<hooks::on_train_batch_end>(model, std::as_const(output), std::as_const(batch),
+                                            idx);
 
       if constexpr (has_loggers)
         if ((total_batch_idx + 1) % run_.log_every_n_steps == 0 || should_stop)
@@ -525,16 +540,15 @@ class Trainer : public TrainerState {
           return model.validation_step(batch, idx);
         });
         scope(LogScope::evaluation, "on_validation_batch_end", Phase::validation);
-        call_hooks<hooks::on_validation_batch_end>(model, std::as_const(output), std::as_const(batch),
-                                                   idx);
+        call_hooks<hooks::on_validation_batch_end>(model, std::as_const(output),
+                                                   std::as_const(batch), idx);
       }
       scope(LogScope::evaluation, "on_validation_epoch_end", Phase::validation);
       call_hooks<hooks::on_validation_epoch_end>(model);
       metrics.finalize_epoch(Phase::validation);
     }
     if constexpr (has_loggers)
-      if (!sanity_checking)
-        emit_logs(metrics.take_epoch_metrics(Phase::validation), global_step);
+      if (!sanity_checking) emit_logs(metrics.take_epoch_metrics(Phase::validation), global_step);
     scope(LogScope::forbidden, "on_validation_end", Phase::validation);
     call_hooks<hooks::on_validation_end>(model);
     if (was_training) model.train();
