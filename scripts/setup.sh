@@ -16,6 +16,8 @@ readonly PACKAGES=(
   libtorch-dev libopenblas0-pthread     # LibTorch 1.13 (CPU) and a fast BLAS for it
   libgloo-dev                           # c10d's Gloo headers (distributed CPU backend)
   libboost-dev librange-v3-dev          # Boost.Hana, range-v3
+  zlib1g-dev                            # gzip-compressed IDX files
+  dataset-fashion-mnist                 # a real data set for the examples and tests
   libgtest-dev libgmock-dev             # tests
   libbenchmark-dev                      # bench/
 )

@@ -6,6 +6,8 @@
 //              module.hpp       LightningModule: log(), trainer state access
 //              metrics.hpp      LogOptions, Reduce, the on-device metric store
 //              batch.hpp        Batch, map_tensors, transfer_batch, infer_batch_size
+//              optimizers.hpp   what configure_optimizers returns; scheduler configuration
+//              lr_schedulers.hpp PyTorch's LR schedules (lr::StepLR, ..., ReduceLROnPlateau)
 //              trainer_state.hpp, stage.hpp, seed.hpp
 //   policies/  accelerators.hpp (CPU, Auto), strategies.hpp (SingleDevice),
 //              precision.hpp (F32, F64)
@@ -22,8 +24,10 @@
 #include <lightning/core/batch.hpp>
 #include <lightning/core/concepts.hpp>
 #include <lightning/core/hooks.hpp>
+#include <lightning/core/lr_schedulers.hpp>
 #include <lightning/core/metrics.hpp>
 #include <lightning/core/module.hpp>
+#include <lightning/core/optimizers.hpp>
 #include <lightning/core/seed.hpp>
 #include <lightning/core/stage.hpp>
 #include <lightning/core/trainer_state.hpp>

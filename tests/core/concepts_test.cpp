@@ -52,10 +52,25 @@ static_assert(L::StepOutput<LossStruct>);
 static_assert(!L::StepOutput<NoLoss>);
 static_assert(!L::StepOutput<double>);
 
-// OptimizerConfig
-static_assert(L::OptimizerConfig<torch::optim::Adam>);
-static_assert(L::OptimizerConfig<torch::optim::SGD>);
-static_assert(!L::OptimizerConfig<int>);
+// ConfiguredOptimizers
+static_assert(L::ConfiguredOptimizers<torch::optim::Adam>);
+static_assert(L::ConfiguredOptimizers<torch::optim::SGD>);
+static_assert(L::ConfiguredOptimizers<L::OptimizerConfig<
+                  torch::optim::SGD, L::lr::Scheduler<L::lr::StepLR>, L::lr::ReduceLROnPlateau>>);
+static_assert(!L::ConfiguredOptimizers<int>);
+
+// DataModule
+namespace {
+struct DM {
+  L::data::TensorLoader<2> train_dataloader();
+};
+struct NotDM {
+  int train_dataloader();
+};
+}  // namespace
+static_assert(L::DataModule<DM>);
+static_assert(!L::DataModule<NotDM>);
+static_assert(!L::DataModule<std::vector<XY>>);
 
 // TrainingModule
 static_assert(L::TrainingModule<SimpleModel, XY>);

@@ -4,6 +4,7 @@
 
 #include <lightning/core/hooks.hpp>
 #include <lightning/core/metrics.hpp>
+#include <lightning/core/optimizers.hpp>
 
 #include <torch/torch.h>
 
@@ -89,16 +90,18 @@ concept StepOutput = std::same_as<std::remove_cvref_t<T>, torch::Tensor> || requ
   { out.loss } -> std::convertible_to<torch::Tensor>;
 };
 
-// What configure_optimizers may return (this release: one optimizer).
+// What configure_optimizers may return: an optimizer, or one with its schedulers
+// (lightning::optimizers(optimizer, scheduler(...)...)).
 template <class T>
-concept OptimizerConfig = std::derived_from<std::remove_cvref_t<T>, torch::optim::Optimizer>;
+concept ConfiguredOptimizers = std::derived_from<std::remove_cvref_t<T>, torch::optim::Optimizer> ||
+    detail::is_optimizer_config<std::remove_cvref_t<T>>::value;
 
 // A module the Trainer can fit with batches of type Batch.
 template <class M, class Batch>
 concept TrainingModule = std::derived_from<M, torch::nn::Module> &&
     requires(M& m, Batch& batch, std::int64_t batch_idx) {
   { m.training_step(batch, batch_idx) } -> StepOutput;
-  { m.configure_optimizers() } -> OptimizerConfig;
+  { m.configure_optimizers() } -> ConfiguredOptimizers;
 };
 
 // A module with a validation_step for batches of type Batch.
@@ -151,16 +154,34 @@ consteval bool check_training_module() {
     static_assert(hooks::configure_optimizers::callable<M>,
                   "lightning: `configure_optimizers` must be callable with no arguments");
     return false;
-  } else if constexpr (!OptimizerConfig<decltype(std::declval<M&>().configure_optimizers())>) {
+  } else if constexpr (!ConfiguredOptimizers<decltype(std::declval<M&>().configure_optimizers())>) {
     static_assert(detail::always_false<M>,
                   "lightning: `configure_optimizers` must return a torch::optim optimizer "
-                  "(e.g. torch::optim::Adam(parameters(), 1e-3)) by value");
+                  "(e.g. torch::optim::Adam(parameters(), 1e-3)) or "
+                  "lightning::optimizers(optimizer, lightning::scheduler(...)...), by value");
     return false;
   } else {
     return true;
   }
 }
 }  // namespace detail
+
+// A LightningDataModule: provides at least train_dataloader(); prepare_data(),
+// setup(Stage), teardown(Stage) and val/test/predict_dataloader() are optional.
+template <class D>
+concept DataModule = std::is_class_v<D> && !BatchLoader<D> && requires(D & d) {
+  { d.train_dataloader() } -> BatchLoader;
+};
+
+// A module that can be evaluated or used for prediction on batches of type Batch.
+template <class M, class Batch>
+concept TestModule = requires(M& m, Batch& batch, std::int64_t batch_idx) {
+  m.test_step(batch, batch_idx);
+};
+template <class M, class Batch>
+concept PredictModule = requires(M& m, Batch& batch, std::int64_t batch_idx) {
+  m.predict_step(batch, batch_idx);
+};
 
 // ---------------------------------------------------------------------------------
 // Policies

@@ -159,6 +159,51 @@ LIGHTNING_DETAIL_DECLARE_HOOK(on_before_zero_grad,
                               "void on_before_zero_grad(auto& trainer, auto& module, "
                               "torch::optim::Optimizer& optimizer)")
 
+// Evaluation and prediction steps and hooks.
+LIGHTNING_DETAIL_DECLARE_HOOK(test_step, "auto test_step(const Batch& batch, int64_t batch_idx)",
+                              "(not a callback hook)")
+LIGHTNING_DETAIL_DECLARE_HOOK(predict_step,
+                              "auto predict_step(const Batch& batch, int64_t batch_idx)",
+                              "(not a callback hook)")
+LIGHTNING_DETAIL_PLAIN_HOOK(on_test_start)
+LIGHTNING_DETAIL_PLAIN_HOOK(on_test_end)
+LIGHTNING_DETAIL_PLAIN_HOOK(on_test_epoch_start)
+LIGHTNING_DETAIL_PLAIN_HOOK(on_test_epoch_end)
+LIGHTNING_DETAIL_PLAIN_HOOK(on_predict_start)
+LIGHTNING_DETAIL_PLAIN_HOOK(on_predict_end)
+LIGHTNING_DETAIL_PLAIN_HOOK(on_predict_epoch_start)
+LIGHTNING_DETAIL_PLAIN_HOOK(on_predict_epoch_end)
+LIGHTNING_DETAIL_DECLARE_HOOK(
+    on_test_batch_start, "void on_test_batch_start(const Batch& batch, int64_t batch_idx)",
+    "void on_test_batch_start(auto& trainer, auto& module, const Batch& batch, int64_t batch_idx)")
+LIGHTNING_DETAIL_DECLARE_HOOK(
+    on_test_batch_end,
+    "void on_test_batch_end(const Output& outputs, const Batch& batch, int64_t batch_idx)",
+    "void on_test_batch_end(auto& trainer, auto& module, const Output& outputs, const Batch& "
+    "batch, "
+    "int64_t batch_idx)")
+LIGHTNING_DETAIL_DECLARE_HOOK(on_predict_batch_start,
+                              "void on_predict_batch_start(const Batch& batch, int64_t batch_idx)",
+                              "void on_predict_batch_start(auto& trainer, auto& module, const "
+                              "Batch& batch, int64_t batch_idx)")
+LIGHTNING_DETAIL_DECLARE_HOOK(
+    on_predict_batch_end,
+    "void on_predict_batch_end(const Output& outputs, const Batch& batch, int64_t batch_idx)",
+    "void on_predict_batch_end(auto& trainer, auto& module, const Output& outputs, const Batch& "
+    "batch, "
+    "int64_t batch_idx)")
+
+// DataModule hooks (Lightning's LightningDataModule).
+LIGHTNING_DETAIL_DECLARE_HOOK(prepare_data, "void prepare_data()", "(not a callback hook)")
+LIGHTNING_DETAIL_DECLARE_HOOK(train_dataloader, "auto train_dataloader() returning a loader",
+                              "(not a callback hook)")
+LIGHTNING_DETAIL_DECLARE_HOOK(val_dataloader, "auto val_dataloader() returning a loader",
+                              "(not a callback hook)")
+LIGHTNING_DETAIL_DECLARE_HOOK(test_dataloader, "auto test_dataloader() returning a loader",
+                              "(not a callback hook)")
+LIGHTNING_DETAIL_DECLARE_HOOK(predict_dataloader, "auto predict_dataloader() returning a loader",
+                              "(not a callback hook)")
+
 // Errors.
 LIGHTNING_DETAIL_DECLARE_HOOK(
     on_exception, "void on_exception(const std::exception& error)",

@@ -63,6 +63,8 @@ struct TrainerOptions {
   // Portions of the data per epoch / validation run.
   BatchLimit limit_train_batches = 1.0;
   BatchLimit limit_val_batches = 1.0;
+  BatchLimit limit_test_batches = 1.0;
+  BatchLimit limit_predict_batches = 1.0;
 
   // Validation schedule: every check_val_every_n_epoch epochs (unset: count batches
   // across epochs), at val_check_interval within the epoch (fraction or batch count).
@@ -108,6 +110,8 @@ inline void validate(const TrainerOptions& o) {
   if (o.min_steps < 0) bad_option("min_steps", std::to_string(o.min_steps), "must be >= 0");
   detail::check_limit("limit_train_batches", o.limit_train_batches);
   detail::check_limit("limit_val_batches", o.limit_val_batches);
+  detail::check_limit("limit_test_batches", o.limit_test_batches);
+  detail::check_limit("limit_predict_batches", o.limit_predict_batches);
   if (o.val_check_interval.is_count()
           ? o.val_check_interval.count() < 1
           : !(o.val_check_interval.fraction() > 0.0 && o.val_check_interval.fraction() <= 1.0))
@@ -142,6 +146,8 @@ inline TrainerOptions resolve(TrainerOptions o) {
     o.max_steps = o.fast_dev_run;
     o.limit_train_batches = o.fast_dev_run;
     o.limit_val_batches = o.fast_dev_run;
+    o.limit_test_batches = o.fast_dev_run;
+    o.limit_predict_batches = o.fast_dev_run;
     o.num_sanity_val_steps = 0;
     o.val_check_interval = 1.0;
     o.check_val_every_n_epoch = 1;

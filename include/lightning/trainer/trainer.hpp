@@ -11,6 +11,7 @@
 #include <lightning/core/concepts.hpp>
 #include <lightning/core/hooks.hpp>
 #include <lightning/core/module.hpp>
+#include <lightning/core/optimizers.hpp>
 #include <lightning/core/trainer_state.hpp>
 #include <lightning/fabric/fabric.hpp>
 #include <lightning/trainer/options.hpp>
@@ -27,6 +28,7 @@
 #include <tuple>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 namespace lightning {
 
@@ -89,6 +91,26 @@ struct fabric_for<true, A, S, P> {
   using type = Fabric<A, S, P>;
 };
 
+// The hooks of an evaluation loop (validation or test): one loop body serves both.
+struct ValidationLoop {
+  using step = hooks::validation_step;
+  using start = hooks::on_validation_start;
+  using end = hooks::on_validation_end;
+  using epoch_start = hooks::on_validation_epoch_start;
+  using epoch_end = hooks::on_validation_epoch_end;
+  using batch_start = hooks::on_validation_batch_start;
+  using batch_end = hooks::on_validation_batch_end;
+};
+struct TestLoop {
+  using step = hooks::test_step;
+  using start = hooks::on_test_start;
+  using end = hooks::on_test_end;
+  using epoch_start = hooks::on_test_epoch_start;
+  using epoch_end = hooks::on_test_epoch_end;
+  using batch_start = hooks::on_test_batch_start;
+  using batch_end = hooks::on_test_batch_end;
+};
+
 // Calls f() and returns its result, or NoOutput when it returns void.
 template <class F>
 decltype(auto) invoke_output(F&& f) {
@@ -119,14 +141,98 @@ class Trainer : public TrainerState {
 
   explicit Trainer(TrainerOptions options = {}, Callbacks... callbacks)
       : options_(std::move(options)), callbacks_(make_callbacks(std::move(callbacks)...)) {
-    validate(options_);
+    lightning::validate(options_);
   }
 
-  // trainer.fit(model, train_loader[, val_loader]): Lightning's fit lifecycle.
+  // trainer.fit(model, train_loader[, val_loader]) or trainer.fit(model, datamodule):
+  // Lightning's fit lifecycle.
   template <class M, class TrainLoader>
   void fit(M& model, TrainLoader&& train_loader) {
-    detail::NoLoader none;
-    fit(model, std::forward<TrainLoader>(train_loader), none);
+    if constexpr (DataModule<std::remove_cvref_t<TrainLoader>>) {
+      auto& dm = train_loader;
+      with_datamodule(dm, Stage::fit, [&] {
+        auto train = dm.train_dataloader();
+        if constexpr (hooks::val_dataloader::declared<std::remove_cvref_t<TrainLoader>>) {
+          auto val = dm.val_dataloader();
+          fit(model, train, val);
+        } else {
+          fit(model, train);
+        }
+      });
+    } else {
+      detail::NoLoader none;
+      fit(model, std::forward<TrainLoader>(train_loader), none);
+    }
+  }
+
+  // trainer.validate(model, loader or datamodule): one validation run, module in eval
+  // mode (restored after), no gradients. Returns the logged epoch metrics per loader.
+  template <class M, class Loader>
+  std::vector<MetricMap> validate(M& model, Loader&& loader) {
+    if constexpr (DataModule<std::remove_cvref_t<Loader>>) {
+      std::vector<MetricMap> out;
+      with_datamodule(loader, Stage::validate, [&] {
+        auto l = loader.val_dataloader();
+        out = validate(model, l);
+      });
+      return out;
+    } else {
+      static_assert(BatchLoader<std::remove_cvref_t<Loader>>,
+                    "lightning: validate() takes a loader or a DataModule");
+      using B = loader_batch_t<std::remove_cvref_t<Loader>>;
+      static_assert(hooks::validation_step::callable<M, B&, std::int64_t>,
+                    "lightning: validate() needs `validation_step(const Batch& batch, int64_t "
+                    "batch_idx)` taking the loader's batches");
+      return run_evaluation_entry<detail::ValidationLoop>(
+          model, loader, Stage::validate, options_.limit_val_batches, "limit_val_batches");
+    }
+  }
+
+  // trainer.test(model, loader or datamodule): as validate, with test_step and the test hooks.
+  template <class M, class Loader>
+  std::vector<MetricMap> test(M& model, Loader&& loader) {
+    if constexpr (DataModule<std::remove_cvref_t<Loader>>) {
+      std::vector<MetricMap> out;
+      with_datamodule(loader, Stage::test, [&] {
+        auto l = loader.test_dataloader();
+        out = test(model, l);
+      });
+      return out;
+    } else {
+      static_assert(BatchLoader<std::remove_cvref_t<Loader>>,
+                    "lightning: test() takes a loader or a DataModule");
+      using B = loader_batch_t<std::remove_cvref_t<Loader>>;
+      static_assert(hooks::test_step::callable<M, B&, std::int64_t>,
+                    "lightning: test() needs `test_step(const Batch& batch, int64_t batch_idx)` "
+                    "taking the loader's batches");
+      return run_evaluation_entry<detail::TestLoop>(
+          model, loader, Stage::test, options_.limit_test_batches, "limit_test_batches");
+    }
+  }
+
+  // trainer.predict(model, loader or datamodule): predict_step over the loader, no
+  // gradients, eval mode; returns every predict_step output in order.
+  template <class M, class Loader>
+  auto predict(M& model, Loader&& loader) {
+    if constexpr (DataModule<std::remove_cvref_t<Loader>>) {
+      using L = decltype(loader.predict_dataloader());
+      using Out = decltype(std::declval<M&>().predict_step(std::declval<loader_batch_t<L>&>(),
+                                                           std::int64_t{}));
+      std::vector<std::remove_cvref_t<Out>> out;
+      with_datamodule(loader, Stage::predict, [&] {
+        auto l = loader.predict_dataloader();
+        out = predict(model, l);
+      });
+      return out;
+    } else {
+      using LT = std::remove_cvref_t<Loader>;
+      static_assert(BatchLoader<LT>, "lightning: predict() takes a loader or a DataModule");
+      using B = loader_batch_t<LT>;
+      static_assert(hooks::predict_step::callable<M, B&, std::int64_t>,
+                    "lightning: predict() needs `predict_step(const Batch& batch, int64_t "
+                    "batch_idx)` taking the loader's batches");
+      return run_predict_entry(model, loader);
+    }
   }
 
   template <class M, class TrainLoader, class ValLoader>
@@ -182,6 +288,145 @@ class Trainer : public TrainerState {
       return true;
     }
   }
+
+  // Runs a DataModule's prepare_data and setup(stage) before, teardown(stage) after.
+  template <class D, class F>
+  void with_datamodule(D& dm, Stage stage, F&& body) {
+    hooks::call_module<hooks::prepare_data>(dm);
+    hooks::call_module<hooks::setup>(dm, stage);
+    body();
+    hooks::call_module<hooks::teardown>(dm, stage);
+  }
+
+  // Steps the schedulers of `config` that run at this interval (plateau ones separately,
+  // as Lightning does: after on_train_epoch_end, reading their monitored metric).
+  template <class Config>
+  void step_schedulers(Config& config, Interval interval, bool plateau) {
+    std::apply([&](auto&... s) { (step_scheduler(s, config.optimizer, interval, plateau), ...); },
+               config.lr_schedulers);
+  }
+  template <class Sched, class Opt>
+  void step_scheduler(SchedulerConfig<Sched>& s, Opt& optimizer, Interval interval, bool plateau) {
+    if (s.options.interval != interval || SchedulerConfig<Sched>::reduce_on_plateau != plateau)
+      return;
+    const std::int64_t idx = interval == Interval::step ? global_step : current_epoch + 1;
+    if (s.options.frequency <= 0 || idx % s.options.frequency != 0) return;
+    if constexpr (SchedulerConfig<Sched>::reduce_on_plateau) {
+      const auto available = metrics.callback_metrics();
+      const auto it = available.find(s.options.monitor);
+      if (it == available.end()) {
+        if (!s.options.strict) return;
+        std::string names;
+        for (const auto& kv : available) names += (names.empty() ? "" : ", ") + kv.first;
+        throw std::runtime_error("lightning: ReduceLROnPlateau monitors \"" + s.options.monitor +
+                                 "\", which was never logged. Logged metrics: [" + names +
+                                 "]. Log it (e.g. log(\"" + s.options.monitor +
+                                 "\", loss) in validation_step) or set SchedulerOptions.monitor");
+      }
+      s.scheduler.step(optimizer, it->second);
+    } else {
+      s.scheduler.step(optimizer);
+    }
+  }
+
+  // Shared start of validate/test/predict: fresh state, options, seed, module on device.
+  template <class M>
+  void begin_entry(M& model, Stage s) {
+    static_cast<TrainerState&>(*this) = TrainerState{};
+    stage = s;
+    run_ = resolve(options_);
+    if constexpr (!user_progress_bar) std::get<callbacks::ProgressBar>(callbacks_).disable();
+    if (run_.seed) seed_everything(*run_.seed);
+    if (run_.deterministic) use_deterministic_algorithms(true);
+    scope(LogScope::forbidden, "setup");
+    call_hooks<hooks::setup>(model, s);
+    scope(LogScope::forbidden, "configure_model");
+    hooks::call_module<hooks::configure_model>(model);
+    fabric_.setup_module(model);
+  }
+
+  template <class Loop, class M, class L>
+  std::vector<MetricMap> run_evaluation_entry(M& model, L& loader, Stage s, const BatchLimit& limit,
+                                              const char* limit_name) {
+    Attachment<M> attachment(model, this);
+    try {
+      begin_entry(model, s);
+      const auto n = limited(limit, loader_length(loader), limit_name);
+      num_val_batches = n;
+      if (!n || *n > 0) run_evaluation<Loop>(model, loader, n);
+      scope(LogScope::forbidden, "teardown");
+      call_hooks<hooks::teardown>(model, s);
+    } catch (const std::exception& error) {
+      validating = false;
+      scope(LogScope::forbidden, "on_exception");
+      hooks::call_callbacks<hooks::on_exception>(callbacks_, *this, model, error);
+      throw;
+    }
+    return {metrics.logged_metrics()};
+  }
+
+  template <class M, class L>
+  auto run_predict_entry(M& model, L& loader) {
+    using B = loader_batch_t<L>;
+    using Out =
+        std::remove_cvref_t<decltype(model.predict_step(std::declval<B&>(), std::int64_t{}))>;
+    static_assert(!std::is_void_v<Out>, "lightning: predict_step must return its prediction");
+    std::vector<Out> outputs;
+    Attachment<M> attachment(model, this);
+    try {
+      begin_entry(model, Stage::predict);
+      const auto limit =
+          limited(run_.limit_predict_batches, loader_length(loader), "limit_predict_batches");
+      if (limit) outputs.reserve(static_cast<std::size_t>(*limit));
+      const bool was_training = model.is_training();
+      model.eval();
+      {
+        c10::InferenceMode inference;
+        scope(LogScope::forbidden, "on_predict_start");
+        call_hooks<hooks::on_predict_start>(model);
+        call_hooks<hooks::on_predict_epoch_start>(model);
+        auto it = detail::loader_begin(loader);
+        auto end = detail::loader_end(loader);
+        for (std::int64_t idx = 0; it != end && (!limit || idx < *limit); ++idx) {
+          auto batch = prepare_batch(model, *it);
+          ++it;
+          batch_idx = idx;
+          scope(LogScope::forbidden, "predict_step");
+          call_hooks<hooks::on_predict_batch_start>(model, std::as_const(batch), idx);
+          outputs.push_back([&] {
+            [[maybe_unused]] auto autocast = fabric_.autocast();
+            return model.predict_step(batch, idx);
+          }());
+          call_hooks<hooks::on_predict_batch_end>(model, std::as_const(outputs.back()),
+                                                  std::as_const(batch), idx);
+        }
+        call_hooks<hooks::on_predict_epoch_end>(model);
+        call_hooks<hooks::on_predict_end>(model);
+      }
+      if (was_training) model.train();
+      scope(LogScope::forbidden, "teardown");
+      call_hooks<hooks::teardown>(model, Stage::predict);
+    } catch (const std::exception& error) {
+      scope(LogScope::forbidden, "on_exception");
+      hooks::call_callbacks<hooks::on_exception>(callbacks_, *this, model, error);
+      throw;
+    }
+    return outputs;
+  }
+
+  // Connects a LightningModule to this trainer for the duration of a run.
+  template <class M>
+  struct Attachment {
+    M& m;
+    Attachment(M& model, TrainerState* s) : m(model) {
+      if constexpr (std::derived_from<M, LightningModule>) m.attach_trainer(s);
+    }
+    ~Attachment() {
+      if constexpr (std::derived_from<M, LightningModule>) m.attach_trainer(nullptr);
+    }
+    Attachment(const Attachment&) = delete;
+    Attachment& operator=(const Attachment&) = delete;
+  };
 
   // Sets where log() calls come from (Lightning's defaults and restrictions per hook).
   void scope(LogScope s, const char* hook, MetricStore::Phase phase = MetricStore::Phase::train) {
@@ -303,15 +548,7 @@ class Trainer : public TrainerState {
     if (run_.seed) seed_everything(*run_.seed);
     if (run_.deterministic) use_deterministic_algorithms(true);
 
-    struct Attachment {
-      M& m;
-      Attachment(M& model, TrainerState* s) : m(model) {
-        if constexpr (std::derived_from<M, LightningModule>) m.attach_trainer(s);
-      }
-      ~Attachment() {
-        if constexpr (std::derived_from<M, LightningModule>) m.attach_trainer(nullptr);
-      }
-    } attachment(model, this);
+    Attachment<M> attachment(model, this);
 
     try {
       scope(LogScope::forbidden, "setup");
@@ -320,7 +557,9 @@ class Trainer : public TrainerState {
       hooks::call_module<hooks::configure_model>(model);
       fabric_.setup_module(model);
       scope(LogScope::forbidden, "configure_optimizers");
-      auto optimizer = model.configure_optimizers();
+      auto config = detail::to_optimizer_config(model.configure_optimizers());
+      std::apply([&](auto&... sc) { (sc.scheduler.attach(config.optimizer), ...); },
+                 config.lr_schedulers);
 
       num_training_batches =
           limited(run_.limit_train_batches, loader_length(train_loader), "limit_train_batches");
@@ -386,10 +625,11 @@ class Trainer : public TrainerState {
         metrics.reset_epoch(MetricStore::Phase::train);
         scope(LogScope::train_epoch, "on_train_epoch_start");
         call_hooks<hooks::on_train_epoch_start>(model);
-        run_training_epoch(model, optimizer, train_loader, val_loader, val_enabled, val_check_batch,
-                           total_batch_idx);
+        const bool completed = run_training_epoch(model, config, train_loader, val_loader,
+                                                  val_enabled, val_check_batch, total_batch_idx);
         scope(LogScope::train_epoch, "on_train_epoch_end");
         call_hooks<hooks::on_train_epoch_end>(model);
+        if (completed) step_schedulers(config, Interval::epoch, /*plateau=*/true);
         metrics.finalize_epoch(MetricStore::Phase::train);
         if constexpr (has_loggers)
           emit_logs(metrics.take_epoch_metrics(MetricStore::Phase::train),
@@ -412,13 +652,16 @@ class Trainer : public TrainerState {
     }
   }
 
-  template <class M, class Opt, class TL, class VL>
-  void run_training_epoch(M& model, Opt& optimizer, TL& loader, [[maybe_unused]] VL& val_loader,
+  // One training epoch; true when it ran through all of its batches.
+  template <class M, class Config, class TL, class VL>
+  bool run_training_epoch(M& model, Config& config, TL& loader, [[maybe_unused]] VL& val_loader,
                           [[maybe_unused]] bool val_enabled,
                           [[maybe_unused]] std::int64_t val_check_batch,
                           std::int64_t& total_batch_idx) {
+    auto& optimizer = config.optimizer;
     const auto limit = num_training_batches;
-    if (limit && *limit == 0) return;
+    if (limit && *limit == 0) return false;
+    bool completed = false;
     const std::int64_t accumulate = run_.accumulate_grad_batches;
     const double clip_value = run_.gradient_clip_val.value_or(0.0);
     const bool clip_by_norm = run_.gradient_clip_algorithm == GradClipAlgorithm::norm;
@@ -482,6 +725,12 @@ class Trainer : public TrainerState {
         }
         fabric_.step(optimizer);
         ++global_step;
+        step_schedulers(config, Interval::step, /*plateau=*/false);
+        step_schedulers(config, Interval::step, /*plateau=*/true);
+      }
+      if (is_last) {
+        completed = true;
+        step_schedulers(config, Interval::epoch, /*plateau=*/false);
       }
 
       scope(LogScope::train_step, "on_train_batch_end");
@@ -501,6 +750,7 @@ class Trainer : public TrainerState {
         break;
       }
     }
+    return completed;
   }
 
   [[nodiscard]] bool should_validate(std::int64_t idx, std::int64_t total_idx, bool is_last,
@@ -515,42 +765,51 @@ class Trainer : public TrainerState {
 
   template <class M, class VL>
   void run_validation(M& model, VL& loader, std::optional<std::int64_t> limit) {
+    run_evaluation<detail::ValidationLoop>(model, loader, limit);
+  }
+
+  // One evaluation run (validation or test): eval mode, inference mode, Lightning's hooks.
+  template <class Loop, class M, class VL>
+  void run_evaluation(M& model, VL& loader, std::optional<std::int64_t> limit) {
     using Phase = MetricStore::Phase;
+    const auto enter = [this](const char* hook) {
+      scope(LogScope::evaluation, hook, Phase::validation);
+    };
     validating = true;
     const bool was_training = model.is_training();
     model.eval();
     {
       c10::InferenceMode inference;
       metrics.reset_epoch(Phase::validation);
-      scope(LogScope::evaluation, "on_validation_start", Phase::validation);
-      call_hooks<hooks::on_validation_start>(model);
-      scope(LogScope::evaluation, "on_validation_epoch_start", Phase::validation);
-      call_hooks<hooks::on_validation_epoch_start>(model);
+      enter(Loop::start::name);
+      call_hooks<typename Loop::start>(model);
+      enter(Loop::epoch_start::name);
+      call_hooks<typename Loop::epoch_start>(model);
       auto it = detail::loader_begin(loader);
       auto end = detail::loader_end(loader);
       for (std::int64_t idx = 0; it != end && (!limit || idx < *limit); ++idx) {
         auto batch = prepare_batch(model, *it);
         ++it;
         metrics.set_batch_size(infer_batch_size(batch));
-        scope(LogScope::evaluation, "on_validation_batch_start", Phase::validation);
-        call_hooks<hooks::on_validation_batch_start>(model, std::as_const(batch), idx);
-        scope(LogScope::evaluation, "validation_step", Phase::validation);
+        enter(Loop::batch_start::name);
+        call_hooks<typename Loop::batch_start>(model, std::as_const(batch), idx);
+        enter(Loop::step::name);
         auto output = detail::invoke_output([&]() -> decltype(auto) {
           [[maybe_unused]] auto autocast = fabric_.autocast();
-          return model.validation_step(batch, idx);
+          return Loop::step::on_module(model, batch, idx);
         });
-        scope(LogScope::evaluation, "on_validation_batch_end", Phase::validation);
-        call_hooks<hooks::on_validation_batch_end>(model, std::as_const(output),
-                                                   std::as_const(batch), idx);
+        enter(Loop::batch_end::name);
+        call_hooks<typename Loop::batch_end>(model, std::as_const(output), std::as_const(batch),
+                                             idx);
       }
-      scope(LogScope::evaluation, "on_validation_epoch_end", Phase::validation);
-      call_hooks<hooks::on_validation_epoch_end>(model);
+      enter(Loop::epoch_end::name);
+      call_hooks<typename Loop::epoch_end>(model);
       metrics.finalize_epoch(Phase::validation);
     }
     if constexpr (has_loggers)
       if (!sanity_checking) emit_logs(metrics.take_epoch_metrics(Phase::validation), global_step);
-    scope(LogScope::forbidden, "on_validation_end", Phase::validation);
-    call_hooks<hooks::on_validation_end>(model);
+    scope(LogScope::forbidden, Loop::end::name, Phase::validation);
+    call_hooks<typename Loop::end>(model);
     if (was_training) model.train();
     validating = false;
   }

@@ -1,0 +1,125 @@
+// The IDX reader (plain and gzip) and the Fashion-MNIST DataModule.
+#include <gtest/gtest.h>
+
+#include <lightning/data/fashion_mnist.hpp>
+#include <lightning/data/idx.hpp>
+
+#include <zlib.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "support/expect.hpp"
+
+namespace L = lightning;
+namespace fs = std::filesystem;
+
+namespace {
+
+fs::path temp_dir() {
+  auto d = fs::temp_directory_path() / ("lightning_idx_test_" + std::to_string(::getpid()));
+  fs::create_directories(d);
+  return d;
+}
+
+void write_plain(const fs::path& p, const std::vector<unsigned char>& bytes) {
+  std::ofstream(p, std::ios::binary)
+      .write(reinterpret_cast<const char*>(bytes.data()),
+             static_cast<std::streamsize>(bytes.size()));
+}
+void write_gz(const fs::path& p, const std::vector<unsigned char>& bytes) {
+  gzFile f = gzopen(p.c_str(), "wb");
+  gzwrite(f, bytes.data(), static_cast<unsigned>(bytes.size()));
+  gzclose(f);
+}
+
+// A 2x3 uint8 file, and a 2-element big-endian int32 file.
+const std::vector<unsigned char> u8 = {0, 0, 0x08, 2, 0, 0, 0, 2, 0, 0, 0, 3, 1, 2, 3, 4, 5, 255};
+const std::vector<unsigned char> i32 = {0, 0, 0x0C, 1, 0,    0,    0,    2,
+                                        0, 0, 1,    0, 0xFF, 0xFF, 0xFF, 0xFE};
+
+}  // namespace
+
+TEST(Idx, ReadsPlainAndGzipWithShapeAndByteOrder) {
+  const auto d = temp_dir();
+  write_plain(d / "a.idx", u8);
+  write_gz(d / "a.idx.gz", u8);
+  write_gz(d / "b.idx.gz", i32);
+  for (const auto* name : {"a.idx", "a.idx.gz"}) {
+    auto t = L::data::read_idx(d / name);
+    EXPECT_EQ(t.scalar_type(), torch::kUInt8);
+    EXPECT_EQ(t.sizes(), (std::vector<int64_t>{2, 3}));
+    EXPECT_EQ(t[1][2].item<int>(), 255);
+  }
+  auto b = L::data::read_idx(d / "b.idx.gz");
+  EXPECT_EQ(b.scalar_type(), torch::kInt32);
+  EXPECT_EQ(b[0].item<int>(), 256);
+  EXPECT_EQ(b[1].item<int>(), -2);
+  fs::remove_all(d);
+}
+
+TEST(Idx, ClearErrorsNameTheFileAndTheCause) {
+  const auto d = temp_dir();
+  auto truncated = u8;
+  truncated.resize(15);
+  write_gz(d / "short.gz", truncated);
+  write_plain(d / "text.idx", {'h', 'e', 'l', 'l', 'o', '!', '!', '!'});
+  auto expect_runtime = [](auto&& f, const std::string& part) {
+    try {
+      f();
+      ADD_FAILURE() << "expected an error mentioning " << part;
+    } catch (const std::runtime_error& e) {
+      EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << e.what();
+    }
+  };
+  expect_runtime([&] { L::data::read_idx(d / "short.gz"); }, "short.gz is truncated");
+  expect_runtime([&] { L::data::read_idx(d / "text.idx"); }, "text.idx is not an IDX file");
+  expect_runtime([&] { L::data::read_idx(d / "missing.gz"); }, "missing.gz does not exist");
+  fs::remove_all(d);
+}
+
+TEST(FashionMNIST, MissingFilesNameThePackage) {
+  L::data::FashionMNIST dm({.root = "/nonexistent/fashion"});
+  try {
+    dm.prepare_data();
+    FAIL() << "expected an error";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("apt-get install dataset-fashion-mnist"),
+              std::string::npos)
+        << e.what();
+    EXPECT_NE(std::string(e.what()).find("/nonexistent/fashion/train-images-idx3-ubyte.gz"),
+              std::string::npos);
+  }
+  lightning::testing::expect_invalid_argument([] { L::data::FashionMNIST({.batch_size = 0}); },
+                                              "batch_size = 0");
+}
+
+TEST(FashionMNIST, SplitsNormalisesAndBatches) {
+  L::data::FashionMNIST dm({.batch_size = 100, .val_size = 200, .limit = 1000});
+  dm.prepare_data();  // the setup script installs dataset-fashion-mnist
+  dm.setup(L::Stage::fit);
+  auto train = dm.train_dataloader();
+  auto val = dm.val_dataloader();
+  EXPECT_EQ(train.num_examples(), 800);
+  EXPECT_EQ(val.num_examples(), 200);
+  auto [x, y] = *train.begin();
+  EXPECT_EQ(x.sizes(), (std::vector<int64_t>{100, 1, 28, 28}));
+  EXPECT_EQ(y.scalar_type(), torch::kLong);
+  EXPECT_GE(y.min().item<int64_t>(), 0);
+  EXPECT_LE(y.max().item<int64_t>(), 9);
+  EXPECT_THROW(dm.test_dataloader(), std::logic_error);  // setup(test) not run yet
+  dm.setup(L::Stage::test);
+  EXPECT_EQ(dm.test_dataloader().num_examples(), 1000);
+
+  L::data::FashionMNIST full({.val_size = 5000});
+  full.setup(L::Stage::fit);
+  auto [fx, fy] = *full.val_dataloader().begin();
+  (void)fy;
+  EXPECT_EQ(full.train_dataloader().num_examples(), 55000);
+  // Normalised with the training set's statistics: roughly zero mean, unit deviation.
+  EXPECT_NEAR(fx.mean().item<double>(), 0.0, 0.2);
+  EXPECT_NEAR(fx.std().item<double>(), 1.0, 0.2);
+}
