@@ -329,7 +329,8 @@ class Trainer : public TrainerState {
     }
   }
 
-  // Shared start of validate/test/predict: fresh state, options, seed, module on device.
+  // Shared start of every entry point: fresh state, resolved options, seed, setup hooks,
+  // module on the device. The default progress bar draws only during fit.
   template <class M>
   void begin_entry(M& model, Stage s) {
     static_cast<TrainerState&>(*this) = TrainerState{};
@@ -536,26 +537,15 @@ class Trainer : public TrainerState {
       std::cerr << "lightning: a validation loader was passed to fit() but the module has no "
                    "validation_step; the validation loop will be skipped\n";
 
-    // Fresh state for this run.
-    static_cast<TrainerState&>(*this) = TrainerState{};
-    stage = Stage::fit;
-    run_ = resolve(options_);
-    min_warning_given_ = false;
-    if constexpr (!user_progress_bar) {
-      auto& bar = std::get<callbacks::ProgressBar>(callbacks_);
-      run_.enable_progress_bar ? bar.enable() : bar.disable();
-    }
-    if (run_.seed) seed_everything(*run_.seed);
-    if (run_.deterministic) use_deterministic_algorithms(true);
-
     Attachment<M> attachment(model, this);
 
     try {
-      scope(LogScope::forbidden, "setup");
-      call_hooks<hooks::setup>(model, Stage::fit);
-      scope(LogScope::forbidden, "configure_model");
-      hooks::call_module<hooks::configure_model>(model);
-      fabric_.setup_module(model);
+      begin_entry(model, Stage::fit);
+      min_warning_given_ = false;
+      if constexpr (!user_progress_bar) {
+        auto& bar = std::get<callbacks::ProgressBar>(callbacks_);
+        run_.enable_progress_bar ? bar.enable() : bar.disable();
+      }
       scope(LogScope::forbidden, "configure_optimizers");
       auto config = detail::to_optimizer_config(model.configure_optimizers());
       std::apply([&](auto&... sc) { (sc.scheduler.attach(config.optimizer), ...); },
