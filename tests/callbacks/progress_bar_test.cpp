@@ -8,6 +8,7 @@
 #include "support/models.hpp"
 
 namespace L = lightning;
+using lightning::testing::CpuTrainer;
 using lightning::testing::seed_data;
 
 namespace {
@@ -18,10 +19,6 @@ struct ProgModel : lightning::testing::SimpleModel {
     return loss;
   }
 };
-
-template <class... C>
-using CpuTrainer =
-    L::Trainer<L::accelerators::CPU, L::strategies::SingleDevice, L::precision::F32, C...>;
 
 std::string run(L::callbacks::ProgressBarOptions options, bool enabled = true) {
   std::ostringstream out;

@@ -12,6 +12,11 @@ namespace lightning::testing {
 namespace L = lightning;
 using XY = L::Batch<torch::Tensor, torch::Tensor>;
 
+// A CPU trainer with the given callbacks (tests pin the accelerator: no GPU surprises).
+template <class... C>
+using CpuTrainer =
+    L::Trainer<L::accelerators::CPU, L::strategies::SingleDevice, L::precision::F32, C...>;
+
 // The seed workload: Linear(10, 1), MSE, Adam(1e-3), train_loss logged per step.
 struct SimpleModel : L::LightningModule {
   torch::nn::Linear linear{register_module("linear", torch::nn::Linear(10, 1))};

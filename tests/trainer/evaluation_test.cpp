@@ -6,14 +6,11 @@
 #include "support/models.hpp"
 
 namespace L = lightning;
+using lightning::testing::CpuTrainer;
 using lightning::testing::seed_data;
 using lightning::testing::XY;
 
 namespace {
-
-template <class... C>
-using CpuTrainer =
-    L::Trainer<L::accelerators::CPU, L::strategies::SingleDevice, L::precision::F32, C...>;
 
 struct EvalModel : lightning::testing::SimpleModel {
   std::vector<std::string>* calls = nullptr;

@@ -13,6 +13,7 @@
 #include "support/models.hpp"
 
 namespace L = lightning;
+using lightning::testing::CpuTrainer;
 using lightning::testing::expect_invalid_argument;
 using lightning::testing::flat_parameters;
 using lightning::testing::RecordingLogger;
@@ -22,10 +23,6 @@ using lightning::testing::ValidatedModel;
 using lightning::testing::XY;
 
 namespace {
-
-template <class... C>
-using CpuTrainer =
-    L::Trainer<L::accelerators::CPU, L::strategies::SingleDevice, L::precision::F32, C...>;
 
 L::TrainerOptions quiet(L::TrainerOptions o) {
   o.enable_progress_bar = false;

@@ -7,14 +7,11 @@
 #include "support/models.hpp"
 
 namespace L = lightning;
+using lightning::testing::CpuTrainer;
 using lightning::testing::seed_data;
 using lightning::testing::XY;
 
 namespace {
-
-template <class... C>
-using CpuTrainer =
-    L::Trainer<L::accelerators::CPU, L::strategies::SingleDevice, L::precision::F32, C...>;
 
 // Records the lr at each optimizer step and the gradient norm at each batch end.
 struct Probe {

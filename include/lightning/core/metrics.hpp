@@ -199,11 +199,6 @@ class MetricStore {
       }
     return out;
   }
-  [[nodiscard]] bool has_fresh_step_metrics() const noexcept {
-    for (const auto& s : slots_)
-      if (s.logger && s.on_step && s.step_fresh) return true;
-    return false;
-  }
   [[nodiscard]] std::size_t size() const noexcept { return slots_.size(); }
 
  private:
