@@ -71,7 +71,7 @@ TEST(MetricStore, ExplicitBatchSizeWeightsTheMean) {
   EXPECT_DOUBLE_EQ(m.callback_metrics().at("acc"), 0.25);
 }
 
-TEST(MetricStore, ResetStartsANewEpochWithoutReallocating) {
+TEST(MetricStore, ResetStartsANewEpochInTheSameSlot) {
   L::MetricStore m;
   m.enter(L::LogScope::train_epoch, "on_train_epoch_end", Phase::train);
   m.log("x", scalar(1.0), {});
