@@ -7,6 +7,7 @@
 //              metrics.hpp      LogOptions, Reduce, the on-device metric store
 //              batch.hpp        Batch, map_tensors, transfer_batch, infer_batch_size
 //              optimizers.hpp   what configure_optimizers returns; scheduler configuration
+//              manual_optimization.hpp LightningOptimizer, LightningScheduler (manual mode)
 //              lr_schedulers.hpp PyTorch's LR schedules (lr::StepLR, ..., ReduceLROnPlateau)
 //              trainer_state.hpp, stage.hpp, seed.hpp
 //   policies/  accelerators.hpp (CPU, Auto), strategies.hpp (SingleDevice),
@@ -25,6 +26,7 @@
 #include <lightning/core/concepts.hpp>
 #include <lightning/core/hooks.hpp>
 #include <lightning/core/lr_schedulers.hpp>
+#include <lightning/core/manual_optimization.hpp>
 #include <lightning/core/metrics.hpp>
 #include <lightning/core/module.hpp>
 #include <lightning/core/optimizers.hpp>

@@ -3,7 +3,9 @@
 #pragma once
 
 #include <lightning/core/hooks.hpp>
+#include <lightning/core/manual_optimization.hpp>
 #include <lightning/core/metrics.hpp>
+#include <lightning/core/module.hpp>
 #include <lightning/core/optimizers.hpp>
 
 #include <torch/torch.h>
@@ -91,18 +93,24 @@ concept StepOutput = std::same_as<std::remove_cvref_t<T>, torch::Tensor> || requ
 };
 
 // What configure_optimizers may return: an optimizer, or one with its schedulers
-// (lightning::optimizers(optimizer, scheduler(...)...)).
+// (lightning::optimizers(optimizer, scheduler(...)...)), or a std::tuple of those
+// (several optimizers, for manual optimization).
 template <class T>
-concept ConfiguredOptimizers = std::derived_from<std::remove_cvref_t<T>, torch::optim::Optimizer> ||
-    detail::is_optimizer_config<std::remove_cvref_t<T>>::value;
+concept ConfiguredOptimizers =
+    detail::single_optimizer_config<T> || detail::is_optimizer_tuple<std::remove_cvref_t<T>>::value;
 
-// A module the Trainer can fit with batches of type Batch.
+// A module the Trainer can fit with batches of type Batch. In manual optimization
+// (automatic_optimization = false) training_step may return anything, void included,
+// and configure_optimizers may return several optimizers.
 template <class M, class Batch>
 concept TrainingModule = std::derived_from<M, torch::nn::Module> &&
     requires(M& m, Batch& batch, std::int64_t batch_idx) {
-  { m.training_step(batch, batch_idx) } -> StepOutput;
+  m.training_step(batch, batch_idx);
   { m.configure_optimizers() } -> ConfiguredOptimizers;
-};
+} &&(uses_manual_optimization<M> ||
+     (StepOutput<decltype(std::declval<M&>().training_step(std::declval<Batch&>(),
+                                                           std::int64_t{}))> &&
+      detail::optimizer_count<decltype(std::declval<M&>().configure_optimizers())> == 1));
 
 // A module with a validation_step for batches of type Batch.
 template <class M, class Batch>
@@ -128,6 +136,12 @@ consteval bool check_training_module() {
                   "lightning: the model must derive from lightning::LightningModule "
                   "(a torch::nn::Module)");
     return false;
+  } else if constexpr (hooks::automatic_optimization::declared<M> &&
+                       !constant_automatic_optimization<M>) {
+    static_assert(constant_automatic_optimization<M>,
+                  "lightning: `automatic_optimization` is a compile-time property of the module; "
+                  "declare it as `static constexpr bool automatic_optimization = false;`");
+    return false;
   } else if constexpr (!hooks::training_step::declared<M>) {
     static_assert(hooks::training_step::declared<M>,
                   "lightning: the module has no `training_step` hook. Add: "
@@ -144,7 +158,8 @@ consteval bool check_training_module() {
                   "Expected training_step(const Batch& batch, int64_t batch_idx) where Batch is "
                   "the loader's batch type (named as `Batch` in the instantiation notes below)");
     return false;
-  } else if constexpr (!StepOutput<decltype(std::declval<M&>().training_step(std::declval<Batch&>(),
+  } else if constexpr (!uses_manual_optimization<M> &&
+                       !StepOutput<decltype(std::declval<M&>().training_step(std::declval<Batch&>(),
                                                                              std::int64_t{}))>) {
     static_assert(detail::always_false<M>,
                   "lightning: `training_step` must return the loss as a torch::Tensor, or a "
@@ -158,7 +173,20 @@ consteval bool check_training_module() {
     static_assert(detail::always_false<M>,
                   "lightning: `configure_optimizers` must return a torch::optim optimizer "
                   "(e.g. torch::optim::Adam(parameters(), 1e-3)) or "
-                  "lightning::optimizers(optimizer, lightning::scheduler(...)...), by value");
+                  "lightning::optimizers(optimizer, lightning::scheduler(...)...), or a std::tuple "
+                  "of those, by value");
+    return false;
+  } else if constexpr (!uses_manual_optimization<M> &&
+                       optimizer_count<decltype(std::declval<M&>().configure_optimizers())> > 1) {
+    static_assert(detail::always_false<M>,
+                  "lightning: `configure_optimizers` returns several optimizers, which needs "
+                  "manual optimization: declare `static constexpr bool automatic_optimization = "
+                  "false;` and step each optimizer in training_step (docs/manual-optimization.md)");
+    return false;
+  } else if constexpr (uses_manual_optimization<M> && !std::derived_from<M, LightningModule>) {
+    static_assert(std::derived_from<M, LightningModule>,
+                  "lightning: manual optimization needs the module to derive from "
+                  "lightning::LightningModule (for optimizers<N>() and manual_backward)");
     return false;
   } else {
     return true;
@@ -216,11 +244,13 @@ concept Strategy = std::default_initializable<S> &&
 // Precision: the numeric policy. Converts the module and floating inputs to its
 // parameter dtype, opens an autocast scope around forward, runs backward (scaled where
 // needed), unscales gradients before clipping, and steps the optimizer, returning
-// false when the step was skipped (non-finite gradients) so schedulers skip too.
+// false when the step was skipped (non-finite gradients) so schedulers skip too; with a
+// closure (LBFGS) it returns the closure's loss.
 template <class P>
 concept Precision = std::default_initializable<P> &&
     requires(P& p, const P& cp, torch::nn::Module& m, const torch::Tensor& t,
-             torch::optim::Optimizer& o, c10::Device d) {
+             torch::optim::Optimizer& o, c10::Device d,
+             const torch::optim::Optimizer::LossClosure& closure) {
   { P::name } -> std::convertible_to<std::string_view>;
   { P::param_dtype } -> std::convertible_to<c10::ScalarType>;
   p.convert_module(m);
@@ -229,6 +259,7 @@ concept Precision = std::default_initializable<P> &&
   p.backward(t);
   p.unscale_gradients(o);
   { p.optimizer_step(o) } -> std::same_as<bool>;
+  { p.optimizer_step(o, closure) } -> std::same_as<torch::Tensor>;
 };
 
 // Callback: any movable class that is not a policy. It may define any subset of

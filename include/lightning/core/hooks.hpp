@@ -92,6 +92,11 @@ LIGHTNING_DETAIL_DECLARE_HOOK(configure_optimizers,
                               "auto configure_optimizers() returning a torch::optim optimizer",
                               "(not a callback hook)")
 
+// Module properties (not called: detected, then read as constants).
+LIGHTNING_DETAIL_DECLARE_HOOK(automatic_optimization,
+                              "static constexpr bool automatic_optimization = false;",
+                              "(not a callback hook)")
+
 // Optional module steps.
 LIGHTNING_DETAIL_DECLARE_HOOK(validation_step,
                               "auto validation_step(const Batch& batch, int64_t batch_idx)",

@@ -6,6 +6,9 @@
 //                        L::scheduler(L::lr::ReduceLROnPlateau({.patience = 2}),
 //                                     {.monitor = "val_loss"}));
 //
+//   return std::tuple{torch::optim::Adam(G->parameters(), 2e-4),       // several
+//                     torch::optim::Adam(D->parameters(), 2e-4)};     // (manual optimization)
+//
 // Types stay concrete (an OptimizerConfig<SGD, Scheduler<StepLR>, ReduceLROnPlateau>):
 // no type erasure on the step path.
 #pragma once
@@ -15,13 +18,22 @@
 #include <torch/torch.h>
 
 #include <concepts>
+#include <cstddef>
 #include <cstdint>
+#include <ostream>
 #include <string>
 #include <tuple>
 #include <type_traits>
 #include <utility>
 
 namespace lightning {
+
+// Lightning's gradient_clip_algorithm.
+enum class GradClipAlgorithm { norm, value };
+
+inline std::ostream& operator<<(std::ostream& os, GradClipAlgorithm a) {
+  return os << (a == GradClipAlgorithm::norm ? "norm" : "value");
+}
 
 // When a scheduler steps (Lightning's "interval").
 enum class Interval { epoch, step };
@@ -82,6 +94,18 @@ struct is_optimizer_config : std::false_type {};
 template <class Opt, class... S>
 struct is_optimizer_config<OptimizerConfig<Opt, S...>> : std::true_type {};
 
+// One entry of what configure_optimizers returns: an optimizer or an OptimizerConfig.
+template <class T>
+concept single_optimizer_config =
+    std::derived_from<std::remove_cvref_t<T>, torch::optim::Optimizer> ||
+    is_optimizer_config<std::remove_cvref_t<T>>::value;
+
+template <class T>
+struct is_optimizer_tuple : std::false_type {};
+template <class... T>
+struct is_optimizer_tuple<std::tuple<T...>>
+    : std::bool_constant<(sizeof...(T) > 0 && (single_optimizer_config<T> && ...))> {};
+
 // configure_optimizers()'s result as an OptimizerConfig (a bare optimizer has no schedulers).
 template <class R>
 auto to_optimizer_config(R&& result) {
@@ -91,6 +115,25 @@ auto to_optimizer_config(R&& result) {
   else
     return OptimizerConfig<T>{std::forward<R>(result), {}};
 }
+
+// configure_optimizers()'s result as a tuple of OptimizerConfigs, one per optimizer.
+template <class R>
+auto to_optimizer_configs(R&& result) {
+  using T = std::remove_cvref_t<R>;
+  if constexpr (is_optimizer_tuple<T>::value)
+    return std::apply(
+        [](auto&&... each) {
+          return std::tuple{to_optimizer_config(std::forward<decltype(each)>(each))...};
+        },
+        std::forward<R>(result));
+  else
+    return std::tuple{to_optimizer_config(std::forward<R>(result))};
+}
+
+// How many optimizers configure_optimizers returns (R is its return type).
+template <class R>
+inline constexpr std::size_t optimizer_count =
+    std::tuple_size_v<decltype(to_optimizer_configs(std::declval<R>()))>;
 }  // namespace detail
 
 }  // namespace lightning

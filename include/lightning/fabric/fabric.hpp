@@ -116,6 +116,11 @@ class Fabric {
 
   // Steps the optimizer through the precision; false when the step was skipped.
   bool step(torch::optim::Optimizer& optimizer) { return precision_.optimizer_step(optimizer); }
+  // Steps with a closure that recomputes the loss (LBFGS); returns the closure's loss.
+  torch::Tensor step(torch::optim::Optimizer& optimizer,
+                     const torch::optim::Optimizer::LossClosure& closure) {
+    return precision_.optimizer_step(optimizer, closure);
+  }
 
   [[nodiscard]] torch::Tensor all_reduce(const torch::Tensor& t, Reduce op = Reduce::mean) const {
     return strategy_.reduce(t, op);

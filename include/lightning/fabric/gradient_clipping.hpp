@@ -2,22 +2,15 @@
 // as a double (an `item()`, a device sync on every step); these keep it a tensor.
 #pragma once
 
+#include <lightning/core/optimizers.hpp>
+
 #include <torch/torch.h>
 
 #include <cmath>
 #include <limits>
-#include <ostream>
-#include <string_view>
 #include <vector>
 
 namespace lightning {
-
-// Lightning's gradient_clip_algorithm.
-enum class GradClipAlgorithm { norm, value };
-
-inline std::ostream& operator<<(std::ostream& os, GradClipAlgorithm a) {
-  return os << (a == GradClipAlgorithm::norm ? "norm" : "value");
-}
 
 namespace detail {
 // Collects the defined gradients of an optimizer's parameters into `out` (reused storage).

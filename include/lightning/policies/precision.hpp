@@ -43,6 +43,10 @@ struct FullPrecision {
     optimizer.step();
     return true;
   }
+  torch::Tensor optimizer_step(torch::optim::Optimizer& optimizer,
+                               const torch::optim::Optimizer::LossClosure& closure) {
+    return optimizer.step(closure);
+  }
 };
 
 // 32-bit floating point (Lightning's precision="32-true"), the default.

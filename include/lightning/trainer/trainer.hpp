@@ -40,6 +40,12 @@ namespace detail {
 // Passed as the validation loader when fit() gets none.
 struct NoLoader {};
 
+// Stands in for Trainer::ManualRun when the module uses automatic optimization.
+struct NoManualRun {
+  template <class... A>
+  explicit NoManualRun(A&&...) noexcept {}
+};
+
 template <class C>
 concept is_progress_bar = requires {
   requires C::is_progress_bar;
@@ -298,6 +304,13 @@ class Trainer : public TrainerState {
     hooks::call_module<hooks::teardown>(dm, stage);
   }
 
+  // Binds each scheduler of an optimizer to it (records the base learning rates).
+  template <class Config>
+  static void attach_schedulers(Config& config) {
+    std::apply([&](auto&... sc) { (sc.scheduler.attach(config.optimizer), ...); },
+               config.lr_schedulers);
+  }
+
   // Steps the schedulers of `config` that run at this interval (plateau ones separately,
   // as Lightning does: after on_train_epoch_end, reading their monitored metric).
   template <class Config>
@@ -414,6 +427,102 @@ class Trainer : public TrainerState {
     }
     return outputs;
   }
+
+  // Lightning refuses the Trainer's automatic accumulation and clipping in manual
+  // optimization: the module would silently not get them.
+  void check_manual_options() const {
+    if (run_.accumulate_grad_batches != 1)
+      throw std::invalid_argument(
+          "lightning: TrainerOptions.accumulate_grad_batches = " +
+          std::to_string(run_.accumulate_grad_batches) +
+          " is not supported with manual optimization (automatic_optimization = false): "
+          "accumulate in training_step (step every N batches) or use automatic optimization");
+    if (run_.gradient_clip_val)
+      throw std::invalid_argument(
+          "lightning: TrainerOptions.gradient_clip_val = " +
+          std::to_string(*run_.gradient_clip_val) +
+          " is not supported with manual optimization (automatic_optimization = false): call "
+          "clip_gradients(opt, value) in training_step before opt.step()");
+  }
+
+  // The Trainer's side of manual optimization for one fit(): handles on the configured
+  // optimizers and schedulers, and what manual_backward / opt.step() run. Attached to
+  // the module for its lifetime; undoes toggle_optimizer on the way out.
+  template <class M>
+  struct ManualRun {
+    Trainer& trainer;
+    M& model;
+    detail::ManualOptimization table;
+    std::vector<LightningOptimizer> optimizers;
+    std::vector<LightningScheduler> schedulers;
+
+    template <class Configs>
+    ManualRun(Trainer& t, M& m, Configs& configs) : trainer(t), model(m) {
+      table.trainer = this;
+      table.backward = &backward;
+      table.step = &step;
+      table.step_closure = &step_closure;
+      table.clip = &clip;
+      std::apply([&](auto&... config) { (add(config), ...); }, configs);
+      table.optimizers = optimizers;
+      table.schedulers = schedulers;
+      model.attach_manual_optimization(&table);
+    }
+    ~ManualRun() {
+      for (auto it = table.toggled.rbegin(); it != table.toggled.rend(); ++it)
+        it->first.set_requires_grad(it->second);
+      model.attach_manual_optimization(nullptr);
+    }
+    ManualRun(const ManualRun&) = delete;
+    ManualRun& operator=(const ManualRun&) = delete;
+
+    template <class Opt, class... Scheds>
+    void add(OptimizerConfig<Opt, Scheds...>& config) {
+      optimizers.emplace_back(config.optimizer, table);
+      std::apply(
+          [&](auto&... sc) {
+            (schedulers.emplace_back(static_cast<void*>(&sc), config.optimizer,
+                                     &LightningScheduler::step_config<Scheds>),
+             ...);
+          },
+          config.lr_schedulers);
+    }
+
+    static ManualRun& self(void* p) { return *static_cast<ManualRun*>(p); }
+    static void backward(void* p, const torch::Tensor& loss) {
+      auto& r = self(p);
+      r.trainer.template call_hooks<hooks::on_before_backward>(r.model, loss);
+      r.trainer.fabric_.backward(loss);
+      r.trainer.template call_hooks<hooks::on_after_backward>(r.model);
+    }
+    static bool step(void* p, torch::optim::Optimizer& optimizer) {
+      auto& r = self(p);
+      r.trainer.template call_hooks<hooks::on_before_optimizer_step>(r.model, optimizer);
+      const bool stepped = r.trainer.fabric_.step(optimizer);
+      ++r.trainer.global_step;
+      return stepped;
+    }
+    // As Lightning: the hooks run after each evaluation of the closure, before the update.
+    static torch::Tensor step_closure(void* p, torch::optim::Optimizer& optimizer,
+                                      const torch::optim::Optimizer::LossClosure& closure) {
+      auto& r = self(p);
+      auto loss = r.trainer.fabric_.step(optimizer, [&] {
+        auto value = closure();
+        r.trainer.template call_hooks<hooks::on_before_optimizer_step>(r.model, optimizer);
+        return value;
+      });
+      ++r.trainer.global_step;
+      return loss;
+    }
+    static torch::Tensor clip(void* p, torch::optim::Optimizer& optimizer, double value,
+                              GradClipAlgorithm algorithm) {
+      auto& fabric = self(p).trainer.fabric_;
+      if (algorithm == GradClipAlgorithm::norm)
+        return fabric.clip_gradients_by_norm(optimizer, value);
+      fabric.clip_gradients_by_value(optimizer, value);
+      return {};
+    }
+  };
 
   // Connects a LightningModule to this trainer for the duration of a run.
   template <class M>
@@ -533,6 +642,7 @@ class Trainer : public TrainerState {
   template <class M, class TL, class VL>
   void run_fit(M& model, TL& train_loader, VL& val_loader) {
     constexpr bool has_val = has_validation<M, VL>;
+    constexpr bool manual = uses_manual_optimization<M>;
     if constexpr (!std::is_same_v<VL, detail::NoLoader> && !hooks::validation_step::declared<M>)
       std::cerr << "lightning: a validation loader was passed to fit() but the module has no "
                    "validation_step; the validation loop will be skipped\n";
@@ -546,10 +656,12 @@ class Trainer : public TrainerState {
         auto& bar = std::get<callbacks::ProgressBar>(callbacks_);
         run_.enable_progress_bar ? bar.enable() : bar.disable();
       }
+      if constexpr (manual) check_manual_options();
       scope(LogScope::forbidden, "configure_optimizers");
-      auto config = detail::to_optimizer_config(model.configure_optimizers());
-      std::apply([&](auto&... sc) { (sc.scheduler.attach(config.optimizer), ...); },
-                 config.lr_schedulers);
+      auto configs = detail::to_optimizer_configs(model.configure_optimizers());
+      std::apply([](auto&... config) { (attach_schedulers(config), ...); }, configs);
+      std::conditional_t<manual, ManualRun<M>, detail::NoManualRun> manual_run(*this, model,
+                                                                               configs);
 
       num_training_batches =
           limited(run_.limit_train_batches, loader_length(train_loader), "limit_train_batches");
@@ -615,11 +727,12 @@ class Trainer : public TrainerState {
         metrics.reset_epoch(MetricStore::Phase::train);
         scope(LogScope::train_epoch, "on_train_epoch_start");
         call_hooks<hooks::on_train_epoch_start>(model);
-        const bool completed = run_training_epoch(model, config, train_loader, val_loader,
+        const bool completed = run_training_epoch(model, configs, train_loader, val_loader,
                                                   val_enabled, val_check_batch, total_batch_idx);
         scope(LogScope::train_epoch, "on_train_epoch_end");
         call_hooks<hooks::on_train_epoch_end>(model);
-        if (completed) step_schedulers(config, Interval::epoch, /*plateau=*/true);
+        if constexpr (!manual)
+          if (completed) step_schedulers(std::get<0>(configs), Interval::epoch, /*plateau=*/true);
         metrics.finalize_epoch(MetricStore::Phase::train);
         if constexpr (has_loggers)
           emit_logs(metrics.take_epoch_metrics(MetricStore::Phase::train),
@@ -643,18 +756,18 @@ class Trainer : public TrainerState {
   }
 
   // One training epoch; true when it ran through all of its batches.
-  template <class M, class Config, class TL, class VL>
-  bool run_training_epoch(M& model, Config& config, TL& loader, [[maybe_unused]] VL& val_loader,
+  template <class M, class Configs, class TL, class VL>
+  bool run_training_epoch(M& model, Configs& configs, TL& loader, [[maybe_unused]] VL& val_loader,
                           [[maybe_unused]] bool val_enabled,
                           [[maybe_unused]] std::int64_t val_check_batch,
                           std::int64_t& total_batch_idx) {
-    auto& optimizer = config.optimizer;
     const auto limit = num_training_batches;
     if (limit && *limit == 0) return false;
     bool completed = false;
-    const std::int64_t accumulate = run_.accumulate_grad_batches;
-    const double clip_value = run_.gradient_clip_val.value_or(0.0);
-    const bool clip_by_norm = run_.gradient_clip_algorithm == GradClipAlgorithm::norm;
+    [[maybe_unused]] const std::int64_t accumulate = run_.accumulate_grad_batches;
+    [[maybe_unused]] const double clip_value = run_.gradient_clip_val.value_or(0.0);
+    [[maybe_unused]] const bool clip_by_norm =
+        run_.gradient_clip_algorithm == GradClipAlgorithm::norm;
 
     auto it = detail::loader_begin(loader);
     auto end = detail::loader_end(loader);
@@ -682,45 +795,51 @@ class Trainer : public TrainerState {
       }
 
       scope(LogScope::train_step, "training_step");
-      auto output = [&] {
+      auto output = detail::invoke_output([&]() -> decltype(auto) {
         [[maybe_unused]] auto autocast = fabric_.autocast();
         return model.training_step(batch, idx);
-      }();
-      const torch::Tensor& loss = detail::loss_of(output);
-
-      const bool step_now = (idx + 1) % accumulate == 0 || is_last;
-      if (idx % accumulate == 0) {
-        call_hooks<hooks::on_before_zero_grad>(model,
-                                               static_cast<torch::optim::Optimizer&>(optimizer));
-        optimizer.zero_grad();
-      }
-      {
-        call_hooks<hooks::on_before_backward>(model, loss);
+      });
+      if constexpr (uses_manual_optimization<M>) {
+        // The module zeroed, back-propagated and stepped itself; each step counted.
+        if (is_last) completed = true;
+      } else {
+        auto& config = std::get<0>(configs);
+        auto& optimizer = config.optimizer;
+        const torch::Tensor& loss = detail::loss_of(output);
+        const bool step_now = (idx + 1) % accumulate == 0 || is_last;
+        if (idx % accumulate == 0) {
+          call_hooks<hooks::on_before_zero_grad>(model,
+                                                 static_cast<torch::optim::Optimizer&>(optimizer));
+          optimizer.zero_grad();
+        }
+        {
+          call_hooks<hooks::on_before_backward>(model, loss);
+          if (step_now) {
+            fabric_.backward(accumulate == 1 ? loss : loss / static_cast<double>(accumulate));
+          } else {
+            [[maybe_unused]] auto no_sync = fabric_.no_backward_sync();
+            fabric_.backward(loss / static_cast<double>(accumulate));
+          }
+          call_hooks<hooks::on_after_backward>(model);
+        }
         if (step_now) {
-          fabric_.backward(accumulate == 1 ? loss : loss / static_cast<double>(accumulate));
-        } else {
-          [[maybe_unused]] auto no_sync = fabric_.no_backward_sync();
-          fabric_.backward(loss / static_cast<double>(accumulate));
+          call_hooks<hooks::on_before_optimizer_step>(
+              model, static_cast<torch::optim::Optimizer&>(optimizer));
+          if (clip_value > 0.0) {
+            if (clip_by_norm)
+              fabric_.clip_gradients_by_norm(optimizer, clip_value);
+            else
+              fabric_.clip_gradients_by_value(optimizer, clip_value);
+          }
+          fabric_.step(optimizer);
+          ++global_step;
+          step_schedulers(config, Interval::step, /*plateau=*/false);
+          step_schedulers(config, Interval::step, /*plateau=*/true);
         }
-        call_hooks<hooks::on_after_backward>(model);
-      }
-      if (step_now) {
-        call_hooks<hooks::on_before_optimizer_step>(
-            model, static_cast<torch::optim::Optimizer&>(optimizer));
-        if (clip_value > 0.0) {
-          if (clip_by_norm)
-            fabric_.clip_gradients_by_norm(optimizer, clip_value);
-          else
-            fabric_.clip_gradients_by_value(optimizer, clip_value);
+        if (is_last) {
+          completed = true;
+          step_schedulers(config, Interval::epoch, /*plateau=*/false);
         }
-        fabric_.step(optimizer);
-        ++global_step;
-        step_schedulers(config, Interval::step, /*plateau=*/false);
-        step_schedulers(config, Interval::step, /*plateau=*/true);
-      }
-      if (is_last) {
-        completed = true;
-        step_schedulers(config, Interval::epoch, /*plateau=*/false);
       }
 
       scope(LogScope::train_step, "on_train_batch_end");
