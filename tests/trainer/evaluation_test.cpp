@@ -5,6 +5,11 @@
 
 #include "support/models.hpp"
 
+#include <algorithm>
+#include <string>
+#include <tuple>
+#include <vector>
+
 namespace L = lightning;
 using lightning::testing::CpuTrainer;
 using lightning::testing::seed_data;
@@ -169,3 +174,126 @@ TEST(DataModule, FitValidateTestPredictThroughADataModule) {
   EXPECT_EQ(t.predict(m, dm).size(), 1u);
   EXPECT_EQ(calls[4], "dm.setup(test)");
 }
+
+namespace {
+
+// Several validation/test loaders: dataloader_idx reaches the steps and batch hooks that
+// take it, metrics get Lightning's "/dataloader_idx_N" suffix, results come per loader.
+struct MultiLoaderModel : lightning::testing::SimpleModel {
+  std::vector<std::string> calls;
+  void validation_step(const XY& b, int64_t i, int64_t dataloader_idx) {
+    calls.push_back("validation_step(" + std::to_string(i) + ", " + std::to_string(dataloader_idx) +
+                    ")");
+    log("val_loss", torch::mse_loss(forward(std::get<0>(b)), std::get<1>(b).unsqueeze(1)));
+    log("batches", 1.0, {.reduce = L::Reduce::sum, .add_dataloader_idx = false});
+  }
+  void test_step(const XY& b, int64_t, int64_t dataloader_idx) {
+    log("test_size", static_cast<double>(std::get<0>(b).size(0)), {.reduce = L::Reduce::sum});
+    log("dl", static_cast<double>(dataloader_idx), {.reduce = L::Reduce::max});
+  }
+  void on_validation_batch_start(const XY&, int64_t i, int64_t dataloader_idx) {
+    calls.push_back("on_validation_batch_start(" + std::to_string(i) + ", " +
+                    std::to_string(dataloader_idx) + ")");
+  }
+  void on_validation_batch_end(const L::NoOutput&, const XY&, int64_t i) {  // without the idx
+    calls.push_back("on_validation_batch_end(" + std::to_string(i) + ")");
+  }
+  void on_validation_epoch_end() {
+    calls.push_back("on_validation_epoch_end");
+    log("epoch_level", 7.0);  // outside a loader's batches: no suffix
+  }
+};
+
+struct DataloaderIdxCallback {
+  std::vector<std::int64_t>* seen;
+  void on_validation_batch_end(auto&, auto&, const auto&, const auto&, int64_t,
+                               int64_t dataloader_idx) {
+    seen->push_back(dataloader_idx);
+  }
+};
+
+TEST(Evaluation, SeveralValidationLoadersWithDataloaderIdx) {
+  auto [X, y] = seed_data(96);
+  L::data::TensorLoader a({X, y}, {.batch_size = 32});                                  // 3 batches
+  L::data::TensorLoader b({X.slice(0, 0, 40), y.slice(0, 0, 40)}, {.batch_size = 32});  // 2
+  MultiLoaderModel m;
+  std::vector<std::int64_t> seen;
+  CpuTrainer<DataloaderIdxCallback> t({.enable_progress_bar = false}, DataloaderIdxCallback{&seen});
+  const auto results = t.validate(m, std::tie(a, b));
+
+  const std::vector<std::string> expected = {
+      "on_validation_batch_start(0, 0)", "validation_step(0, 0)", "on_validation_batch_end(0)",
+      "on_validation_batch_start(1, 0)", "validation_step(1, 0)", "on_validation_batch_end(1)",
+      "on_validation_batch_start(2, 0)", "validation_step(2, 0)", "on_validation_batch_end(2)",
+      "on_validation_batch_start(0, 1)", "validation_step(0, 1)", "on_validation_batch_end(0)",
+      "on_validation_batch_start(1, 1)", "validation_step(1, 1)", "on_validation_batch_end(1)",
+      "on_validation_epoch_end"};
+  EXPECT_EQ(m.calls, expected);
+  EXPECT_EQ(seen, (std::vector<std::int64_t>{0, 0, 0, 1, 1}));
+
+  ASSERT_EQ(results.size(), 2u);
+  // Each loader's own metrics, plus those logged without a loader suffix.
+  const auto keys = [](const L::MetricMap& m) {
+    std::vector<std::string> k;
+    for (const auto& [name, value] : m) k.push_back(name);
+    return k;
+  };
+  EXPECT_EQ(keys(results[0]),
+            (std::vector<std::string>{"batches", "epoch_level", "val_loss/dataloader_idx_0"}));
+  EXPECT_EQ(keys(results[1]),
+            (std::vector<std::string>{"batches", "epoch_level", "val_loss/dataloader_idx_1"}));
+  EXPECT_DOUBLE_EQ(results[0].at("batches"), 5.0);  // summed over both loaders' batches
+  // Loader 0's mean loss is the mean over all 96 examples.
+  torch::NoGradGuard no_grad;
+  const double full = torch::mse_loss(m.forward(X), y.unsqueeze(1)).item<double>();
+  EXPECT_NEAR(results[0].at("val_loss/dataloader_idx_0"), full, 1e-5);
+  EXPECT_EQ(t.callback_metrics().count("val_loss/dataloader_idx_1"), 1u);
+}
+
+TEST(Evaluation, SeveralTestLoadersAndASingleLoaderWithADataloaderIdxStep) {
+  auto [X, y] = seed_data(64);
+  MultiLoaderModel m;
+  CpuTrainer<> t({.enable_progress_bar = false});
+  const auto results = t.test(m, std::tuple{L::data::TensorLoader({X, y}, {.batch_size = 16}),
+                                            L::data::TensorLoader({X, y}, {.batch_size = 64}),
+                                            std::vector<XY>{{X.slice(0, 0, 5), y.slice(0, 0, 5)}}});
+  ASSERT_EQ(results.size(), 3u);
+  EXPECT_DOUBLE_EQ(results[0].at("test_size/dataloader_idx_0"), 64.0);
+  EXPECT_DOUBLE_EQ(results[1].at("test_size/dataloader_idx_1"), 64.0);
+  EXPECT_DOUBLE_EQ(results[2].at("test_size/dataloader_idx_2"), 5.0);
+  EXPECT_DOUBLE_EQ(results[2].at("dl/dataloader_idx_2"), 2.0);
+  EXPECT_EQ(results[0].count("test_size/dataloader_idx_1"), 0u);
+
+  // One loader: the step still gets dataloader_idx 0, and names carry no suffix.
+  const auto single = t.test(m, L::data::TensorLoader({X, y}, {.batch_size = 16}));
+  ASSERT_EQ(single.size(), 1u);
+  EXPECT_DOUBLE_EQ(single[0].at("test_size"), 64.0);
+  EXPECT_DOUBLE_EQ(single[0].at("dl"), 0.0);
+}
+
+TEST(Evaluation, SeveralValidationLoadersDuringFit) {
+  auto [X, y] = seed_data(64);
+  MultiLoaderModel m;
+  std::vector<lightning::testing::RecordingLogger::Row> rows;
+  CpuTrainer<lightning::testing::RecordingLogger> t(
+      {.max_epochs = 2, .num_sanity_val_steps = 1, .enable_progress_bar = false},
+      lightning::testing::RecordingLogger{&rows});
+  auto train = L::data::TensorLoader({X, y}, {.batch_size = 32});
+  t.fit(m, train,
+        std::tuple{L::data::TensorLoader({X, y}, {.batch_size = 32}),
+                   L::data::TensorLoader({X, y}, {.batch_size = 16})});
+  // Sanity check: one batch of each loader; then 2 + 4 batches per epoch.
+  const auto steps = std::count_if(m.calls.begin(), m.calls.end(), [](const std::string& c) {
+    return c.starts_with("validation_step");
+  });
+  EXPECT_EQ(steps, 2 + 2 * 6);
+  // The epoch-end log rows of validation hold both loaders' losses.
+  int with_both = 0;
+  for (const auto& row : rows)
+    if (row.metrics.count("val_loss/dataloader_idx_0") &&
+        row.metrics.count("val_loss/dataloader_idx_1"))
+      ++with_both;
+  EXPECT_EQ(with_both, 2);
+}
+
+}  // namespace

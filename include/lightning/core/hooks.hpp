@@ -99,7 +99,8 @@ LIGHTNING_DETAIL_DECLARE_HOOK(automatic_optimization,
 
 // Optional module steps.
 LIGHTNING_DETAIL_DECLARE_HOOK(validation_step,
-                              "auto validation_step(const Batch& batch, int64_t batch_idx)",
+                              "auto validation_step(const Batch& batch, int64_t batch_idx[, "
+                              "int64_t dataloader_idx])",
                               "(not a callback hook)")
 
 // Lifecycle hooks (module: no arguments; callback: trainer and module).
@@ -135,14 +136,16 @@ LIGHTNING_DETAIL_DECLARE_HOOK(
     "batch, int64_t batch_idx)")
 LIGHTNING_DETAIL_DECLARE_HOOK(
     on_validation_batch_start,
-    "void on_validation_batch_start(const Batch& batch, int64_t batch_idx)",
+    "void on_validation_batch_start(const Batch& batch, int64_t batch_idx[, int64_t "
+    "dataloader_idx])",
     "void on_validation_batch_start(auto& trainer, auto& module, const Batch& batch, int64_t "
-    "batch_idx)")
+    "batch_idx[, int64_t dataloader_idx])")
 LIGHTNING_DETAIL_DECLARE_HOOK(
     on_validation_batch_end,
-    "void on_validation_batch_end(const Output& outputs, const Batch& batch, int64_t batch_idx)",
+    "void on_validation_batch_end(const Output& outputs, const Batch& batch, int64_t batch_idx[, "
+    "int64_t dataloader_idx])",
     "void on_validation_batch_end(auto& trainer, auto& module, const Output& outputs, const "
-    "Batch& batch, int64_t batch_idx)")
+    "Batch& batch, int64_t batch_idx[, int64_t dataloader_idx])")
 LIGHTNING_DETAIL_DECLARE_HOOK(on_before_batch_transfer,
                               "Batch on_before_batch_transfer(Batch batch, int64_t dataloader_idx)",
                               "(not a callback hook)")
@@ -165,7 +168,9 @@ LIGHTNING_DETAIL_DECLARE_HOOK(on_before_zero_grad,
                               "torch::optim::Optimizer& optimizer)")
 
 // Evaluation and prediction steps and hooks.
-LIGHTNING_DETAIL_DECLARE_HOOK(test_step, "auto test_step(const Batch& batch, int64_t batch_idx)",
+LIGHTNING_DETAIL_DECLARE_HOOK(test_step,
+                              "auto test_step(const Batch& batch, int64_t batch_idx[, int64_t "
+                              "dataloader_idx])",
                               "(not a callback hook)")
 LIGHTNING_DETAIL_DECLARE_HOOK(predict_step,
                               "auto predict_step(const Batch& batch, int64_t batch_idx)",
@@ -179,14 +184,17 @@ LIGHTNING_DETAIL_PLAIN_HOOK(on_predict_end)
 LIGHTNING_DETAIL_PLAIN_HOOK(on_predict_epoch_start)
 LIGHTNING_DETAIL_PLAIN_HOOK(on_predict_epoch_end)
 LIGHTNING_DETAIL_DECLARE_HOOK(
-    on_test_batch_start, "void on_test_batch_start(const Batch& batch, int64_t batch_idx)",
-    "void on_test_batch_start(auto& trainer, auto& module, const Batch& batch, int64_t batch_idx)")
+    on_test_batch_start,
+    "void on_test_batch_start(const Batch& batch, int64_t batch_idx[, int64_t dataloader_idx])",
+    "void on_test_batch_start(auto& trainer, auto& module, const Batch& batch, int64_t batch_idx[, "
+    "int64_t dataloader_idx])")
 LIGHTNING_DETAIL_DECLARE_HOOK(
     on_test_batch_end,
-    "void on_test_batch_end(const Output& outputs, const Batch& batch, int64_t batch_idx)",
+    "void on_test_batch_end(const Output& outputs, const Batch& batch, int64_t batch_idx[, int64_t "
+    "dataloader_idx])",
     "void on_test_batch_end(auto& trainer, auto& module, const Output& outputs, const Batch& "
     "batch, "
-    "int64_t batch_idx)")
+    "int64_t batch_idx[, int64_t dataloader_idx])")
 LIGHTNING_DETAIL_DECLARE_HOOK(on_predict_batch_start,
                               "void on_predict_batch_start(const Batch& batch, int64_t batch_idx)",
                               "void on_predict_batch_start(auto& trainer, auto& module, const "

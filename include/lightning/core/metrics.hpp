@@ -32,6 +32,8 @@ struct LogOptions {
   std::optional<bool> on_step = std::nullopt;
   std::optional<bool> on_epoch = std::nullopt;
   Reduce reduce = Reduce::mean;
+  // With several validation/test loaders, suffix the name with "/dataloader_idx_N".
+  bool add_dataloader_idx = true;
   std::optional<std::int64_t> batch_size = std::nullopt;  // weight of this value in the epoch mean
 };
 
@@ -57,6 +59,8 @@ class MetricStore {
     phase_ = phase;
   }
   void set_batch_size(std::int64_t n) noexcept { batch_size_ = n; }
+  // The evaluation loader being run when there are several (-1: none, no suffix).
+  void set_dataloader(std::int64_t idx) noexcept { dataloader_ = idx; }
   [[nodiscard]] Phase phase() const noexcept { return phase_; }
 
   void log(std::string_view name, const torch::Tensor& value, const LogOptions& options) {
@@ -174,6 +178,13 @@ class MetricStore {
   [[nodiscard]] MetricMap logged_metrics() const {
     return collect([](const Slot& s) { return s.logger; });
   }
+  // The logged metrics of evaluation loader `idx` (of several), and those logged
+  // without a loader suffix: Lightning's per-dataloader result of validate/test.
+  [[nodiscard]] MetricMap logged_metrics(std::int64_t dataloader_idx) const {
+    return collect([&](const Slot& s) {
+      return s.logger && (s.dataloader < 0 || s.dataloader == dataloader_idx);
+    });
+  }
   // Lightning's trainer.progress_bar_metrics: metrics logged with prog_bar=true.
   [[nodiscard]] MetricMap progress_bar_metrics() const {
     return collect([](const Slot& s) { return s.prog_bar; });
@@ -203,8 +214,9 @@ class MetricStore {
 
  private:
   struct Slot {
-    std::string name, step_key, epoch_key;
+    std::string name, key, step_key, epoch_key;  // key: name with its loader suffix
     Phase phase{};
+    std::int64_t dataloader = -1;
     bool on_step = false, on_epoch = false, prog_bar = false, logger = true, host = false;
     Reduce reduce = Reduce::mean;
     torch::Tensor step, accum, epoch;
@@ -220,17 +232,20 @@ class MetricStore {
   }
 
   Slot& slot_for(std::string_view name, const LogOptions& options) {
-    if (cursor_ < slots_.size() && slots_[cursor_].phase == phase_ && slots_[cursor_].name == name)
-      return slots_[cursor_++];
+    const std::int64_t dl = options.add_dataloader_idx ? dataloader_ : -1;
+    const auto matches = [&](const Slot& s) {
+      return s.phase == phase_ && s.dataloader == dl && s.name == name;
+    };
+    if (cursor_ < slots_.size() && matches(slots_[cursor_])) return slots_[cursor_++];
     for (std::size_t i = 0; i < slots_.size(); ++i)
-      if (slots_[i].phase == phase_ && slots_[i].name == name) {
+      if (matches(slots_[i])) {
         cursor_ = i + 1;
         return slots_[i];
       }
-    return create(name, options);
+    return create(name, options, dl);
   }
 
-  Slot& create(std::string_view name, const LogOptions& options) {
+  Slot& create(std::string_view name, const LogOptions& options, std::int64_t dataloader) {
     if (scope_ == LogScope::forbidden)
       throw std::logic_error("lightning: log(\"" + std::string(name) + "\") is not allowed in `" +
                              hook_ +
@@ -239,6 +254,7 @@ class MetricStore {
     Slot s;
     s.name = std::string(name);
     s.phase = phase_;
+    s.dataloader = dataloader;
     s.on_step = options.on_step.value_or(step_default);
     s.on_epoch = options.on_epoch.value_or(!step_default);
     if (s.on_step && scope_ != LogScope::train_step && scope_ != LogScope::evaluation)
@@ -252,9 +268,13 @@ class MetricStore {
     s.prog_bar = options.prog_bar;
     s.logger = options.logger;
     s.reduce = options.reduce;
+    // Lightning's names: forked "_step"/"_epoch" first, then the loader suffix.
     const bool forked = s.on_step && s.on_epoch;
-    s.step_key = forked ? s.name + "_step" : s.name;
-    s.epoch_key = forked ? s.name + "_epoch" : s.name;
+    const std::string suffix =
+        dataloader >= 0 ? "/dataloader_idx_" + std::to_string(dataloader) : std::string();
+    s.key = s.name + suffix;
+    s.step_key = (forked ? s.name + "_step" : s.name) + suffix;
+    s.epoch_key = (forked ? s.name + "_epoch" : s.name) + suffix;
     slots_.push_back(std::move(s));
     cursor_ = slots_.size();
     return slots_.back();
@@ -274,7 +294,7 @@ class MetricStore {
       if (s.on_epoch && s.has_epoch) out.insert_or_assign(s.epoch_key, epoch_value(s));
       if (s.on_step && s.on_epoch &&
           (s.has_step || s.has_epoch))  // plain name: epoch value once known
-        out.insert_or_assign(s.name, s.has_epoch ? epoch_value(s) : step_value(s));
+        out.insert_or_assign(s.key, s.has_epoch ? epoch_value(s) : step_value(s));
     }
     return out;
   }
@@ -285,6 +305,7 @@ class MetricStore {
   const char* hook_ = "(outside the Trainer)";
   Phase phase_ = Phase::train;
   std::int64_t batch_size_ = 1;
+  std::int64_t dataloader_ = -1;
 };
 
 }  // namespace lightning

@@ -18,6 +18,8 @@
 
 #include <torch/torch.h>
 
+#include <array>
+#include <cstddef>
 #include <cstdint>
 #include <exception>
 #include <iostream>
@@ -39,6 +41,52 @@ namespace detail {
 
 // Passed as the validation loader when fit() gets none.
 struct NoLoader {};
+
+// Several validation/test loaders: a std::tuple of loaders, or of references (std::tie).
+template <class T>
+struct is_loader_tuple : std::false_type {};
+template <class... L>
+struct is_loader_tuple<std::tuple<L...>>
+    : std::bool_constant<(sizeof...(L) > 0 && (BatchLoader<std::remove_cvref_t<L>> && ...))> {};
+template <class T>
+concept EvaluationLoaders = BatchLoader<T> || is_loader_tuple<T>::value;
+
+// The evaluation loaders as a tuple of references: one loader is a tuple of one.
+template <class L>
+auto loader_refs(L& loaders) {
+  if constexpr (is_loader_tuple<std::remove_cvref_t<L>>::value)
+    return std::apply([](auto&... each) { return std::tie(each...); }, loaders);
+  else
+    return std::tie(loaders);
+}
+template <class L>
+using loader_refs_t = decltype(loader_refs(std::declval<L&>()));
+
+// Whether an evaluation step takes the batches of every loader, and their index when
+// there are several (Lightning refuses several loaders without dataloader_idx).
+enum class StepFit { ok, wrong_batch, needs_dataloader_idx };
+template <class Step, class M, class B, bool Several>
+consteval StepFit step_fit_one() {
+  if constexpr (Step::template callable<M, B&, std::int64_t, std::int64_t>)
+    return StepFit::ok;
+  else if constexpr (!Step::template callable<M, B&, std::int64_t>)
+    return StepFit::wrong_batch;
+  else
+    return Several ? StepFit::needs_dataloader_idx : StepFit::ok;
+}
+template <class Step, class M, class Refs>
+struct eval_step_fit;
+template <class Step, class M, class... L>
+struct eval_step_fit<Step, M, std::tuple<L...>> {
+  static constexpr StepFit value = [] {
+    StepFit r = StepFit::ok;
+    ((r = r == StepFit::ok
+              ? step_fit_one<Step, M, loader_batch_t<std::remove_cvref_t<L>>, (sizeof...(L) > 1)>()
+              : r),
+     ...);
+    return r;
+  }();
+};
 
 // Stands in for Trainer::ManualRun when the module uses automatic optimization.
 struct NoManualRun {
@@ -183,14 +231,26 @@ class Trainer : public TrainerState {
       });
       return out;
     } else {
-      static_assert(BatchLoader<std::remove_cvref_t<Loader>>,
-                    "lightning: validate() takes a loader or a DataModule");
-      using B = loader_batch_t<std::remove_cvref_t<Loader>>;
-      static_assert(hooks::validation_step::callable<M, B&, std::int64_t>,
-                    "lightning: validate() needs `validation_step(const Batch& batch, int64_t "
-                    "batch_idx)` taking the loader's batches");
-      return run_evaluation_entry<detail::ValidationLoop>(
-          model, loader, Stage::validate, options_.limit_val_batches, "limit_val_batches");
+      using LT = std::remove_cvref_t<Loader>;
+      if constexpr (!detail::EvaluationLoaders<LT>) {
+        static_assert(detail::EvaluationLoaders<LT>,
+                      "lightning: validate() takes a loader, a std::tuple of loaders or a "
+                      "DataModule");
+        return {};
+      } else {
+        constexpr auto fit =
+            detail::eval_step_fit<hooks::validation_step, M, detail::loader_refs_t<LT>>::value;
+        static_assert(fit != detail::StepFit::wrong_batch,
+                      "lightning: validate() needs `validation_step(const Batch& batch, int64_t "
+                      "batch_idx)` taking the loader's batches");
+        static_assert(fit != detail::StepFit::needs_dataloader_idx,
+                      "lightning: several validation loaders were given, but `validation_step` "
+                      "does not take their index; add it: validation_step(const Batch& batch, "
+                      "int64_t batch_idx, int64_t dataloader_idx)");
+        auto loaders = detail::loader_refs(loader);
+        return run_evaluation_entry<detail::ValidationLoop>(
+            model, loaders, Stage::validate, options_.limit_val_batches, "limit_val_batches");
+      }
     }
   }
 
@@ -205,14 +265,25 @@ class Trainer : public TrainerState {
       });
       return out;
     } else {
-      static_assert(BatchLoader<std::remove_cvref_t<Loader>>,
-                    "lightning: test() takes a loader or a DataModule");
-      using B = loader_batch_t<std::remove_cvref_t<Loader>>;
-      static_assert(hooks::test_step::callable<M, B&, std::int64_t>,
-                    "lightning: test() needs `test_step(const Batch& batch, int64_t batch_idx)` "
-                    "taking the loader's batches");
-      return run_evaluation_entry<detail::TestLoop>(
-          model, loader, Stage::test, options_.limit_test_batches, "limit_test_batches");
+      using LT = std::remove_cvref_t<Loader>;
+      if constexpr (!detail::EvaluationLoaders<LT>) {
+        static_assert(detail::EvaluationLoaders<LT>,
+                      "lightning: test() takes a loader, a std::tuple of loaders or a DataModule");
+        return {};
+      } else {
+        constexpr auto fit =
+            detail::eval_step_fit<hooks::test_step, M, detail::loader_refs_t<LT>>::value;
+        static_assert(fit != detail::StepFit::wrong_batch,
+                      "lightning: test() needs `test_step(const Batch& batch, int64_t "
+                      "batch_idx)` taking the loader's batches");
+        static_assert(fit != detail::StepFit::needs_dataloader_idx,
+                      "lightning: several test loaders were given, but `test_step` does not "
+                      "take their index; add it: test_step(const Batch& batch, int64_t "
+                      "batch_idx, int64_t dataloader_idx)");
+        auto loaders = detail::loader_refs(loader);
+        return run_evaluation_entry<detail::TestLoop>(
+            model, loaders, Stage::test, options_.limit_test_batches, "limit_test_batches");
+      }
     }
   }
 
@@ -250,10 +321,10 @@ class Trainer : public TrainerState {
                     "lightning: fit()'s train loader must be iterable (begin()/end() yielding "
                     "batches): a lightning::data::TensorLoader, a std::vector of batches, a "
                     "range-v3 view or a torch::data loader");
-    } else if constexpr (!std::is_same_v<VL, detail::NoLoader> && !BatchLoader<VL>) {
-      static_assert(BatchLoader<VL>,
+    } else if constexpr (!std::is_same_v<VL, detail::NoLoader> && !detail::EvaluationLoaders<VL>) {
+      static_assert(detail::EvaluationLoaders<VL>,
                     "lightning: fit()'s validation loader must be iterable "
-                    "(begin()/end() yielding batches)");
+                    "(begin()/end() yielding batches), or a std::tuple of such loaders");
     } else if constexpr (valid_arguments &&
                          detail::check_training_module<M, loader_batch_t<TL>>() &&
                          check_validation<M, VL>()) {
@@ -285,10 +356,20 @@ class Trainer : public TrainerState {
   static consteval bool check_validation() {
     if constexpr (std::is_same_v<VL, detail::NoLoader> || !hooks::validation_step::declared<M>) {
       return true;
-    } else if constexpr (!hooks::validation_step::callable<M, loader_batch_t<VL>&, std::int64_t>) {
-      static_assert(hooks::validation_step::callable<M, loader_batch_t<VL>&, std::int64_t>,
+    } else if constexpr (detail::eval_step_fit<hooks::validation_step, M,
+                                               detail::loader_refs_t<VL>>::value ==
+                         detail::StepFit::wrong_batch) {
+      static_assert(detail::always_false<M>,
                     "lightning: `validation_step` cannot take the batches of the validation "
                     "loader. Expected validation_step(const Batch& batch, int64_t batch_idx)");
+      return false;
+    } else if constexpr (detail::eval_step_fit<hooks::validation_step, M,
+                                               detail::loader_refs_t<VL>>::value ==
+                         detail::StepFit::needs_dataloader_idx) {
+      static_assert(detail::always_false<M>,
+                    "lightning: several validation loaders were given, but `validation_step` "
+                    "does not take their index; add it: validation_step(const Batch& batch, "
+                    "int64_t batch_idx, int64_t dataloader_idx)");
       return false;
     } else {
       return true;
@@ -359,15 +440,16 @@ class Trainer : public TrainerState {
     fabric_.setup_module(model);
   }
 
-  template <class Loop, class M, class L>
-  std::vector<MetricMap> run_evaluation_entry(M& model, L& loader, Stage s, const BatchLimit& limit,
-                                              const char* limit_name) {
+  template <class Loop, class M, class Loaders>
+  std::vector<MetricMap> run_evaluation_entry(M& model, Loaders& loaders, Stage s,
+                                              const BatchLimit& limit, const char* limit_name) {
+    constexpr std::size_t count = std::tuple_size_v<Loaders>;
     Attachment<M> attachment(model, this);
     try {
       begin_entry(model, s);
-      const auto n = limited(limit, loader_length(loader), limit_name);
-      num_val_batches = n;
-      if (!n || *n > 0) run_evaluation<Loop>(model, loader, n);
+      const auto limits = loader_limits(loaders, limit, limit_name);
+      num_val_batches = total_batches(limits);
+      if (!num_val_batches || *num_val_batches > 0) run_evaluation<Loop>(model, loaders, limits);
       scope(LogScope::forbidden, "teardown");
       call_hooks<hooks::teardown>(model, s);
     } catch (const std::exception& error) {
@@ -376,7 +458,35 @@ class Trainer : public TrainerState {
       hooks::call_callbacks<hooks::on_exception>(callbacks_, *this, model, error);
       throw;
     }
-    return {metrics.logged_metrics()};
+    if constexpr (count == 1) {
+      return {metrics.logged_metrics()};
+    } else {
+      std::vector<MetricMap> results;
+      for (std::size_t i = 0; i < count; ++i)
+        results.push_back(metrics.logged_metrics(static_cast<std::int64_t>(i)));
+      return results;
+    }
+  }
+
+  // Each evaluation loader's batch count after the limit (unknown: no size()).
+  template <class Loaders>
+  using Limits = std::array<std::optional<std::int64_t>, std::tuple_size_v<Loaders>>;
+  template <class Loaders>
+  static Limits<Loaders> loader_limits(Loaders& loaders, const BatchLimit& limit,
+                                       const char* option) {
+    return std::apply(
+        [&](auto&... l) { return Limits<Loaders>{limited(limit, loader_length(l), option)...}; },
+        loaders);
+  }
+  template <std::size_t N>
+  static std::optional<std::int64_t> total_batches(
+      const std::array<std::optional<std::int64_t>, N>& limits) {
+    std::int64_t total = 0;
+    for (const auto& n : limits) {
+      if (!n) return std::nullopt;
+      total += *n;
+    }
+    return total;
   }
 
   template <class M, class L>
@@ -598,20 +708,20 @@ class Trainer : public TrainerState {
 
   // Transfers a batch to the device through the module's transfer hooks, if any.
   template <class M, class B>
-  auto prepare_batch(M& model, B&& raw) {
+  auto prepare_batch(M& model, B&& raw, std::int64_t dataloader_idx = 0) {
     if constexpr (hooks::on_before_batch_transfer::declared<M> ||
                   hooks::on_after_batch_transfer::declared<M>) {
       auto before = [&] {
         if constexpr (hooks::on_before_batch_transfer::declared<M>)
           return hooks::call_module<hooks::on_before_batch_transfer>(model, std::forward<B>(raw),
-                                                                     std::int64_t{0});
+                                                                     dataloader_idx);
         else
           return std::remove_cvref_t<B>(std::forward<B>(raw));
       }();
       auto moved = fabric_.to_device(before);
       if constexpr (hooks::on_after_batch_transfer::declared<M>)
         return hooks::call_module<hooks::on_after_batch_transfer>(model, std::move(moved),
-                                                                  std::int64_t{0});
+                                                                  dataloader_idx);
       else
         return moved;
     } else {
@@ -671,9 +781,11 @@ class Trainer : public TrainerState {
             "examples, batch_size and drop_last");
       bool val_enabled = false;
       std::int64_t val_check_batch = 0;  // 0: validate on the last batch of the epoch
+      auto val_loaders = detail::loader_refs(val_loader);
+      Limits<decltype(val_loaders)> val_limits{};
       if constexpr (has_val) {
-        num_val_batches =
-            limited(run_.limit_val_batches, loader_length(val_loader), "limit_val_batches");
+        val_limits = loader_limits(val_loaders, run_.limit_val_batches, "limit_val_batches");
+        num_val_batches = total_batches(val_limits);
         val_enabled = !num_val_batches || *num_val_batches > 0;
         if (run_.val_check_interval.is_count()) {
           val_check_batch = run_.val_check_interval.count();
@@ -703,13 +815,11 @@ class Trainer : public TrainerState {
           sanity_checking = true;
           scope(LogScope::forbidden, "on_sanity_check_start");
           hooks::call_callbacks<hooks::on_sanity_check_start>(callbacks_, *this, model);
-          std::optional<std::int64_t> limit =
-              run_.num_sanity_val_steps == -1
-                  ? num_val_batches
-                  : std::optional<std::int64_t>(
-                        num_val_batches ? std::min(*num_val_batches, run_.num_sanity_val_steps)
-                                        : run_.num_sanity_val_steps);
-          run_validation(model, val_loader, limit);
+          auto sanity_limits = val_limits;  // num_sanity_val_steps batches of each loader
+          if (run_.num_sanity_val_steps != -1)
+            for (auto& n : sanity_limits)
+              n = n ? std::min(*n, run_.num_sanity_val_steps) : run_.num_sanity_val_steps;
+          run_validation(model, val_loaders, sanity_limits);
           scope(LogScope::forbidden, "on_sanity_check_end");
           hooks::call_callbacks<hooks::on_sanity_check_end>(callbacks_, *this, model);
           sanity_checking = false;
@@ -727,8 +837,9 @@ class Trainer : public TrainerState {
         metrics.reset_epoch(MetricStore::Phase::train);
         scope(LogScope::train_epoch, "on_train_epoch_start");
         call_hooks<hooks::on_train_epoch_start>(model);
-        const bool completed = run_training_epoch(model, configs, train_loader, val_loader,
-                                                  val_enabled, val_check_batch, total_batch_idx);
+        const bool completed =
+            run_training_epoch(model, configs, train_loader, val_loaders, val_limits, val_enabled,
+                               val_check_batch, total_batch_idx);
         scope(LogScope::train_epoch, "on_train_epoch_end");
         call_hooks<hooks::on_train_epoch_end>(model);
         if constexpr (!manual)
@@ -756,8 +867,9 @@ class Trainer : public TrainerState {
   }
 
   // One training epoch; true when it ran through all of its batches.
-  template <class M, class Configs, class TL, class VL>
-  bool run_training_epoch(M& model, Configs& configs, TL& loader, [[maybe_unused]] VL& val_loader,
+  template <class M, class Configs, class TL, class VLs>
+  bool run_training_epoch(M& model, Configs& configs, TL& loader, [[maybe_unused]] VLs& val_loaders,
+                          [[maybe_unused]] const Limits<VLs>& val_limits,
                           [[maybe_unused]] bool val_enabled,
                           [[maybe_unused]] std::int64_t val_check_batch,
                           std::int64_t& total_batch_idx) {
@@ -850,9 +962,9 @@ class Trainer : public TrainerState {
         if ((total_batch_idx + 1) % run_.log_every_n_steps == 0 || should_stop)
           emit_logs(metrics.take_step_metrics(), std::max<std::int64_t>(global_step - 1, 0));
 
-      if constexpr (has_validation<M, VL>) {
+      if constexpr (has_validation<M, std::remove_cvref_t<std::tuple_element_t<0, VLs>>>) {
         if (val_enabled && should_validate(idx, total_batch_idx, is_last, val_check_batch))
-          run_validation(model, val_loader, num_val_batches);
+          run_validation(model, val_loaders, val_limits);
       }
       if (max_steps_reached() || stop_requested()) {
         ++total_batch_idx;
@@ -872,46 +984,34 @@ class Trainer : public TrainerState {
     return (iteration + 1) % val_check_batch == 0;
   }
 
-  template <class M, class VL>
-  void run_validation(M& model, VL& loader, std::optional<std::int64_t> limit) {
-    run_evaluation<detail::ValidationLoop>(model, loader, limit);
+  template <class M, class Loaders>
+  void run_validation(M& model, Loaders& loaders, const Limits<Loaders>& limits) {
+    run_evaluation<detail::ValidationLoop>(model, loaders, limits);
   }
 
-  // One evaluation run (validation or test): eval mode, inference mode, Lightning's hooks.
-  template <class Loop, class M, class VL>
-  void run_evaluation(M& model, VL& loader, std::optional<std::int64_t> limit) {
+  // One evaluation run (validation or test) over every loader in turn: eval mode,
+  // inference mode, Lightning's hooks.
+  template <class Loop, class M, class Loaders>
+  void run_evaluation(M& model, Loaders& loaders, const Limits<Loaders>& limits) {
     using Phase = MetricStore::Phase;
-    const auto enter = [this](const char* hook) {
-      scope(LogScope::evaluation, hook, Phase::validation);
-    };
     validating = true;
     const bool was_training = model.is_training();
     model.eval();
     {
       c10::InferenceMode inference;
       metrics.reset_epoch(Phase::validation);
-      enter(Loop::start::name);
+      scope(LogScope::evaluation, Loop::start::name, Phase::validation);
       call_hooks<typename Loop::start>(model);
-      enter(Loop::epoch_start::name);
+      scope(LogScope::evaluation, Loop::epoch_start::name, Phase::validation);
       call_hooks<typename Loop::epoch_start>(model);
-      auto it = detail::loader_begin(loader);
-      auto end = detail::loader_end(loader);
-      for (std::int64_t idx = 0; it != end && (!limit || idx < *limit); ++idx) {
-        auto batch = prepare_batch(model, *it);
-        ++it;
-        metrics.set_batch_size(infer_batch_size(batch));
-        enter(Loop::batch_start::name);
-        call_hooks<typename Loop::batch_start>(model, std::as_const(batch), idx);
-        enter(Loop::step::name);
-        auto output = detail::invoke_output([&]() -> decltype(auto) {
-          [[maybe_unused]] auto autocast = fabric_.autocast();
-          return Loop::step::on_module(model, batch, idx);
-        });
-        enter(Loop::batch_end::name);
-        call_hooks<typename Loop::batch_end>(model, std::as_const(output), std::as_const(batch),
-                                             idx);
+      [&]<std::size_t... I>(std::index_sequence<I...>) {
+        (run_evaluation_batches<Loop>(model, std::get<I>(loaders), limits[I],
+                                      static_cast<std::int64_t>(I), sizeof...(I) > 1),
+         ...);
       }
-      enter(Loop::epoch_end::name);
+      (std::make_index_sequence<std::tuple_size_v<Loaders>>{});
+      metrics.set_dataloader(-1);
+      scope(LogScope::evaluation, Loop::epoch_end::name, Phase::validation);
       call_hooks<typename Loop::epoch_end>(model);
       metrics.finalize_epoch(Phase::validation);
     }
@@ -921,6 +1021,57 @@ class Trainer : public TrainerState {
     call_hooks<typename Loop::end>(model);
     if (was_training) model.train();
     validating = false;
+  }
+
+  // The batches of one evaluation loader. With several loaders, metrics logged here
+  // get the loader's suffix, and steps and batch hooks that take it get dataloader_idx.
+  template <class Loop, class M, class VL>
+  void run_evaluation_batches(M& model, VL& loader, std::optional<std::int64_t> limit,
+                              std::int64_t dataloader_idx, bool several) {
+    using Phase = MetricStore::Phase;
+    metrics.set_dataloader(several ? dataloader_idx : -1);
+    auto it = detail::loader_begin(loader);
+    auto end = detail::loader_end(loader);
+    for (std::int64_t idx = 0; it != end && (!limit || idx < *limit); ++idx) {
+      auto batch = prepare_batch(model, *it, dataloader_idx);
+      ++it;
+      metrics.set_batch_size(infer_batch_size(batch));
+      scope(LogScope::evaluation, Loop::batch_start::name, Phase::validation);
+      call_batch_hooks<typename Loop::batch_start>(model, dataloader_idx, std::as_const(batch),
+                                                   idx);
+      scope(LogScope::evaluation, Loop::step::name, Phase::validation);
+      auto output = detail::invoke_output([&]() -> decltype(auto) {
+        [[maybe_unused]] auto autocast = fabric_.autocast();
+        using B = decltype(batch);
+        if constexpr (Loop::step::template callable<M, B&, std::int64_t&, std::int64_t&>)
+          return Loop::step::on_module(model, batch, idx, dataloader_idx);
+        else
+          return Loop::step::on_module(model, batch, idx);
+      });
+      scope(LogScope::evaluation, Loop::batch_end::name, Phase::validation);
+      call_batch_hooks<typename Loop::batch_end>(model, dataloader_idx, std::as_const(output),
+                                                 std::as_const(batch), idx);
+    }
+  }
+
+  // A batch hook of the callbacks, then of the module, with dataloader_idx appended for
+  // those that take it (Lightning's optional last parameter).
+  template <class Hook, class M, class... Args>
+  void call_batch_hooks(M& model, std::int64_t dataloader_idx, const Args&... args) {
+    std::apply(
+        [&](auto&... cb) { (call_batch_callback<Hook>(cb, model, dataloader_idx, args...), ...); },
+        callbacks_);
+    if constexpr (Hook::template callable<M, const Args&..., std::int64_t&>)
+      Hook::on_module(model, args..., dataloader_idx);
+    else
+      Hook::on_module(model, args...);
+  }
+  template <class Hook, class C, class M, class... Args>
+  void call_batch_callback(C& cb, M& model, std::int64_t dataloader_idx, const Args&... args) {
+    if constexpr (Hook::template callable<C, Trainer&, M&, const Args&..., std::int64_t&>)
+      Hook::on_callback(cb, *this, model, args..., dataloader_idx);
+    else
+      Hook::on_callback(cb, *this, model, args...);
   }
 
   TrainerOptions options_;
