@@ -107,6 +107,7 @@ TEST(FashionMNIST, SplitsNormalisesAndBatches) {
   EXPECT_EQ(val.num_examples(), 200);
   auto [x, y] = *train.begin();
   EXPECT_EQ(x.sizes(), (std::vector<int64_t>{100, 1, 28, 28}));
+  EXPECT_EQ(x.scalar_type(), torch::kFloat);  // stored as uint8, yielded normalised
   EXPECT_EQ(y.scalar_type(), torch::kLong);
   EXPECT_GE(y.min().item<int64_t>(), 0);
   EXPECT_LE(y.max().item<int64_t>(), 9);

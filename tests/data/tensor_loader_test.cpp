@@ -5,6 +5,9 @@
 
 #include "support/expect.hpp"
 
+#include <algorithm>
+#include <vector>
+
 namespace L = lightning;
 using lightning::testing::expect_invalid_argument;
 
@@ -84,4 +87,36 @@ TEST(TensorLoader, ClearErrorsForBadInput) {
       "same number of examples");
   expect_invalid_argument([] { L::data::TensorLoader({torch::tensor(1.0)}); },
                           "first (example) dimension");
+}
+
+// normalize: the first tensor stays compact (uint8) and each batch is yielded as
+// (x * scale - mean) / std in float32, rows in the epoch's order, pairs kept.
+TEST(TensorLoader, NormalizeConvertsEachBatchOfTheFirstTensor) {
+  auto g = at::make_generator<at::CPUGeneratorImpl>(5);
+  auto pixels = torch::randint(256, {50, 1, 4, 3}, g, torch::kUInt8);
+  auto ids = torch::arange(50);
+  const L::data::Normalize n{.scale = 1.0 / 255, .mean = 0.3, .std = 0.4};
+  const auto expected = [&](const torch::Tensor& rows) {
+    return (pixels.index_select(0, rows).to(torch::kFloat) / 255.0 - 0.3) / 0.4;
+  };
+  for (const bool shuffle : {false, true}) {
+    L::data::TensorLoader loader({pixels, ids},
+                                 {.batch_size = 16, .shuffle = shuffle, .seed = 3, .normalize = n});
+    std::vector<std::int64_t> seen;
+    for (int epoch = 0; epoch < 2; ++epoch)
+      for (auto [x, id] : loader) {
+        EXPECT_EQ(x.scalar_type(), torch::kFloat);
+        EXPECT_EQ(x.sizes(), (std::vector<std::int64_t>{id.size(0), 1, 4, 3}));
+        EXPECT_TRUE(torch::allclose(x, expected(id), 1e-5, 1e-6)) << "shuffle " << shuffle;
+        for (std::int64_t i = 0; i < id.size(0); ++i) seen.push_back(id[i].item<std::int64_t>());
+      }
+    ASSERT_EQ(seen.size(), 100u);
+    EXPECT_EQ(std::is_sorted(seen.begin(), seen.begin() + 50), !shuffle);
+  }
+  // Any real or integral storage type; a zero std is refused with the option named.
+  L::data::TensorLoader doubles({pixels.to(torch::kDouble)}, {.batch_size = 50, .normalize = n});
+  EXPECT_TRUE(torch::allclose(std::get<0>(*doubles.begin()), expected(ids), 1e-5, 1e-6));
+  expect_invalid_argument(
+      [&] { L::data::TensorLoader({pixels}, {.normalize = L::data::Normalize{.std = 0.0}}); },
+      "LoaderOptions.normalize.std = 0");
 }
