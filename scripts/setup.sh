@@ -19,6 +19,7 @@ readonly PACKAGES=(
   zlib1g-dev                            # gzip-compressed IDX files
   dataset-fashion-mnist                 # a real data set for the examples and tests
   libgtest-dev libgmock-dev             # tests
+  python3-torch                         # tests: Python's torch.load reads our checkpoints
   libbenchmark-dev                      # bench/
 )
 

@@ -14,6 +14,8 @@
 //              precision.hpp (F32, F64)
 //   fabric/    fabric.hpp       Fabric<Accelerator, Strategy, Precision> for custom loops
 //              gradient_clipping.hpp
+//              checkpoint_io.hpp     atomic, verified checkpoint files torch.load can read
+//              checkpoint_state.hpp  module/optimizer/scheduler/generator state as entries
 //   trainer/   options.hpp      TrainerOptions, BatchLimit
 //              trainer.hpp      Trainer<Accelerator, Strategy, Precision, Callbacks...>
 //   callbacks/ progress_bar.hpp
@@ -38,6 +40,8 @@
 #include <lightning/policies/precision.hpp>
 #include <lightning/policies/strategies.hpp>
 
+#include <lightning/fabric/checkpoint_io.hpp>
+#include <lightning/fabric/checkpoint_state.hpp>
 #include <lightning/fabric/fabric.hpp>
 #include <lightning/fabric/gradient_clipping.hpp>
 

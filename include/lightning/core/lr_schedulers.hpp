@@ -303,6 +303,21 @@ class ReduceLROnPlateau {
   [[nodiscard]] std::int64_t num_bad_epochs() const noexcept { return bad_; }
   [[nodiscard]] const Options& options() const noexcept { return o_; }
 
+  // What a checkpoint saves: everything step() depends on besides the optimizer's lrs.
+  struct State {
+    double best;
+    std::int64_t num_bad_epochs, cooldown_counter, last_step;
+  };
+  [[nodiscard]] State state() const noexcept {
+    return {best_, bad_, cooldown_counter_, last_step_};
+  }
+  void restore(const State& s) noexcept {
+    best_ = s.best;
+    bad_ = s.num_bad_epochs;
+    cooldown_counter_ = s.cooldown_counter;
+    last_step_ = s.last_step;
+  }
+
  private:
   void reset() {
     best_ = o_.mode == Mode::min ? std::numeric_limits<double>::infinity()

@@ -163,6 +163,15 @@ class TensorLoader {
   [[nodiscard]] std::int64_t num_examples() const noexcept { return tensors_[0].size(0); }
   [[nodiscard]] const LoaderOptions& options() const noexcept { return options_; }
 
+  // The shuffling generator's state (undefined without a seed: then the order follows
+  // the global generator, which checkpoints save). Restoring it repeats the same orders.
+  [[nodiscard]] torch::Tensor state_dict() const {
+    return generator_ ? generator_->get_state() : torch::Tensor();
+  }
+  void load_state_dict(const torch::Tensor& state) {
+    if (generator_ && state.defined()) generator_->set_state(state);
+  }
+
   // The i-th batch of the current epoch.
   [[nodiscard]] batch_type batch(std::int64_t i) const {
     const std::int64_t start = i * options_.batch_size;

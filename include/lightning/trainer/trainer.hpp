@@ -13,6 +13,8 @@
 #include <lightning/core/module.hpp>
 #include <lightning/core/optimizers.hpp>
 #include <lightning/core/trainer_state.hpp>
+#include <lightning/fabric/checkpoint_io.hpp>
+#include <lightning/fabric/checkpoint_state.hpp>
 #include <lightning/fabric/fabric.hpp>
 #include <lightning/trainer/options.hpp>
 
@@ -22,8 +24,11 @@
 #include <cstddef>
 #include <cstdint>
 #include <exception>
+#include <filesystem>
+#include <functional>
 #include <iostream>
 #include <limits>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -36,6 +41,12 @@ namespace lightning {
 
 // What a step that returns nothing (void validation_step) passes to *_batch_end hooks.
 struct NoOutput {};
+
+// The checkpoint fit() resumes from (Lightning's ckpt_path): trainer.fit(model, loader,
+// L::CheckpointPath{"run/last.ckpt"}).
+struct CheckpointPath {
+  std::filesystem::path path;
+};
 
 namespace detail {
 
@@ -198,8 +209,20 @@ class Trainer : public TrainerState {
     lightning::validate(options_);
   }
 
-  // trainer.fit(model, train_loader[, val_loader]) or trainer.fit(model, datamodule):
-  // Lightning's fit lifecycle.
+  // trainer.fit(model, train_loader[, val_loader][, CheckpointPath]) or
+  // trainer.fit(model, datamodule[, CheckpointPath]): Lightning's fit lifecycle. With a
+  // CheckpointPath, training resumes exactly where that checkpoint was saved.
+  template <class M, class TrainLoader>
+  void fit(M& model, TrainLoader&& train_loader, CheckpointPath ckpt) {
+    resume_path_ = std::move(ckpt.path);
+    fit(model, std::forward<TrainLoader>(train_loader));
+  }
+  template <class M, class TrainLoader, class ValLoader>
+  void fit(M& model, TrainLoader&& train_loader, ValLoader&& val_loader, CheckpointPath ckpt) {
+    resume_path_ = std::move(ckpt.path);
+    fit(model, std::forward<TrainLoader>(train_loader), std::forward<ValLoader>(val_loader));
+  }
+
   template <class M, class TrainLoader>
   void fit(M& model, TrainLoader&& train_loader) {
     if constexpr (DataModule<std::remove_cvref_t<TrainLoader>>) {
@@ -313,7 +336,8 @@ class Trainer : public TrainerState {
   }
 
   template <class M, class TrainLoader, class ValLoader>
-  void fit(M& model, TrainLoader&& train_loader, ValLoader&& val_loader) {
+  requires(!std::same_as<std::remove_cvref_t<ValLoader>, CheckpointPath>) void fit(
+      M& model, TrainLoader&& train_loader, ValLoader&& val_loader) {
     using TL = std::remove_cvref_t<TrainLoader>;
     using VL = std::remove_cvref_t<ValLoader>;
     if constexpr (!BatchLoader<TL>) {
@@ -341,6 +365,18 @@ class Trainer : public TrainerState {
     return std::get<C>(callbacks_);
   }
   [[nodiscard]] bool is_global_zero() const { return fabric_.is_global_zero(); }
+
+  // Lightning's trainer.save_checkpoint: the module's state_dict, every optimizer's and
+  // scheduler's state, epoch, global_step, loop progress, the CPU generator and the
+  // train loader's shuffling state, in one atomic, verified file (docs/checkpointing.md).
+  // Valid during fit() and after it, while the fitted module is alive.
+  void save_checkpoint(const std::filesystem::path& path) {
+    if (!checkpoint_source_)
+      throw std::logic_error(
+          "lightning: save_checkpoint(\"" + path.string() +
+          "\") needs a module fitted by this trainer: call it during or after fit()");
+    save_checkpoint_file(path, checkpoint_source_());
+  }
   [[nodiscard]] std::int64_t max_epochs() const noexcept { return run_.max_epochs.value_or(-1); }
 
  private:
@@ -536,6 +572,95 @@ class Trainer : public TrainerState {
       throw;
     }
     return outputs;
+  }
+
+  // Between epochs: a checkpoint saved now resumes exactly at the next epoch.
+  template <class TL>
+  void note_epoch_boundary(TL& train_loader, std::int64_t total_batch_idx) {
+    in_epoch_ = false;
+    batches_seen_ = total_batch_idx;
+    if constexpr (requires { train_loader.state_dict(); })
+      train_loader_state_ = train_loader.state_dict();
+  }
+
+  template <class M, class Configs>
+  CheckpointDict collect_checkpoint(M& model, Configs& configs) {
+    CheckpointDict c = make_checkpoint();
+    c.insert("state_dict", module_state_dict(model));
+    CheckpointDict optimizers = make_checkpoint(), schedulers = make_checkpoint();
+    std::apply([&](auto&... config) { (save_config(config, optimizers, schedulers), ...); },
+               configs);
+    c.insert("optimizer_states", optimizers);
+    c.insert("lr_schedulers", schedulers);
+    c.insert("epoch", current_epoch);
+    c.insert("global_step", global_step);
+    CheckpointDict loops = make_checkpoint();
+    loops.insert("mid_epoch", in_epoch_);
+    loops.insert("total_batch_idx", batches_seen_);
+    c.insert("loops", loops);
+    c.insert("rng_cpu", cpu_rng_state());
+    if (train_loader_state_.defined()) c.insert("train_loader", train_loader_state_);
+    return c;
+  }
+  template <class Config>
+  static void save_config(Config& config, CheckpointDict& optimizers, CheckpointDict& schedulers) {
+    optimizers.insert(std::to_string(optimizers.size()), optimizer_state(config.optimizer));
+    std::apply(
+        [&](auto&... sc) {
+          (schedulers.insert(std::to_string(schedulers.size()), scheduler_state(sc.scheduler)),
+           ...);
+        },
+        config.lr_schedulers);
+  }
+
+  template <class M, class Configs>
+  void restore_checkpoint(M& model, Configs& configs, const CheckpointDict& c,
+                          const std::string& source) {
+    if (checkpoint_dict(c.at("loops")).at("mid_epoch").toBool())
+      throw CheckpointError("lightning: " + source +
+                            " was saved in the middle of an epoch; resuming mid-epoch is not "
+                            "supported yet: resume from a checkpoint saved after fit() returned");
+    load_module_state_dict(model, checkpoint_dict<at::Tensor>(c.at("state_dict")), source);
+    const auto optimizers = checkpoint_dict(c.at("optimizer_states"));
+    const auto schedulers = checkpoint_dict(c.at("lr_schedulers"));
+    if (optimizers.size() != std::tuple_size_v<Configs>)
+      throw CheckpointError("lightning: " + source + " holds " + std::to_string(optimizers.size()) +
+                            " optimizer state(s), configure_optimizers returned " +
+                            std::to_string(std::tuple_size_v<Configs>));
+    std::size_t next_optimizer = 0, next_scheduler = 0;
+    std::apply(
+        [&](auto&... config) {
+          (restore_config(config, optimizers, schedulers, next_optimizer, next_scheduler, source),
+           ...);
+        },
+        configs);
+    if (next_scheduler != schedulers.size())
+      throw CheckpointError("lightning: " + source + " holds " + std::to_string(schedulers.size()) +
+                            " scheduler state(s), configure_optimizers returned " +
+                            std::to_string(next_scheduler));
+  }
+  template <class Config>
+  static void restore_config(Config& config, const CheckpointDict& optimizers,
+                             const CheckpointDict& schedulers, std::size_t& next_optimizer,
+                             std::size_t& next_scheduler, const std::string& source) {
+    // Schedulers first: restoring one re-applies its lr; the optimizer's saved lrs, the
+    // values the run really had, are restored last.
+    std::apply(
+        [&](auto&... sc) {
+          const auto restore_one = [&](auto& one) {
+            const auto key = std::to_string(next_scheduler++);
+            if (!schedulers.contains(key))
+              throw CheckpointError("lightning: " + source +
+                                    " holds fewer scheduler states than configure_optimizers "
+                                    "returns schedulers");
+            load_scheduler_state(one.scheduler, config.optimizer,
+                                 checkpoint_dict(schedulers.at(key)));
+          };
+          (restore_one(sc), ...);
+        },
+        config.lr_schedulers);
+    load_optimizer_state(config.optimizer,
+                         checkpoint_dict(optimizers.at(std::to_string(next_optimizer++))));
   }
 
   // Lightning refuses the Trainer's automatic accumulation and clipping in manual
@@ -768,8 +893,21 @@ class Trainer : public TrainerState {
       }
       if constexpr (manual) check_manual_options();
       scope(LogScope::forbidden, "configure_optimizers");
-      auto configs = detail::to_optimizer_configs(model.configure_optimizers());
+      // On the heap: save_checkpoint() may still read them after fit() returns.
+      using Configs = decltype(detail::to_optimizer_configs(model.configure_optimizers()));
+      auto configs_owner =
+          std::make_shared<Configs>(detail::to_optimizer_configs(model.configure_optimizers()));
+      auto& configs = *configs_owner;
       std::apply([](auto&... config) { (attach_schedulers(config), ...); }, configs);
+      checkpoint_source_ = [this, &model, configs_owner] {
+        return collect_checkpoint(model, *configs_owner);
+      };
+      std::optional<CheckpointDict> resume;
+      if (resume_path_) {
+        const auto path = *std::exchange(resume_path_, std::nullopt);
+        resume = load_checkpoint_file(path);
+        restore_checkpoint(model, configs, *resume, path.string());
+      }
       std::conditional_t<manual, ManualRun<M>, detail::NoManualRun> manual_run(*this, model,
                                                                                configs);
 
@@ -833,7 +971,19 @@ class Trainer : public TrainerState {
       call_hooks<hooks::on_train_start>(model);
 
       std::int64_t total_batch_idx = 0;
+      if (resume) {
+        const auto loops = checkpoint_dict(resume->at("loops"));
+        current_epoch = resume->at("epoch").toInt();
+        global_step = resume->at("global_step").toInt();
+        total_batch_idx = loops.at("total_batch_idx").toInt();
+        set_cpu_rng_state(resume->at("rng_cpu").toTensor());
+        if constexpr (requires { train_loader.load_state_dict(torch::Tensor()); })
+          if (resume->contains("train_loader"))
+            train_loader.load_state_dict(resume->at("train_loader").toTensor());
+      }
+      note_epoch_boundary(train_loader, total_batch_idx);
       while (!fit_done()) {
+        in_epoch_ = true;
         metrics.reset_epoch(MetricStore::Phase::train);
         scope(LogScope::train_epoch, "on_train_epoch_start");
         call_hooks<hooks::on_train_epoch_start>(model);
@@ -849,6 +999,7 @@ class Trainer : public TrainerState {
           emit_logs(metrics.take_epoch_metrics(MetricStore::Phase::train),
                     std::max<std::int64_t>(global_step - 1, 0));
         ++current_epoch;
+        note_epoch_boundary(train_loader, total_batch_idx);
       }
       training = false;
 
@@ -1079,6 +1230,12 @@ class Trainer : public TrainerState {
   fabric_type fabric_{};
   callback_tuple callbacks_;
   bool min_warning_given_ = false;
+  // Checkpointing: what save_checkpoint writes (set by fit), where fit resumes from.
+  std::function<CheckpointDict()> checkpoint_source_;
+  std::optional<std::filesystem::path> resume_path_;
+  bool in_epoch_ = false;
+  std::int64_t batches_seen_ = 0;
+  torch::Tensor train_loader_state_;
 };
 
 }  // namespace lightning

@@ -1,0 +1,135 @@
+// The state of modules, optimizers, schedulers and random generators as checkpoint
+// entries, and back. Module state uses the names of named_parameters()/named_buffers(),
+// so Python's torch.load finds a state_dict it can compare with a PyTorch model's.
+#pragma once
+
+#include <lightning/core/lr_schedulers.hpp>
+#include <lightning/core/optimizers.hpp>
+#include <lightning/fabric/checkpoint_io.hpp>
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace lightning {
+
+// Parameters and buffers by their dotted names, detached copies on the CPU.
+inline c10::Dict<std::string, at::Tensor> module_state_dict(const torch::nn::Module& module) {
+  c10::Dict<std::string, at::Tensor> out;
+  for (const auto& p : module.named_parameters(/*recurse=*/true))
+    out.insert(p.key(), p.value().detach().to(torch::kCPU).clone());
+  for (const auto& b : module.named_buffers(/*recurse=*/true))
+    out.insert(b.key(), b.value().detach().to(torch::kCPU).clone());
+  return out;
+}
+
+// Copies a state_dict into the module (strict: every name must match, with its shape).
+inline void load_module_state_dict(torch::nn::Module& module,
+                                   const c10::Dict<std::string, at::Tensor>& state,
+                                   const std::string& source) {
+  torch::NoGradGuard no_grad;
+  std::size_t used = 0;
+  const auto load = [&](const std::string& name, torch::Tensor& target) {
+    if (!state.contains(name))
+      throw CheckpointError("lightning: " + source + " has no entry \"" + name +
+                            "\" for the module's parameter or buffer of that name");
+    const auto& value = state.at(name);
+    if (value.sizes() != target.sizes())
+      throw CheckpointError("lightning: " + source + ": \"" + name + "\" has shape " +
+                            c10::str(value.sizes()) + ", the module's has " +
+                            c10::str(target.sizes()));
+    target.copy_(value);
+    ++used;
+  };
+  for (auto& p : module.named_parameters(true)) load(p.key(), p.value());
+  for (auto& b : module.named_buffers(true)) load(b.key(), b.value());
+  if (used != state.size()) {
+    std::string extra;
+    const auto params = module.named_parameters(true);
+    const auto buffers = module.named_buffers(true);
+    for (const auto& kv : state)
+      if (!params.contains(kv.key()) && !buffers.contains(kv.key()))
+        extra += (extra.empty() ? "" : ", ") + kv.key();
+    throw CheckpointError("lightning: " + source +
+                          " has entries the module does not have: " + extra);
+  }
+}
+
+// An optimizer's state: LibTorch's own archive (per-parameter state such as Adam's
+// moments) as bytes, plus each param group's lr, which Optimizer::load does not restore.
+inline CheckpointDict optimizer_state(torch::optim::Optimizer& optimizer) {
+  torch::serialize::OutputArchive archive;
+  optimizer.save(archive);
+  std::vector<char> bytes;
+  archive.save_to([&](const void* data, std::size_t size) {
+    const auto* p = static_cast<const char*>(data);
+    bytes.insert(bytes.end(), p, p + size);
+    return size;
+  });
+  CheckpointDict out = make_checkpoint();
+  out.insert("archive", torch::from_blob(bytes.data(), {static_cast<std::int64_t>(bytes.size())},
+                                         torch::kUInt8)
+                            .clone());
+  out.insert("lrs", torch::tensor(lr::group_lrs(optimizer), torch::kDouble));
+  return out;
+}
+
+inline void load_optimizer_state(torch::optim::Optimizer& optimizer, const CheckpointDict& state) {
+  const auto bytes = state.at("archive").toTensor().contiguous();
+  torch::serialize::InputArchive archive;
+  archive.load_from(static_cast<const char*>(bytes.data_ptr()), bytes.numel());
+  optimizer.load(archive);
+  const auto lrs = state.at("lrs").toTensor();
+  auto& groups = optimizer.param_groups();
+  if (lrs.numel() != static_cast<std::int64_t>(groups.size()))
+    throw CheckpointError("lightning: the checkpoint's optimizer has " +
+                          std::to_string(lrs.numel()) + " param groups, this one has " +
+                          std::to_string(groups.size()));
+  for (std::size_t i = 0; i < groups.size(); ++i)
+    groups[i].options().set_lr(lrs[static_cast<std::int64_t>(i)].item<double>());
+}
+
+// A scheduler's state: the step and base lrs of a formula, the counters of a plateau.
+template <class S>
+CheckpointDict scheduler_state(const S& s) {
+  CheckpointDict out = make_checkpoint();
+  if constexpr (std::same_as<S, lr::ReduceLROnPlateau>) {
+    const auto st = s.state();
+    out.insert("best", st.best);
+    out.insert("num_bad_epochs", st.num_bad_epochs);
+    out.insert("cooldown_counter", st.cooldown_counter);
+    out.insert("last_step", st.last_step);
+  } else if constexpr (requires { s.last_step(); }) {
+    out.insert("last_step", s.last_step());
+    out.insert("base_lrs", torch::tensor(s.base_lrs(), torch::kDouble));
+  }
+  return out;
+}
+
+template <class S>
+void load_scheduler_state(S& s, torch::optim::Optimizer& optimizer, const CheckpointDict& state) {
+  if constexpr (std::same_as<S, lr::ReduceLROnPlateau>) {
+    s.restore({state.at("best").toDouble(), state.at("num_bad_epochs").toInt(),
+               state.at("cooldown_counter").toInt(), state.at("last_step").toInt()});
+  } else if constexpr (requires { s.restore(optimizer, std::vector<double>{}, 0); }) {
+    const auto t = state.at("base_lrs").toTensor().contiguous();
+    std::vector<double> base(t.data_ptr<double>(), t.data_ptr<double>() + t.numel());
+    s.restore(optimizer, std::move(base), state.at("last_step").toInt());
+  }
+}
+
+// The default CPU generator's state (dropout, shuffling without a seed, torch::rand).
+inline torch::Tensor cpu_rng_state() {
+  return at::detail::getDefaultCPUGenerator().get_state();
+}
+inline void set_cpu_rng_state(const torch::Tensor& state) {
+  auto gen = at::detail::getDefaultCPUGenerator();
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  gen.set_state(state);
+}
+
+}  // namespace lightning
