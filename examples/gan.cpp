@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <numbers>
 #include <string>
 
 namespace L = lightning;
@@ -85,8 +86,8 @@ struct GAN : L::LightningModule {
 // Sliced Wasserstein-1 distance between two equally sized 2-D samples: the mean, over
 // fixed directions, of the 1-D W1 distance of the projections (sorted differences).
 double sliced_w1(const torch::Tensor& a, const torch::Tensor& b, std::int64_t directions = 32) {
-  auto angles =
-      torch::arange(directions, torch::kDouble) * (M_PI / static_cast<double>(directions));
+  auto angles = torch::arange(directions, torch::kDouble) *
+                (std::numbers::pi / static_cast<double>(directions));
   auto dirs = torch::stack({torch::cos(angles), torch::sin(angles)}, 0);  // 2 x D
   auto pa = std::get<0>(torch::sort(a.to(torch::kDouble).matmul(dirs), 0));
   auto pb = std::get<0>(torch::sort(b.to(torch::kDouble).matmul(dirs), 0));

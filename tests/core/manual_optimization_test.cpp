@@ -106,6 +106,7 @@ struct TwoOptimizers : L::LightningModule {
   torch::nn::Linear b{register_module("b", torch::nn::Linear(10, 1))};
   std::vector<std::string>* events = nullptr;
   bool b_frozen_during_a = false;
+  bool concrete_type_reached = false;
   std::vector<double> b_lrs;
 
   void rec(const std::string& e) {
@@ -114,6 +115,7 @@ struct TwoOptimizers : L::LightningModule {
   void training_step(const XY& batch, std::int64_t) {
     const auto& [x, y] = batch;
     auto [opt_a, opt_b] = optimizers<2>();
+    concrete_type_reached = &opt_a.as<torch::optim::SGD>() == &opt_a.optimizer();
     toggle_optimizer(opt_a);
     b_frozen_during_a = !b->weight.requires_grad() && a->weight.requires_grad();
     rec("step a");
@@ -164,6 +166,7 @@ TEST(ManualOptimization, TwoOptimizersHooksAndStepCount) {
 
   EXPECT_EQ(t.global_step, 4);  // 2 batches x 2 optimizer steps
   EXPECT_TRUE(m.b_frozen_during_a);
+  EXPECT_TRUE(m.concrete_type_reached);  // opt.as<SGD>() is the configured optimizer
   EXPECT_TRUE(m.a->weight.requires_grad() && m.b->weight.requires_grad());  // untoggled
   EXPECT_FALSE(torch::equal(m.a->weight, a_before));
   EXPECT_FALSE(torch::equal(m.b->weight, b_before));

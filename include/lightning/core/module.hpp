@@ -65,9 +65,6 @@ class LightningModule : public torch::nn::Module {
   [[nodiscard]] LightningOptimizer optimizer(std::size_t index = 0) const {
     return at(manual("optimizer").optimizers, index, "optimizer");
   }
-  [[nodiscard]] std::size_t num_optimizers() const {
-    return manual("num_optimizers").optimizers.size();
-  }
 
   // The LR schedulers, in the order configure_optimizers listed them (over all optimizers).
   template <std::size_t N>

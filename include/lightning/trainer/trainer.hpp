@@ -214,13 +214,13 @@ class Trainer : public TrainerState {
   // CheckpointPath, training resumes exactly where that checkpoint was saved.
   template <class M, class TrainLoader>
   void fit(M& model, TrainLoader&& train_loader, CheckpointPath ckpt) {
-    resume_path_ = std::move(ckpt.path);
-    fit(model, std::forward<TrainLoader>(train_loader));
+    resuming_from(std::move(ckpt), [&] { fit(model, std::forward<TrainLoader>(train_loader)); });
   }
   template <class M, class TrainLoader, class ValLoader>
   void fit(M& model, TrainLoader&& train_loader, ValLoader&& val_loader, CheckpointPath ckpt) {
-    resume_path_ = std::move(ckpt.path);
-    fit(model, std::forward<TrainLoader>(train_loader), std::forward<ValLoader>(val_loader));
+    resuming_from(std::move(ckpt), [&] {
+      fit(model, std::forward<TrainLoader>(train_loader), std::forward<ValLoader>(val_loader));
+    });
   }
 
   template <class M, class TrainLoader>
@@ -392,24 +392,33 @@ class Trainer : public TrainerState {
   static consteval bool check_validation() {
     if constexpr (std::is_same_v<VL, detail::NoLoader> || !hooks::validation_step::declared<M>) {
       return true;
-    } else if constexpr (detail::eval_step_fit<hooks::validation_step, M,
-                                               detail::loader_refs_t<VL>>::value ==
-                         detail::StepFit::wrong_batch) {
-      static_assert(detail::always_false<M>,
+    } else {
+      // At most one of the two fires: `fit` has one value.
+      constexpr auto fit =
+          detail::eval_step_fit<hooks::validation_step, M, detail::loader_refs_t<VL>>::value;
+      static_assert(fit != detail::StepFit::wrong_batch,
                     "lightning: `validation_step` cannot take the batches of the validation "
                     "loader. Expected validation_step(const Batch& batch, int64_t batch_idx)");
-      return false;
-    } else if constexpr (detail::eval_step_fit<hooks::validation_step, M,
-                                               detail::loader_refs_t<VL>>::value ==
-                         detail::StepFit::needs_dataloader_idx) {
-      static_assert(detail::always_false<M>,
+      static_assert(fit != detail::StepFit::needs_dataloader_idx,
                     "lightning: several validation loaders were given, but `validation_step` "
                     "does not take their index; add it: validation_step(const Batch& batch, "
                     "int64_t batch_idx, int64_t dataloader_idx)");
-      return false;
-    } else {
-      return true;
+      return fit == detail::StepFit::ok;
     }
+  }
+
+  // Runs `run` (a fit) resuming from `ckpt`; a fit that fails before it reads the path must not
+  // leave it for the next fit().
+  template <class F>
+  void resuming_from(CheckpointPath ckpt, F&& run) {
+    resume_path_ = std::move(ckpt.path);
+    try {
+      run();
+    } catch (...) {
+      resume_path_.reset();
+      throw;
+    }
+    resume_path_.reset();
   }
 
   // Runs a DataModule's prepare_data and setup(stage) before, teardown(stage) after.
@@ -704,8 +713,7 @@ class Trainer : public TrainerState {
       model.attach_manual_optimization(&table);
     }
     ~ManualRun() {
-      for (auto it = table.toggled.rbegin(); it != table.toggled.rend(); ++it)
-        it->first.set_requires_grad(it->second);
+      model.untoggle_optimizer();  // a toggle left active by an exception
       model.attach_manual_optimization(nullptr);
     }
     ManualRun(const ManualRun&) = delete;
