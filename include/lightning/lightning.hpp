@@ -5,6 +5,7 @@
 //              hooks.hpp        compile-time hook detection and dispatch
 //              module.hpp       LightningModule: log(), trainer state access
 //              metrics.hpp      LogOptions, Reduce, the on-device metric store
+//              metric_map.hpp, hyperparameters.hpp  MetricMap, HParams (torch-free)
 //              batch.hpp        Batch, map_tensors, transfer_batch, infer_batch_size
 //              optimizers.hpp   what configure_optimizers returns; scheduler configuration
 //              manual_optimization.hpp LightningOptimizer, LightningScheduler (manual mode)
@@ -27,8 +28,10 @@
 #include <lightning/core/batch.hpp>
 #include <lightning/core/concepts.hpp>
 #include <lightning/core/hooks.hpp>
+#include <lightning/core/hyperparameters.hpp>
 #include <lightning/core/lr_schedulers.hpp>
 #include <lightning/core/manual_optimization.hpp>
+#include <lightning/core/metric_map.hpp>
 #include <lightning/core/metrics.hpp>
 #include <lightning/core/module.hpp>
 #include <lightning/core/optimizers.hpp>

@@ -9,6 +9,8 @@
 // at a logging step, the progress bar when it draws, a callback at epoch end.
 #pragma once
 
+#include <lightning/core/metric_map.hpp>
+
 #include <torch/torch.h>
 
 #include <cstdint>
@@ -36,9 +38,6 @@ struct LogOptions {
   bool add_dataloader_idx = true;
   std::optional<std::int64_t> batch_size = std::nullopt;  // weight of this value in the epoch mean
 };
-
-// Metric name -> value, read back to the host. Built only when something consumes it.
-using MetricMap = std::map<std::string, double, std::less<>>;
 
 // Where a log() call comes from, which decides Lightning's defaults and what is allowed.
 enum class LogScope : std::uint8_t {
