@@ -5,7 +5,7 @@
 //   Trainer, no callbacks                 goal: ratio <= 1.02
 //   Trainer, 16 callback types, no hooks  goal: equal to no callbacks
 //   Trainer, one callback with every hook as an empty function
-// The progress bar is disabled (enable_progress_bar = false), as for any timing.
+// The progress bar, checkpointing and the model summary are off, as for any timing.
 // Run: ./build/bench/trainer_overhead_bench  (ratios of medians are printed at the end)
 #include <benchmark/benchmark.h>
 
@@ -113,7 +113,11 @@ void BM_Trainer(benchmark::State& state) {
   for (auto _ : state) {
     Model model;
     L::Trainer<L::accelerators::CPU, L::strategies::SingleDevice, L::precision::F32, Callbacks...>
-        trainer({.max_epochs = kEpochs, .enable_progress_bar = false}, Callbacks{}...);
+        trainer({.max_epochs = kEpochs,
+                 .enable_progress_bar = false,
+                 .enable_checkpointing = false,
+                 .enable_model_summary = false},
+                Callbacks{}...);
     trainer.fit(model, loader);
     benchmark::DoNotOptimize(model.linear->weight.data_ptr());
   }

@@ -19,7 +19,9 @@
 //              checkpoint_state.hpp  module/optimizer/scheduler/generator state as entries
 //   trainer/   options.hpp      TrainerOptions, BatchLimit
 //              trainer.hpp      Trainer<Accelerator, Strategy, Precision, Callbacks...>
-//   callbacks/ progress_bar.hpp
+//   callbacks/ progress_bar.hpp, model_checkpoint.hpp (+ checkpoint_name.hpp),
+//              early_stopping.hpp (+ monitor.hpp), learning_rate_monitor.hpp,
+//              gradient_accumulation_scheduler.hpp, on_exception_checkpoint.hpp
 //   data/      tensor_loader.hpp TensorLoader, LoaderOptions
 #pragma once
 
@@ -51,6 +53,13 @@
 #include <lightning/trainer/options.hpp>
 #include <lightning/trainer/trainer.hpp>
 
+#include <lightning/callbacks/checkpoint_name.hpp>
+#include <lightning/callbacks/early_stopping.hpp>
+#include <lightning/callbacks/gradient_accumulation_scheduler.hpp>
+#include <lightning/callbacks/learning_rate_monitor.hpp>
+#include <lightning/callbacks/model_checkpoint.hpp>
+#include <lightning/callbacks/monitor.hpp>
+#include <lightning/callbacks/on_exception_checkpoint.hpp>
 #include <lightning/callbacks/progress_bar.hpp>
 
 #include <lightning/data/tensor_loader.hpp>

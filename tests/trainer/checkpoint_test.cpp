@@ -136,3 +136,186 @@ TEST(Checkpoint, ContentAndErrors) {
   EXPECT_THROW(fresh.save_checkpoint(temp_file("never.ckpt")), std::logic_error);
   std::filesystem::remove(path);
 }
+
+namespace {
+
+// Trains DropoutModel for 5 epochs (7 batches each) saving every 10 steps, or resumes.
+Outcome train_with_step_checkpoints(bool seeded_loader, const std::filesystem::path& dir,
+                                    const std::filesystem::path& resume_from = {}) {
+  auto [X, y] = seed_data(200);
+  torch::manual_seed(resume_from.empty() ? 1 : 99);
+  DropoutModel model;
+  Outcome run;
+  CpuTrainer<RecordingLogger, L::callbacks::ModelCheckpoint> trainer(
+      {.max_epochs = 5,
+       .log_every_n_steps = 1,
+       .enable_progress_bar = false,
+       .enable_model_summary = false,
+       .seed = 7,
+       .deterministic = true},
+      RecordingLogger{&run.rows},
+      L::callbacks::ModelCheckpoint({.dirpath = dir, .save_top_k = -1, .every_n_train_steps = 10}));
+  L::data::TensorLoader loader(
+      {X, y}, {.batch_size = 32,
+               .shuffle = true,
+               .seed = seeded_loader ? std::optional<std::uint64_t>(5) : std::nullopt});
+  if (resume_from.empty())
+    trainer.fit(model, loader);
+  else
+    trainer.fit(model, loader, L::CheckpointPath{resume_from});
+  run.params = flat_parameters(model).clone();
+  return run;
+}
+
+}  // namespace
+
+TEST_P(Resume, FromAMidEpochStepCheckpointIsBitwiseTheSame) {
+  const bool seeded_loader = GetParam();
+  const auto dir = temp_file(seeded_loader ? "steps_seeded" : "steps_global");
+  std::filesystem::remove_all(dir);
+  const Outcome straight = train_with_step_checkpoints(seeded_loader, dir);
+  const auto ckpt = dir / "epoch=1-step=10.ckpt";  // batch 2 of epoch 1 (7 batches an epoch)
+  ASSERT_TRUE(std::filesystem::exists(ckpt));
+  const auto loops = L::checkpoint_dict(L::load_checkpoint_file(ckpt).at("loops"));
+  ASSERT_TRUE(loops.at("mid_epoch").toBool());
+  EXPECT_EQ(loops.at("epoch_batch_idx").toInt(), 3);
+  const Outcome resumed = train_with_step_checkpoints(seeded_loader, dir, ckpt);
+  EXPECT_TRUE(torch::equal(resumed.params, straight.params));
+  // What the resumed run logged is what the straight run logged from step 10 on.
+  ASSERT_LT(resumed.rows.size(), straight.rows.size());
+  const auto offset = straight.rows.size() - resumed.rows.size();
+  EXPECT_EQ(resumed.rows.front().step, 10);
+  for (std::size_t i = 0; i < resumed.rows.size(); ++i) {
+    EXPECT_EQ(resumed.rows[i].step, straight.rows[offset + i].step) << "row " << i;
+    EXPECT_EQ(resumed.rows[i].metrics, straight.rows[offset + i].metrics) << "row " << i;
+  }
+  std::filesystem::remove_all(dir);
+}
+
+namespace {
+
+// Keeps a count in checkpoints, and watches the checkpoint hooks.
+struct CountingCallback {
+  std::int64_t batches = 0;
+  std::vector<std::string>* events;
+  template <class T, class M, class O, class B>
+  void on_train_batch_end(T&, M&, const O&, const B&, std::int64_t) {
+    ++batches;
+  }
+  [[nodiscard]] L::CheckpointDict state_dict() const {
+    L::CheckpointDict s = L::make_checkpoint();
+    s.insert("batches", batches);
+    return s;
+  }
+  void load_state_dict(const L::CheckpointDict& s) {
+    batches = s.at("batches").toInt();
+    events->push_back("callback.load_state_dict");
+  }
+  template <class T, class M>
+  void on_save_checkpoint(T&, M&, L::CheckpointDict& c) {
+    c.insert("extra", std::string("from the callback"));
+    events->push_back("callback.on_save_checkpoint");
+  }
+  template <class T, class M>
+  void on_load_checkpoint(T&, M&, const L::CheckpointDict& c) {
+    events->push_back("callback.on_load_checkpoint:" + c.at("extra").toStringRef());
+  }
+};
+
+struct HParamsModel : lightning::testing::SimpleModel {
+  std::vector<std::string>* events = nullptr;
+  HParamsModel(double lr, std::int64_t hidden) {
+    save_hyperparameters({{"lr", lr}, {"hidden", hidden}, {"optimizer", "adam"}, {"bn", false}});
+  }
+  void on_save_checkpoint(L::CheckpointDict& c) {
+    c.insert("module_note", std::int64_t{42});
+    events->push_back("module.on_save_checkpoint");
+  }
+  void on_load_checkpoint(const L::CheckpointDict& c) {
+    events->push_back("module.on_load_checkpoint:" + std::to_string(c.at("module_note").toInt()));
+  }
+};
+
+struct HParamsLogger {
+  std::vector<L::HParams>* seen;
+  void log_metrics(const L::MetricMap&, std::int64_t) {}
+  void log_hyperparams(const L::HParams& h) { seen->push_back(h); }
+};
+
+}  // namespace
+
+TEST(Checkpoint, CallbackStatesHooksAndHyperparametersRoundTrip) {
+  const auto path = temp_file("states.ckpt");
+  std::vector<std::string> events;
+  std::vector<L::HParams> logged;
+  auto [X, y] = seed_data(64);
+  L::data::TensorLoader loader({X, y}, {.batch_size = 16});
+  {
+    HParamsModel model(0.01, 32);
+    model.events = &events;
+    CpuTrainer<CountingCallback, HParamsLogger> trainer(
+        {.max_epochs = 2, .enable_progress_bar = false, .enable_checkpointing = false},
+        CountingCallback{0, &events}, HParamsLogger{&logged});
+    trainer.fit(model, loader);
+    trainer.save_checkpoint(path);
+  }
+  EXPECT_EQ(events,
+            (std::vector<std::string>{"callback.on_save_checkpoint", "module.on_save_checkpoint"}));
+  ASSERT_EQ(logged.size(), 1u);
+  EXPECT_EQ(logged[0],
+            (L::HParams{{"lr", 0.01}, {"hidden", 32}, {"optimizer", "adam"}, {"bn", false}}));
+  const auto c = L::load_checkpoint_file(path);
+  EXPECT_EQ(c.at("extra").toStringRef(), "from the callback");
+  const auto states = L::checkpoint_dict(c.at("callbacks"));
+  ASSERT_EQ(states.size(), 1u);
+  EXPECT_EQ(L::checkpoint_dict(states.begin()->value()).at("batches").toInt(), 8);
+  // Hyperparameters come back from the file, and a resume restores them into the module.
+  const auto hp = L::load_hyperparameters(path);
+  EXPECT_EQ(hp.find("hidden")->get<std::int64_t>(), 32);
+  EXPECT_EQ(hp.find("optimizer")->get<std::string>(), "adam");
+
+  events.clear();
+  logged.clear();
+  HParamsModel resumed(0.5, 32);  // other hyperparameters: the checkpoint's win
+  resumed.events = &events;
+  CpuTrainer<CountingCallback, HParamsLogger> again(
+      {.max_epochs = 3, .enable_progress_bar = false, .enable_checkpointing = false},
+      CountingCallback{0, &events}, HParamsLogger{&logged});
+  again.fit(resumed, loader, L::CheckpointPath{path});
+  EXPECT_EQ(events, (std::vector<std::string>{"module.on_load_checkpoint:42",
+                                              "callback.on_load_checkpoint:from the callback",
+                                              "callback.load_state_dict"}));
+  EXPECT_EQ(again.callback<CountingCallback>().batches, 12);  // 8 restored + 4 of epoch 2
+  EXPECT_DOUBLE_EQ(resumed.hparams().find("lr")->get<double>(), 0.01);
+  ASSERT_EQ(logged.size(), 1u);  // the loggers get the restored values
+  EXPECT_DOUBLE_EQ(logged[0].find("lr")->get<double>(), 0.01);
+  std::filesystem::remove(path);
+}
+
+namespace {
+// A strategy of a process that is not rank zero (what DDP's other ranks are).
+struct NotRankZero : L::strategies::SingleDevice {
+  [[nodiscard]] std::int64_t rank() const noexcept { return 1; }
+  [[nodiscard]] std::int64_t world_size() const noexcept { return 2; }
+  [[nodiscard]] bool is_global_zero() const noexcept { return false; }
+};
+}  // namespace
+
+TEST(Checkpoint, OnlyRankZeroWritesLogsAndCheckpoints) {
+  const auto dir = temp_file("rank1");
+  std::filesystem::remove_all(dir);
+  std::vector<RecordingLogger::Row> rows;
+  lightning::testing::SimpleModel model;
+  auto [X, y] = seed_data(64);
+  L::Trainer<L::accelerators::CPU, NotRankZero, L::precision::F32, RecordingLogger> trainer(
+      {.max_epochs = 2,
+       .log_every_n_steps = 1,
+       .enable_progress_bar = false,
+       .default_root_dir = dir},
+      RecordingLogger{&rows});
+  trainer.fit(model, L::data::TensorLoader({X, y}, {.batch_size = 16}));
+  trainer.save_checkpoint(dir / "explicit.ckpt");
+  EXPECT_TRUE(rows.empty());
+  EXPECT_FALSE(std::filesystem::exists(dir / "explicit.ckpt"));
+  EXPECT_FALSE(std::filesystem::exists(dir / "checkpoints"));
+}

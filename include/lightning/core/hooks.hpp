@@ -223,9 +223,25 @@ LIGHTNING_DETAIL_DECLARE_HOOK(
     "void on_exception(auto& trainer, auto& module, const std::exception& "
     "error)")
 
+// Checkpoints: a callback's own state (stored under its state key), and hooks that may
+// add to or read a checkpoint as it is saved or loaded.
+LIGHTNING_DETAIL_DECLARE_HOOK(state_dict, "(not a module hook)",
+                              "lightning::CheckpointDict state_dict() const")
+LIGHTNING_DETAIL_DECLARE_HOOK(load_state_dict, "(not a module hook)",
+                              "void load_state_dict(const lightning::CheckpointDict& state)")
+LIGHTNING_DETAIL_DECLARE_HOOK(
+    on_save_checkpoint, "void on_save_checkpoint(lightning::CheckpointDict& checkpoint)",
+    "void on_save_checkpoint(auto& trainer, auto& module, lightning::CheckpointDict& checkpoint)")
+LIGHTNING_DETAIL_DECLARE_HOOK(
+    on_load_checkpoint, "void on_load_checkpoint(const lightning::CheckpointDict& checkpoint)",
+    "void on_load_checkpoint(auto& trainer, auto& module, const lightning::CheckpointDict& "
+    "checkpoint)")
+
 // Loggers are callbacks that also receive metrics at logging steps.
 LIGHTNING_DETAIL_DECLARE_HOOK(log_metrics, "(not a module hook)",
                               "void log_metrics(const lightning::MetricMap& metrics, int64_t step)")
+LIGHTNING_DETAIL_DECLARE_HOOK(log_hyperparams, "(not a module hook)",
+                              "void log_hyperparams(const lightning::HParams& hparams)")
 
 namespace lightning::hooks {
 

@@ -82,7 +82,8 @@ class MetricStore {
     }
     if (s.on_epoch) {
       if (!s.accum.defined() || s.accum.device() != v.device())
-        s.accum = torch::zeros({}, v.options().dtype(torch::kDouble).requires_grad(false));
+        s.accum = torch::full({}, s.resumed_accum,
+                              v.options().dtype(torch::kDouble).requires_grad(false));
       const bool first = s.weight == 0;
       switch (s.reduce) {
         case Reduce::mean:
@@ -143,6 +144,7 @@ class MetricStore {
       if (s.phase == phase) {
         s.weight = 0;
         s.host_accum = 0;
+        s.resumed_accum = 0;
         if (s.accum.defined()) s.accum.zero_();
       }
   }
@@ -211,6 +213,29 @@ class MetricStore {
   }
   [[nodiscard]] std::size_t size() const noexcept { return slots_.size(); }
 
+  // The running epoch's accumulators of a phase (read from the device), for a
+  // checkpoint taken in the middle of an epoch.
+  struct EpochAccumulator {
+    std::string name;
+    std::int64_t dataloader = -1;
+    double value = 0;
+    std::int64_t weight = 0;
+  };
+  [[nodiscard]] std::vector<EpochAccumulator> epoch_state(Phase phase) const {
+    std::vector<EpochAccumulator> out;
+    for (const auto& s : slots_)
+      if (s.phase == phase && s.on_epoch && s.weight > 0)
+        out.push_back({s.name, s.dataloader,
+                       s.host ? s.host_accum : s.accum.template item<double>(), s.weight});
+    return out;
+  }
+  // Continues those accumulators: each is taken up by the slot of its name when that
+  // metric is first logged in this (fresh) store, so the resumed epoch's means match.
+  void resume_epoch(Phase phase, std::vector<EpochAccumulator> state) {
+    pending_phase_ = phase;
+    pending_ = std::move(state);
+  }
+
  private:
   struct Slot {
     std::string name, key, step_key, epoch_key;  // key: name with its loader suffix
@@ -220,6 +245,7 @@ class MetricStore {
     Reduce reduce = Reduce::mean;
     torch::Tensor step, accum, epoch;
     double host_step = 0, host_accum = 0, host_epoch = 0;
+    double resumed_accum = 0;  // an accumulator continued from a checkpoint
     std::int64_t weight = 0;
     bool has_step = false, has_epoch = false, step_fresh = false, epoch_fresh = false;
   };
@@ -271,6 +297,14 @@ class MetricStore {
     const bool forked = s.on_step && s.on_epoch;
     const std::string suffix =
         dataloader >= 0 ? "/dataloader_idx_" + std::to_string(dataloader) : std::string();
+    for (auto it = pending_.begin(); it != pending_.end(); ++it)
+      if (phase_ == pending_phase_ && it->name == s.name && it->dataloader == dataloader) {
+        s.weight = it->weight;
+        s.host_accum = it->value;
+        s.resumed_accum = it->value;
+        pending_.erase(it);
+        break;
+      }
     s.key = s.name + suffix;
     s.step_key = (forked ? s.name + "_step" : s.name) + suffix;
     s.epoch_key = (forked ? s.name + "_epoch" : s.name) + suffix;
@@ -305,6 +339,8 @@ class MetricStore {
   Phase phase_ = Phase::train;
   std::int64_t batch_size_ = 1;
   std::int64_t dataloader_ = -1;
+  std::vector<EpochAccumulator> pending_;
+  Phase pending_phase_ = Phase::train;
 };
 
 }  // namespace lightning

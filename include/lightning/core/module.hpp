@@ -3,6 +3,7 @@
 // one it wrote, detected at compile time (see core/hooks.hpp).
 #pragma once
 
+#include <lightning/core/hyperparameters.hpp>
 #include <lightning/core/manual_optimization.hpp>
 #include <lightning/core/metrics.hpp>
 #include <lightning/core/trainer_state.hpp>
@@ -17,6 +18,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <utility>
 
 namespace lightning {
 
@@ -51,6 +53,12 @@ class LightningModule : public torch::nn::Module {
   [[nodiscard]] std::int64_t global_step() const noexcept {
     return trainer_ ? trainer_->global_step : 0;
   }
+
+  // Lightning's save_hyperparameters: declared once (usually in the constructor), they
+  // go to every logger (hparams.yaml, TensorBoard's hparams tab) and into checkpoints,
+  // and a checkpoint loaded by the Trainer restores them.
+  void save_hyperparameters(HParams hparams) { hparams_ = std::move(hparams); }
+  [[nodiscard]] const HParams& hparams() const noexcept { return hparams_; }
 
   // ---- Manual optimization (the module declares automatic_optimization = false) ----
   // Available while trainer.fit() runs; see core/manual_optimization.hpp.
@@ -167,6 +175,7 @@ class LightningModule : public torch::nn::Module {
 
   TrainerState* trainer_ = nullptr;
   detail::ManualOptimization* manual_ = nullptr;
+  HParams hparams_;
 };
 
 }  // namespace lightning

@@ -25,6 +25,7 @@
 #include <tuple>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 namespace lightning {
 
@@ -44,6 +45,7 @@ struct SchedulerOptions {
   std::int64_t frequency = 1;        // every n epochs, or every n optimizer steps
   std::string monitor = "val_loss";  // the metric a plateau scheduler reads
   bool strict = true;                // a missing monitored metric is an error (else a skip)
+  std::string name = {};             // LearningRateMonitor's key (default "lr-<Optimizer>")
 };
 
 // A scheduler and its options.
@@ -87,6 +89,15 @@ auto optimizers(Opt optimizer, SchedulerConfig<S>... schedulers) {
                 "lightning: optimizers(...) takes a torch::optim optimizer first");
   return OptimizerConfig<Opt, S...>{std::move(optimizer), {std::move(schedulers)...}};
 }
+
+// What the Trainer tells callbacks about a configured optimizer (LearningRateMonitor):
+// the optimizer, its class name ("SGD", "Adam"), and the name and interval of each of
+// its schedulers.
+struct OptimizerInfo {
+  torch::optim::Optimizer* optimizer = nullptr;
+  std::string type_name;
+  std::vector<std::pair<std::string, Interval>> schedulers;
+};
 
 namespace detail {
 template <class T>

@@ -3,6 +3,7 @@
 // so Python's torch.load finds a state_dict it can compare with a PyTorch model's.
 #pragma once
 
+#include <lightning/core/hyperparameters.hpp>
 #include <lightning/core/lr_schedulers.hpp>
 #include <lightning/core/optimizers.hpp>
 #include <lightning/fabric/checkpoint_io.hpp>
@@ -11,8 +12,10 @@
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <filesystem>
 #include <stdexcept>
 #include <string>
+#include <variant>
 #include <vector>
 
 namespace lightning {
@@ -120,6 +123,42 @@ void load_scheduler_state(S& s, torch::optim::Optimizer& optimizer, const Checkp
     std::vector<double> base(t.data_ptr<double>(), t.data_ptr<double>() + t.numel());
     s.restore(optimizer, std::move(base), state.at("last_step").toInt());
   }
+}
+
+// Hyperparameters as a checkpoint entry (Lightning's "hyper_parameters"): a dict of
+// bools, ints, floats and strings, in declaration order, which Python reads as such.
+inline CheckpointDict hyperparameters_state(const HParams& hparams) {
+  CheckpointDict out = make_checkpoint();
+  for (const auto& [name, value] : hparams)
+    std::visit([&, &key = name](const auto& v) { out.insert(key, v); }, value.value());
+  return out;
+}
+inline HParams load_hyperparameters_state(const CheckpointDict& state, const std::string& source) {
+  HParams out;
+  for (const auto& kv : state) {
+    const auto& name = kv.key().toStringRef();
+    const auto& v = kv.value();
+    if (v.isBool())
+      out.set(name, v.toBool());
+    else if (v.isInt())
+      out.set(name, v.toInt());
+    else if (v.isDouble())
+      out.set(name, v.toDouble());
+    else if (v.isString())
+      out.set(name, v.toStringRef());
+    else
+      throw CheckpointError("lightning: " + source + ": hyperparameter \"" + name + "\" is a " +
+                            v.tagKind() + "; hyperparameters are bools, ints, floats or strings");
+  }
+  return out;
+}
+
+// The hyperparameters a checkpoint file holds (empty if none): Lightning's
+// load_from_checkpoint reads them to build the module before loading its weights.
+inline HParams load_hyperparameters(const std::filesystem::path& path) {
+  const auto c = load_checkpoint_file(path);
+  if (!c.contains("hyper_parameters")) return {};
+  return load_hyperparameters_state(checkpoint_dict(c.at("hyper_parameters")), path.string());
 }
 
 // The default CPU generator's state (dropout, shuffling without a seed, torch::rand).

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <concepts>
 #include <cstdint>
+#include <filesystem>
 #include <optional>
 #include <sstream>
 #include <stdexcept>
@@ -81,10 +82,15 @@ struct TrainerOptions {
   std::int64_t log_every_n_steps = 50;
   std::int64_t fast_dev_run = 0;  // n > 0: n batches of train and val, one epoch, no sanity run
   bool enable_progress_bar = true;
+  bool enable_checkpointing = true;  // a default ModelCheckpoint (last epoch) unless one is given
+  bool enable_model_summary = true;  // a default ModelSummary at fit start unless one is given
 
   // Reproducibility.
   std::optional<std::uint64_t> seed = std::nullopt;  // seed_everything(seed) at fit start
   bool deterministic = false;
+
+  // Where checkpoints (and loggers without a save_dir) go; empty: the current directory.
+  std::filesystem::path default_root_dir = {};
 };
 
 namespace detail {

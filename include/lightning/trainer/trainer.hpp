@@ -6,10 +6,12 @@
 // synchronisation, no allocation and no string work (DESIGN.md, rules of the hot loop).
 #pragma once
 
+#include <lightning/callbacks/model_checkpoint.hpp>
 #include <lightning/callbacks/progress_bar.hpp>
 #include <lightning/core/batch.hpp>
 #include <lightning/core/concepts.hpp>
 #include <lightning/core/hooks.hpp>
+#include <lightning/core/hyperparameters.hpp>
 #include <lightning/core/module.hpp>
 #include <lightning/core/optimizers.hpp>
 #include <lightning/core/trainer_state.hpp>
@@ -19,7 +21,9 @@
 #include <lightning/trainer/options.hpp>
 
 #include <torch/torch.h>
+#include <boost/core/demangle.hpp>
 
+#include <algorithm>
 #include <array>
 #include <cstddef>
 #include <cstdint>
@@ -34,6 +38,7 @@
 #include <string>
 #include <tuple>
 #include <type_traits>
+#include <typeinfo>
 #include <utility>
 #include <vector>
 
@@ -42,8 +47,9 @@ namespace lightning {
 // What a step that returns nothing (void validation_step) passes to *_batch_end hooks.
 struct NoOutput {};
 
-// The checkpoint fit() resumes from (Lightning's ckpt_path): trainer.fit(model, loader,
-// L::CheckpointPath{"run/last.ckpt"}).
+// The checkpoint a run starts from (Lightning's ckpt_path): fit resumes training from it,
+// validate/test/predict load its weights. "last" and "best" name what ModelCheckpoint
+// (and OnExceptionCheckpoint) saved: trainer.fit(model, loader, L::CheckpointPath{"last"}).
 struct CheckpointPath {
   std::filesystem::path path;
 };
@@ -109,6 +115,57 @@ template <class C>
 concept is_progress_bar = requires {
   requires C::is_progress_bar;
 };
+template <class C>
+concept is_model_checkpoint = requires {
+  requires C::is_model_checkpoint;
+};
+// Callbacks that act on monitored metrics at epoch end, after the module's own hook.
+template <class C>
+concept is_monitoring = is_model_checkpoint<C> || requires {
+  requires C::is_monitoring_callback;
+};
+template <class C>
+concept is_logger = requires {
+  requires C::is_logger;
+};
+
+// A callback as a tuple of one when Keep, else an empty tuple (for reordering).
+template <bool Keep, class C>
+auto keep_if(C& c) {
+  if constexpr (Keep)
+    return std::tuple<C>(std::move(c));
+  else
+    return std::tuple<>();
+}
+template <bool Keep, class C>
+using keep_if_t = std::conditional_t<Keep, std::tuple<C>, std::tuple<>>;
+
+// A callback's key in a checkpoint's "callbacks" entry: its state_key() if it has one
+// (two ModelCheckpoints with other settings), else its type's name.
+template <class C>
+std::string callback_state_key(const C& c) {
+  if constexpr (requires { c.state_key(); })
+    return std::string(c.state_key());
+  else
+    return boost::core::demangle(typeid(C).name());
+}
+
+// A default callback the options turned off (enable_checkpointing = false) keeps no state.
+template <class C>
+bool callback_enabled(const C& c) {
+  if constexpr (requires { c.enabled(); })
+    return c.enabled();
+  else
+    return true;
+}
+
+// An optimizer's class name without namespaces ("Adam" for torch::optim::Adam).
+template <class Opt>
+std::string optimizer_type_name() {
+  auto name = boost::core::demangle(typeid(Opt).name());
+  if (const auto colon = name.rfind("::"); colon != std::string::npos) name.erase(0, colon + 2);
+  return name;
+}
 
 // Classifies a Trainer template argument and says what is wrong with a misplaced one.
 template <class A, class S, class P, class... C>
@@ -194,24 +251,53 @@ template <class A = accelerators::Auto, class S = strategies::SingleDevice,
 class Trainer : public TrainerState {
   static constexpr bool valid_arguments = detail::check_trainer_arguments<A, S, P, Callbacks...>();
   static constexpr bool user_progress_bar = (detail::is_progress_bar<Callbacks> || ...);
+  static constexpr bool user_checkpoint = (detail::is_model_checkpoint<Callbacks> || ...);
+  using default_progress_bar =
+      std::conditional_t<user_progress_bar, std::tuple<>, std::tuple<callbacks::ProgressBar>>;
+  using default_checkpoint =
+      std::conditional_t<user_checkpoint, std::tuple<>, std::tuple<callbacks::ModelCheckpoint>>;
 
  public:
   using accelerator_type = A;
   using strategy_type = S;
   using precision_type = P;
   using fabric_type = typename detail::fabric_for<valid_arguments, A, S, P>::type;
-  // The user's callbacks, then the default progress bar unless the user passed one.
-  using callback_tuple = std::conditional_t<user_progress_bar, std::tuple<Callbacks...>,
-                                            std::tuple<Callbacks..., callbacks::ProgressBar>>;
+  // As Lightning orders them: the user's callbacks, the default progress bar (unless the
+  // user passed one), then every ModelCheckpoint, the default one last, so that a
+  // checkpoint saved at a hook holds the state other callbacks reached at that hook.
+  using callback_tuple = decltype(std::tuple_cat(
+      std::declval<detail::keep_if_t<!detail::is_model_checkpoint<Callbacks>, Callbacks>>()...,
+      std::declval<default_progress_bar>(),
+      std::declval<detail::keep_if_t<detail::is_model_checkpoint<Callbacks>, Callbacks>>()...,
+      std::declval<default_checkpoint>()));
 
   explicit Trainer(TrainerOptions options = {}, Callbacks... callbacks)
-      : options_(std::move(options)), callbacks_(make_callbacks(std::move(callbacks)...)) {
+      : options_(std::move(options)), callbacks_(make_callbacks(callbacks...)) {
     lightning::validate(options_);
+    if (user_checkpoint && !options_.enable_checkpointing)
+      throw std::invalid_argument(
+          "lightning: TrainerOptions.enable_checkpointing = false, but a ModelCheckpoint was "
+          "passed among the callbacks; remove one of the two");
   }
 
   // trainer.fit(model, train_loader[, val_loader][, CheckpointPath]) or
   // trainer.fit(model, datamodule[, CheckpointPath]): Lightning's fit lifecycle. With a
   // CheckpointPath, training resumes exactly where that checkpoint was saved.
+  // trainer.validate/test/predict(model, loader or datamodule, CheckpointPath): the same
+  // with the checkpoint's weights (and hyperparameters) loaded first.
+  template <class M, class Loader>
+  auto validate(M& model, Loader&& loader, CheckpointPath ckpt) {
+    return resuming_from(std::move(ckpt), [&] { return validate(model, loader); });
+  }
+  template <class M, class Loader>
+  auto test(M& model, Loader&& loader, CheckpointPath ckpt) {
+    return resuming_from(std::move(ckpt), [&] { return test(model, loader); });
+  }
+  template <class M, class Loader>
+  auto predict(M& model, Loader&& loader, CheckpointPath ckpt) {
+    return resuming_from(std::move(ckpt), [&] { return predict(model, loader); });
+  }
+
   template <class M, class TrainLoader>
   void fit(M& model, TrainLoader&& train_loader, CheckpointPath ckpt) {
     resuming_from(std::move(ckpt), [&] { fit(model, std::forward<TrainLoader>(train_loader)); });
@@ -366,26 +452,90 @@ class Trainer : public TrainerState {
   }
   [[nodiscard]] bool is_global_zero() const { return fabric_.is_global_zero(); }
 
-  // Lightning's trainer.save_checkpoint: the module's state_dict, every optimizer's and
-  // scheduler's state, epoch, global_step, loop progress, the CPU generator and the
-  // train loader's shuffling state, in one atomic, verified file (docs/checkpointing.md).
-  // Valid during fit() and after it, while the fitted module is alive.
-  void save_checkpoint(const std::filesystem::path& path) {
+  // Lightning's trainer.save_checkpoint: the module's state_dict and hyperparameters,
+  // every optimizer's and scheduler's state, epoch, global_step, loop progress (mid-epoch
+  // too), callback states, the CPU generator and the train loader's shuffling state, in
+  // one atomic, verified file (docs/checkpointing.md); weights_only keeps the module's
+  // part. Valid during fit() and after it, while the fitted module is alive. Only rank
+  // zero writes.
+  void save_checkpoint(const std::filesystem::path& path, bool weights_only = false) {
     if (!checkpoint_source_)
       throw std::logic_error(
           "lightning: save_checkpoint(\"" + path.string() +
           "\") needs a module fitted by this trainer: call it during or after fit()");
-    save_checkpoint_file(path, checkpoint_source_());
+    auto content = checkpoint_source_(weights_only);
+    if (is_global_zero()) save_checkpoint_file(path, content);
+  }
+  [[nodiscard]] bool can_save_checkpoint() const noexcept {
+    return static_cast<bool>(checkpoint_source_);
+  }
+  // Lightning's trainer.ckpt_path: the checkpoint the latest run loaded, if any.
+  [[nodiscard]] const std::optional<std::filesystem::path>& ckpt_path() const noexcept {
+    return loaded_ckpt_path_;
   }
   [[nodiscard]] std::int64_t max_epochs() const noexcept { return run_.max_epochs.value_or(-1); }
+  // The options as the running (or latest) entry point uses them: defaults filled in.
+  [[nodiscard]] const TrainerOptions& run_options() const noexcept { return run_; }
+
+  // ---- What callbacks use (Lightning's trainer attributes) ----
+
+  // Whether a callback takes metrics (Lightning's trainer.loggers is not empty).
+  static constexpr bool has_loggers = (hooks::log_metrics::declared<Callbacks> || ...);
+  // Sends metrics to every logger, on rank zero only (LearningRateMonitor uses it).
+  void log_metrics(const MetricMap& metrics, std::int64_t step) {
+    if (!is_global_zero()) return;
+    std::apply([&](auto&... cb) { (hooks::log_metrics::on_callback(cb, metrics, step), ...); },
+               callbacks_);
+  }
+  // Whether the running batch is a logging step (log_every_n_steps, or a stop).
+  [[nodiscard]] bool should_update_logs() const noexcept {
+    return (total_batch_idx_ + 1) % run_.log_every_n_steps == 0 || should_stop;
+  }
+  // The configured optimizers, their class names and schedulers (set when fit starts).
+  [[nodiscard]] const std::vector<OptimizerInfo>& optimizer_infos() const noexcept {
+    return optimizer_infos_;
+  }
+  // Lightning's trainer.accumulate_grad_batches; a change applies from the next epoch
+  // (GradientAccumulationScheduler sets it at each epoch start).
+  [[nodiscard]] std::int64_t accumulate_grad_batches() const noexcept {
+    return run_.accumulate_grad_batches;
+  }
+  void set_accumulate_grad_batches(std::int64_t n) {
+    if (n < 1)
+      throw std::invalid_argument(std::string("lightning: accumulate_grad_batches = ") +
+                                  std::to_string(n) + " is invalid: must be >= 1");
+    run_.accumulate_grad_batches = n;
+  }
+  // Whether the running fit has a validation loop.
+  [[nodiscard]] bool has_validation() const noexcept { return fit_has_validation_; }
+  [[nodiscard]] std::filesystem::path default_root_dir() const {
+    return options_.default_root_dir.empty() ? std::filesystem::current_path()
+                                             : options_.default_root_dir;
+  }
+  // Lightning's trainer.log_dir: the first logger's directory, else default_root_dir.
+  [[nodiscard]] std::filesystem::path log_dir() const {
+    std::optional<std::filesystem::path> dir;
+    std::apply(
+        [&](const auto&... cb) {
+          const auto first = [&](const auto& c) {
+            if constexpr (requires { c.log_dir(); })
+              if (!dir) dir = std::filesystem::path(c.log_dir());
+          };
+          (first(cb), ...);
+        },
+        callbacks_);
+    return dir ? *dir : default_root_dir();
+  }
+  // Where a ModelCheckpoint without dirpath saves: <log_dir>/checkpoints.
+  [[nodiscard]] std::filesystem::path default_checkpoint_dir() const {
+    return log_dir() / "checkpoints";
+  }
 
  private:
-  template <class... C>
-  static callback_tuple make_callbacks(C&&... c) {
-    if constexpr (user_progress_bar)
-      return callback_tuple{std::forward<C>(c)...};
-    else
-      return callback_tuple{std::forward<C>(c)..., callbacks::ProgressBar{}};
+  static callback_tuple make_callbacks(Callbacks&... c) {
+    return std::tuple_cat(
+        detail::keep_if<!detail::is_model_checkpoint<Callbacks>>(c)..., default_progress_bar{},
+        detail::keep_if<detail::is_model_checkpoint<Callbacks>>(c)..., default_checkpoint{});
   }
 
   template <class M, class VL>
@@ -407,18 +557,76 @@ class Trainer : public TrainerState {
     }
   }
 
-  // Runs `run` (a fit) resuming from `ckpt`; a fit that fails before it reads the path must not
-  // leave it for the next fit().
+  // Runs `run` (an entry point) starting from `ckpt`; a run that fails before it reads
+  // the path must not leave it for the next one.
   template <class F>
-  void resuming_from(CheckpointPath ckpt, F&& run) {
+  decltype(auto) resuming_from(CheckpointPath ckpt, F&& run) {
     resume_path_ = std::move(ckpt.path);
-    try {
-      run();
-    } catch (...) {
-      resume_path_.reset();
-      throw;
+    struct Clear {
+      std::optional<std::filesystem::path>& p;
+      ~Clear() { p.reset(); }
+    } clear{resume_path_};
+    return run();
+  }
+
+  // The checkpoint a run was asked to start from, with "last" and "best" resolved
+  // (after the setup hooks: ModelCheckpoint knows its directory then). Consumes it.
+  std::optional<std::filesystem::path> take_resume_path() {
+    if (!resume_path_) return std::nullopt;
+    auto path = *std::exchange(resume_path_, std::nullopt);
+    if (path == "best") return best_checkpoint();
+    if (path == "last") return last_checkpoint();
+    return path;
+  }
+  std::filesystem::path best_checkpoint() {
+    std::optional<std::string> best;
+    bool any = false;
+    std::apply(
+        [&](auto&... cb) {
+          const auto first = [&](auto& c) {
+            if constexpr (detail::is_model_checkpoint<std::remove_cvref_t<decltype(c)>>) {
+              if (!any) best = c.best_model_path();
+              any = true;
+            }
+          };
+          (first(cb), ...);
+        },
+        callbacks_);
+    if (!any || (run_.enable_checkpointing == false && !user_checkpoint))
+      throw std::invalid_argument(
+          "lightning: ckpt_path = \"best\" needs a ModelCheckpoint among the callbacks (or "
+          "enable_checkpointing = true)");
+    if (!best || best->empty())
+      throw std::invalid_argument(
+          "lightning: ckpt_path = \"best\", but the ModelCheckpoint has no best model yet: "
+          "run fit() with it first (with a monitor to rank checkpoints by)");
+    return *best;
+  }
+  std::optional<std::filesystem::path> last_checkpoint() {
+    std::vector<std::filesystem::path> candidates;
+    std::apply(
+        [&](auto&... cb) {
+          const auto add = [&](auto& c) {
+            if constexpr (detail::is_model_checkpoint<std::remove_cvref_t<decltype(c)>>) {
+              for (auto& p : c.find_last_checkpoints(*this)) candidates.push_back(std::move(p));
+            } else if constexpr (requires { c.ckpt_path(); }) {
+              if (std::filesystem::exists(c.ckpt_path())) candidates.push_back(c.ckpt_path());
+            }
+          };
+          (add(cb), ...);
+        },
+        callbacks_);
+    if (candidates.empty()) {
+      std::cerr << "lightning: ckpt_path = \"last\" found no last checkpoint; "
+                << (stage == Stage::fit ? "training starts from scratch"
+                                        : "using the module's current weights")
+                << '\n';
+      return std::nullopt;
     }
-    resume_path_.reset();
+    return *std::max_element(
+        candidates.begin(), candidates.end(), [](const auto& a, const auto& b) {
+          return std::filesystem::last_write_time(a) < std::filesystem::last_write_time(b);
+        });
   }
 
   // Runs a DataModule's prepare_data and setup(stage) before, teardown(stage) after.
@@ -475,7 +683,17 @@ class Trainer : public TrainerState {
     static_cast<TrainerState&>(*this) = TrainerState{};
     stage = s;
     run_ = resolve(options_);
-    if constexpr (!user_progress_bar) std::get<callbacks::ProgressBar>(callbacks_).disable();
+    total_batch_idx_ = 0;
+    fit_has_validation_ = false;
+    loaded_ckpt_path_.reset();
+    if constexpr (!user_progress_bar) {
+      auto& bar = std::get<callbacks::ProgressBar>(callbacks_);
+      run_.enable_progress_bar ? bar.enable() : bar.disable();
+    }
+    if constexpr (!user_checkpoint) {
+      auto& checkpoint = std::get<callbacks::ModelCheckpoint>(callbacks_);
+      run_.enable_checkpointing ? checkpoint.enable() : checkpoint.disable();
+    }
     if (run_.seed) seed_everything(*run_.seed);
     if (run_.deterministic) use_deterministic_algorithms(true);
     scope(LogScope::forbidden, "setup");
@@ -485,6 +703,28 @@ class Trainer : public TrainerState {
     fabric_.setup_module(model);
   }
 
+  // Loads the weights of the checkpoint validate/test/predict were given, if any.
+  template <class M>
+  void load_evaluation_checkpoint(M& model) {
+    if (auto path = take_resume_path()) {
+      const auto c = load_checkpoint_file(*path);
+      restore_module(model, c, path->string());
+      loaded_ckpt_path_ = *path;
+    }
+  }
+
+  // Lightning logs the module's hyperparameters to every logger when a run starts.
+  template <class M>
+  void log_hyperparameters(M& model) {
+    if constexpr (std::derived_from<M, LightningModule> &&
+                  (hooks::log_hyperparams::declared<Callbacks> || ...)) {
+      if (!is_global_zero()) return;
+      std::apply(
+          [&](auto&... cb) { (hooks::log_hyperparams::on_callback(cb, model.hparams()), ...); },
+          callbacks_);
+    }
+  }
+
   template <class Loop, class M, class Loaders>
   std::vector<MetricMap> run_evaluation_entry(M& model, Loaders& loaders, Stage s,
                                               const BatchLimit& limit, const char* limit_name) {
@@ -492,6 +732,8 @@ class Trainer : public TrainerState {
     Attachment<M> attachment(model, this);
     try {
       begin_entry(model, s);
+      load_evaluation_checkpoint(model);
+      log_hyperparameters(model);
       const auto limits = loader_limits(loaders, limit, limit_name);
       num_val_batches = total_batches(limits);
       if (!num_val_batches || *num_val_batches > 0) run_evaluation<Loop>(model, loaders, limits);
@@ -544,6 +786,7 @@ class Trainer : public TrainerState {
     Attachment<M> attachment(model, this);
     try {
       begin_entry(model, Stage::predict);
+      load_evaluation_checkpoint(model);
       const auto limit =
           limited(run_.limit_predict_batches, loader_length(loader), "limit_predict_batches");
       if (limit) outputs.reserve(static_cast<std::size_t>(*limit));
@@ -583,34 +826,97 @@ class Trainer : public TrainerState {
     return outputs;
   }
 
+  // The epoch's batches and schedulers are done: a checkpoint saved now resumes at the
+  // next epoch (ModelCheckpoint saves here, in on_train_epoch_end).
+  template <class TL>
+  void note_epoch_end(TL& train_loader) {
+    in_epoch_ = false;
+    epoch_completed_ = true;
+    if constexpr (requires { train_loader.state_dict(); })
+      train_loader_state_ = train_loader.state_dict();
+  }
+
   // Between epochs: a checkpoint saved now resumes exactly at the next epoch.
   template <class TL>
   void note_epoch_boundary(TL& train_loader, std::int64_t total_batch_idx) {
     in_epoch_ = false;
+    epoch_completed_ = false;
     batches_seen_ = total_batch_idx;
+    epoch_batches_done_ = 0;
     if constexpr (requires { train_loader.state_dict(); })
       train_loader_state_ = train_loader.state_dict();
   }
 
   template <class M, class Configs>
-  CheckpointDict collect_checkpoint(M& model, Configs& configs) {
+  CheckpointDict collect_checkpoint(M& model, Configs& configs, bool weights_only) {
     CheckpointDict c = make_checkpoint();
-    c.insert("state_dict", module_state_dict(model));
-    CheckpointDict optimizers = make_checkpoint(), schedulers = make_checkpoint();
-    std::apply([&](auto&... config) { (save_config(config, optimizers, schedulers), ...); },
-               configs);
-    c.insert("optimizer_states", optimizers);
-    c.insert("lr_schedulers", schedulers);
     c.insert("epoch", current_epoch);
     c.insert("global_step", global_step);
-    CheckpointDict loops = make_checkpoint();
-    loops.insert("mid_epoch", in_epoch_);
-    loops.insert("total_batch_idx", batches_seen_);
-    c.insert("loops", loops);
-    c.insert("rng_cpu", cpu_rng_state());
-    if (train_loader_state_.defined()) c.insert("train_loader", train_loader_state_);
+    c.insert("state_dict", module_state_dict(model));
+    if constexpr (std::derived_from<M, LightningModule>)
+      if (!model.hparams().empty())
+        c.insert("hyper_parameters", hyperparameters_state(model.hparams()));
+    if (!weights_only) {
+      CheckpointDict optimizers = make_checkpoint(), schedulers = make_checkpoint();
+      std::apply([&](auto&... config) { (save_config(config, optimizers, schedulers), ...); },
+                 configs);
+      c.insert("optimizer_states", optimizers);
+      c.insert("lr_schedulers", schedulers);
+      c.insert("loops", loop_state());
+      c.insert("rng_cpu", cpu_rng_state());
+      if (train_loader_state_.defined()) c.insert("train_loader", train_loader_state_);
+      c.insert("callbacks", callback_states());
+      hooks::call_callbacks<hooks::on_save_checkpoint>(callbacks_, *this, model, c);
+    }
+    hooks::call_module<hooks::on_save_checkpoint>(model, c);
     return c;
   }
+
+  // Where the fit loop is: between epochs, or inside one (then also the generator as the
+  // epoch began, to replay its shuffle, and the epoch's metric accumulators).
+  CheckpointDict loop_state() const {
+    CheckpointDict loops = make_checkpoint();
+    loops.insert("mid_epoch", in_epoch_);
+    loops.insert("epoch_completed", epoch_completed_);
+    loops.insert("total_batch_idx", batches_seen_);
+    loops.insert("epoch_batch_idx", epoch_batches_done_);
+    if (in_epoch_) {
+      loops.insert("epoch_rng_cpu", epoch_rng_state_);
+      c10::impl::GenericList accumulators(c10::AnyType::get());
+      for (const auto& a : metrics.epoch_state(MetricStore::Phase::train)) {
+        CheckpointDict one = make_checkpoint();
+        one.insert("name", a.name);
+        one.insert("dataloader", a.dataloader);
+        one.insert("value", a.value);
+        one.insert("weight", a.weight);
+        accumulators.push_back(one);
+      }
+      loops.insert("train_metrics", accumulators);
+    }
+    return loops;
+  }
+
+  CheckpointDict callback_states() {
+    CheckpointDict states = make_checkpoint();
+    std::apply(
+        [&](auto&... cb) {
+          const auto add = [&](auto& c) {
+            if constexpr (hooks::state_dict::declared<std::remove_cvref_t<decltype(c)>>) {
+              if (!detail::callback_enabled(c)) return;
+              const auto key = detail::callback_state_key(c);
+              if (states.contains(key))
+                throw std::logic_error(
+                    "lightning: two callbacks save their state under the key \"" + key +
+                    "\"; give one of them a distinct `std::string state_key() const`");
+              states.insert(key, hooks::state_dict::on_callback(c));
+            }
+          };
+          (add(cb), ...);
+        },
+        callbacks_);
+    return states;
+  }
+
   template <class Config>
   static void save_config(Config& config, CheckpointDict& optimizers, CheckpointDict& schedulers) {
     optimizers.insert(std::to_string(optimizers.size()), optimizer_state(config.optimizer));
@@ -622,14 +928,45 @@ class Trainer : public TrainerState {
         config.lr_schedulers);
   }
 
+  // The module's part of a checkpoint, for every entry point (Lightning's restore_model):
+  // its on_load_checkpoint hook, the weights, the hyperparameters.
+  template <class M>
+  void restore_module(M& model, const CheckpointDict& c, const std::string& source) {
+    hooks::call_module<hooks::on_load_checkpoint>(model, c);
+    load_module_state_dict(model, checkpoint_dict<at::Tensor>(c.at("state_dict")), source);
+    if constexpr (std::derived_from<M, LightningModule>)
+      if (c.contains("hyper_parameters"))
+        model.save_hyperparameters(
+            load_hyperparameters_state(checkpoint_dict(c.at("hyper_parameters")), source));
+  }
+
+  // Everything fit() needs to resume: module, callbacks, optimizers and schedulers (the
+  // loop's position is restored when the loop starts).
   template <class M, class Configs>
   void restore_checkpoint(M& model, Configs& configs, const CheckpointDict& c,
                           const std::string& source) {
-    if (checkpoint_dict(c.at("loops")).at("mid_epoch").toBool())
+    if (!c.contains("optimizer_states") || !c.contains("loops"))
       throw CheckpointError("lightning: " + source +
-                            " was saved in the middle of an epoch; resuming mid-epoch is not "
-                            "supported yet: resume from a checkpoint saved after fit() returned");
-    load_module_state_dict(model, checkpoint_dict<at::Tensor>(c.at("state_dict")), source);
+                            " holds only the module's weights (save_weights_only), so training "
+                            "cannot resume from it; pass it to validate/test/predict, or resume "
+                            "from a full checkpoint");
+    restore_module(model, c, source);
+    hooks::call_callbacks<hooks::on_load_checkpoint>(callbacks_, *this, model, c);
+    if (c.contains("callbacks")) {
+      const auto states = checkpoint_dict(c.at("callbacks"));
+      std::apply(
+          [&](auto&... cb) {
+            const auto load = [&](auto& one) {
+              if constexpr (hooks::load_state_dict::declared<std::remove_cvref_t<decltype(one)>>) {
+                const auto key = detail::callback_state_key(one);
+                if (states.contains(key))
+                  hooks::load_state_dict::on_callback(one, checkpoint_dict(states.at(key)));
+              }
+            };
+            (load(cb), ...);
+          },
+          callbacks_);
+    }
     const auto optimizers = checkpoint_dict(c.at("optimizer_states"));
     const auto schedulers = checkpoint_dict(c.at("lr_schedulers"));
     if (optimizers.size() != std::tuple_size_v<Configs>)
@@ -670,6 +1007,19 @@ class Trainer : public TrainerState {
         config.lr_schedulers);
     load_optimizer_state(config.optimizer,
                          checkpoint_dict(optimizers.at(std::to_string(next_optimizer++))));
+  }
+
+  template <class Opt, class... Scheds>
+  void add_optimizer_info(OptimizerConfig<Opt, Scheds...>& config) {
+    OptimizerInfo info;
+    info.optimizer = &config.optimizer;
+    info.type_name = detail::optimizer_type_name<Opt>();
+    std::apply(
+        [&](auto&... sc) {
+          (info.schedulers.emplace_back(sc.options.name, sc.options.interval), ...);
+        },
+        config.lr_schedulers);
+    optimizer_infos_.push_back(std::move(info));
   }
 
   // Lightning refuses the Trainer's automatic accumulation and clipping in manual
@@ -786,6 +1136,20 @@ class Trainer : public TrainerState {
     metrics.enter(s, hook, phase);
   }
 
+  // A hook of the callbacks that are (Monitoring) or are not monitoring ones.
+  template <class Hook, bool Monitoring, class M>
+  void call_monitoring_hooks(M& model) {
+    std::apply(
+        [&](auto&... cb) {
+          const auto one = [&](auto& c) {
+            if constexpr (detail::is_monitoring<std::remove_cvref_t<decltype(c)>> == Monitoring)
+              Hook::on_callback(c, *this, model);
+          };
+          (one(cb), ...);
+        },
+        callbacks_);
+  }
+
   template <class Hook, class M, class... Args>
   void call_hooks(M& model, Args&&... args) {
     hooks::call_callbacks<Hook>(callbacks_, *this, model, args...);
@@ -862,29 +1226,20 @@ class Trainer : public TrainerState {
     }
   }
 
-  // Sends metrics (plus "epoch") to every callback that is a logger.
+  // Sends metrics (plus "epoch") to every logger.
   void emit_logs(MetricMap&& m, std::int64_t step) {
     if (m.empty()) return;
     m.insert_or_assign("epoch", static_cast<double>(current_epoch));
-    std::apply(
-        [&](auto&... cb) { (hooks::log_metrics::on_callback(cb, std::as_const(m), step), ...); },
-        callbacks_);
+    log_metrics(m, step);
   }
 
-  template <class Tuple>
-  struct any_logger;
-  template <class... C>
-  struct any_logger<std::tuple<C...>>
-      : std::bool_constant<hooks::any_declares<hooks::log_metrics, C...>> {};
-  static constexpr bool has_loggers = any_logger<callback_tuple>::value;
-
   template <class M, class VL>
-  static constexpr bool has_validation =
+  static constexpr bool has_validation_loop =
       !std::is_same_v<VL, detail::NoLoader> && hooks::validation_step::declared<M>;
 
   template <class M, class TL, class VL>
   void run_fit(M& model, TL& train_loader, VL& val_loader) {
-    constexpr bool has_val = has_validation<M, VL>;
+    constexpr bool has_val = has_validation_loop<M, VL>;
     constexpr bool manual = uses_manual_optimization<M>;
     if constexpr (!std::is_same_v<VL, detail::NoLoader> && !hooks::validation_step::declared<M>)
       std::cerr << "lightning: a validation loader was passed to fit() but the module has no "
@@ -895,10 +1250,6 @@ class Trainer : public TrainerState {
     try {
       begin_entry(model, Stage::fit);
       min_warning_given_ = false;
-      if constexpr (!user_progress_bar) {
-        auto& bar = std::get<callbacks::ProgressBar>(callbacks_);
-        run_.enable_progress_bar ? bar.enable() : bar.disable();
-      }
       if constexpr (manual) check_manual_options();
       scope(LogScope::forbidden, "configure_optimizers");
       // On the heap: save_checkpoint() may still read them after fit() returns.
@@ -907,15 +1258,18 @@ class Trainer : public TrainerState {
           std::make_shared<Configs>(detail::to_optimizer_configs(model.configure_optimizers()));
       auto& configs = *configs_owner;
       std::apply([](auto&... config) { (attach_schedulers(config), ...); }, configs);
-      checkpoint_source_ = [this, &model, configs_owner] {
-        return collect_checkpoint(model, *configs_owner);
+      optimizer_infos_.clear();
+      std::apply([&](auto&... config) { (add_optimizer_info(config), ...); }, configs);
+      checkpoint_source_ = [this, &model, configs_owner](bool weights_only) {
+        return collect_checkpoint(model, *configs_owner, weights_only);
       };
       std::optional<CheckpointDict> resume;
-      if (resume_path_) {
-        const auto path = *std::exchange(resume_path_, std::nullopt);
-        resume = load_checkpoint_file(path);
-        restore_checkpoint(model, configs, *resume, path.string());
+      if (auto path = take_resume_path()) {
+        resume = load_checkpoint_file(*path);
+        restore_checkpoint(model, configs, *resume, path->string());
+        loaded_ckpt_path_ = *path;
       }
+      log_hyperparameters(model);
       std::conditional_t<manual, ManualRun<M>, detail::NoManualRun> manual_run(*this, model,
                                                                                configs);
 
@@ -933,6 +1287,7 @@ class Trainer : public TrainerState {
         val_limits = loader_limits(val_loaders, run_.limit_val_batches, "limit_val_batches");
         num_val_batches = total_batches(val_limits);
         val_enabled = !num_val_batches || *num_val_batches > 0;
+        fit_has_validation_ = val_enabled;
         if (run_.val_check_interval.is_count()) {
           val_check_batch = run_.val_check_interval.count();
           if (run_.check_val_every_n_epoch && num_training_batches &&
@@ -981,28 +1336,53 @@ class Trainer : public TrainerState {
       std::int64_t total_batch_idx = 0;
       if (resume) {
         const auto loops = checkpoint_dict(resume->at("loops"));
-        current_epoch = resume->at("epoch").toInt();
+        current_epoch =
+            resume->at("epoch").toInt() + (loops.at("epoch_completed").toBool() ? 1 : 0);
         global_step = resume->at("global_step").toInt();
         total_batch_idx = loops.at("total_batch_idx").toInt();
-        set_cpu_rng_state(resume->at("rng_cpu").toTensor());
         if constexpr (requires { train_loader.load_state_dict(torch::Tensor()); })
           if (resume->contains("train_loader"))
             train_loader.load_state_dict(resume->at("train_loader").toTensor());
+        if (loops.at("mid_epoch").toBool()) {
+          // Replayed when the epoch's loader starts: see run_training_epoch.
+          MidEpochResume r;
+          r.batches_done = loops.at("epoch_batch_idx").toInt();
+          r.epoch_rng = loops.at("epoch_rng_cpu").toTensor();
+          r.rng = resume->at("rng_cpu").toTensor();
+          for (const auto& a : loops.at("train_metrics").toListRef()) {
+            const auto one = checkpoint_dict(a);
+            r.accumulators.push_back({one.at("name").toStringRef(), one.at("dataloader").toInt(),
+                                      one.at("value").toDouble(), one.at("weight").toInt()});
+          }
+          mid_epoch_resume_ = std::move(r);
+        } else {
+          set_cpu_rng_state(resume->at("rng_cpu").toTensor());
+        }
       }
-      note_epoch_boundary(train_loader, total_batch_idx);
+      if (!mid_epoch_resume_) note_epoch_boundary(train_loader, total_batch_idx);
       while (!fit_done()) {
         in_epoch_ = true;
         metrics.reset_epoch(MetricStore::Phase::train);
+        if (mid_epoch_resume_)
+          metrics.resume_epoch(MetricStore::Phase::train, mid_epoch_resume_->accumulators);
         scope(LogScope::train_epoch, "on_train_epoch_start");
         call_hooks<hooks::on_train_epoch_start>(model);
         const bool completed =
             run_training_epoch(model, configs, train_loader, val_loaders, val_limits, val_enabled,
                                val_check_batch, total_batch_idx);
+        // As Lightning: the epoch's values are visible to the hook, and the monitoring
+        // callbacks (ModelCheckpoint, EarlyStopping) run after the module's hook, so they
+        // see what it logged. Plateau schedulers step before them: a checkpoint saved
+        // there holds the finished epoch and resumes at the next one exactly.
+        metrics.finalize_epoch(MetricStore::Phase::train);
         scope(LogScope::train_epoch, "on_train_epoch_end");
-        call_hooks<hooks::on_train_epoch_end>(model);
+        call_monitoring_hooks<hooks::on_train_epoch_end, false>(model);
+        hooks::call_module<hooks::on_train_epoch_end>(model);
+        metrics.finalize_epoch(MetricStore::Phase::train);
         if constexpr (!manual)
           if (completed) step_schedulers(std::get<0>(configs), Interval::epoch, /*plateau=*/true);
-        metrics.finalize_epoch(MetricStore::Phase::train);
+        note_epoch_end(train_loader);
+        call_monitoring_hooks<hooks::on_train_epoch_end, true>(model);
         if constexpr (has_loggers)
           emit_logs(metrics.take_epoch_metrics(MetricStore::Phase::train),
                     std::max<std::int64_t>(global_step - 1, 0));
@@ -1019,6 +1399,7 @@ class Trainer : public TrainerState {
       call_hooks<hooks::teardown>(model, Stage::fit);
     } catch (const std::exception& error) {
       training = validating = sanity_checking = false;
+      mid_epoch_resume_.reset();
       scope(LogScope::forbidden, "on_exception");
       hooks::call_callbacks<hooks::on_exception>(callbacks_, *this, model, error);
       throw;
@@ -1040,19 +1421,39 @@ class Trainer : public TrainerState {
     [[maybe_unused]] const bool clip_by_norm =
         run_.gradient_clip_algorithm == GradClipAlgorithm::norm;
 
+    // A checkpoint saved inside this epoch resumes by replaying the epoch's start: the
+    // generators as they were when its loader began (same shuffle), then the batches it
+    // had done are skipped and the generator continues from the checkpoint.
+    std::int64_t first = 0;
+    if (mid_epoch_resume_) {
+      set_cpu_rng_state(mid_epoch_resume_->epoch_rng);
+      first = mid_epoch_resume_->batches_done;
+    }
+    epoch_rng_state_ = cpu_rng_state();
+    if constexpr (requires { loader.state_dict(); }) train_loader_state_ = loader.state_dict();
     auto it = detail::loader_begin(loader);
     auto end = detail::loader_end(loader);
+    for (std::int64_t skipped = 0; skipped < first && it != end; ++skipped) ++it;
+    if (mid_epoch_resume_) {
+      set_cpu_rng_state(mid_epoch_resume_->rng);
+      mid_epoch_resume_.reset();
+      epoch_batches_done_ = first;
+      batches_seen_ = total_batch_idx;
+    }
     bool have = it != end;
-    if (!have && !limit)
+    // A checkpoint saved after the epoch's last batch (in on_validation_end) resumes here.
+    if (first > 0 && (!have || (limit && first >= *limit))) completed = true;
+    if (!have && !limit && first == 0)
       throw std::invalid_argument("lightning: the training loader yielded no batches in epoch " +
                                   std::to_string(current_epoch) +
                                   "; check the dataset, batch_size and drop_last");
-    for (std::int64_t idx = 0; have && (!limit || idx < *limit); ++idx, ++total_batch_idx) {
+    for (std::int64_t idx = first; have && (!limit || idx < *limit); ++idx, ++total_batch_idx) {
       auto batch = prepare_batch(model, *it);
       ++it;
       have = it != end;
       const bool is_last = !have || (limit && idx + 1 == *limit);
       batch_idx = idx;
+      total_batch_idx_ = total_batch_idx;
       metrics.set_batch_size(infer_batch_size(batch));
 
       scope(LogScope::train_step, "on_train_batch_start");
@@ -1113,6 +1514,9 @@ class Trainer : public TrainerState {
         }
       }
 
+      // A checkpoint saved from here on resumes after this batch.
+      epoch_batches_done_ = idx + 1;
+      batches_seen_ = total_batch_idx + 1;
       scope(LogScope::train_step, "on_train_batch_end");
       call_hooks<hooks::on_train_batch_end>(model, std::as_const(output), std::as_const(batch),
                                             idx);
@@ -1121,7 +1525,7 @@ class Trainer : public TrainerState {
         if ((total_batch_idx + 1) % run_.log_every_n_steps == 0 || should_stop)
           emit_logs(metrics.take_step_metrics(), std::max<std::int64_t>(global_step - 1, 0));
 
-      if constexpr (has_validation<M, std::remove_cvref_t<std::tuple_element_t<0, VLs>>>) {
+      if constexpr (has_validation_loop<M, std::remove_cvref_t<std::tuple_element_t<0, VLs>>>) {
         if (val_enabled && should_validate(idx, total_batch_idx, is_last, val_check_batch))
           run_validation(model, val_loaders, val_limits);
       }
@@ -1238,12 +1642,26 @@ class Trainer : public TrainerState {
   fabric_type fabric_{};
   callback_tuple callbacks_;
   bool min_warning_given_ = false;
-  // Checkpointing: what save_checkpoint writes (set by fit), where fit resumes from.
-  std::function<CheckpointDict()> checkpoint_source_;
+  // Checkpointing: what save_checkpoint writes (set by fit), where a run starts from.
+  std::function<CheckpointDict(bool weights_only)> checkpoint_source_;
   std::optional<std::filesystem::path> resume_path_;
+  std::optional<std::filesystem::path> loaded_ckpt_path_;
   bool in_epoch_ = false;
-  std::int64_t batches_seen_ = 0;
-  torch::Tensor train_loader_state_;
+  bool epoch_completed_ = false;         // in on_train_epoch_end, after the epoch's work
+  std::int64_t batches_seen_ = 0;        // batches completed over all epochs
+  std::int64_t epoch_batches_done_ = 0;  // batches completed in the running epoch
+  std::int64_t total_batch_idx_ = 0;     // the running batch over all epochs
+  torch::Tensor train_loader_state_;     // the train loader's generator as the epoch began
+  torch::Tensor epoch_rng_state_;        // the CPU generator as the epoch's loader began
+  struct MidEpochResume {
+    std::int64_t batches_done = 0;
+    torch::Tensor epoch_rng, rng;
+    std::vector<MetricStore::EpochAccumulator> accumulators;
+  };
+  std::optional<MidEpochResume> mid_epoch_resume_;
+  // What callbacks see of a fit.
+  std::vector<OptimizerInfo> optimizer_infos_;
+  bool fit_has_validation_ = false;
 };
 
 }  // namespace lightning
