@@ -20,6 +20,7 @@ readonly PACKAGES=(
   dataset-fashion-mnist                 # a real data set for the examples and tests
   libgtest-dev libgmock-dev             # tests
   python3-torch                         # tests: Python's torch.load reads our checkpoints
+  protobuf-compiler                     # tests: protoc --decode_raw reads TensorBoard event files
   libbenchmark-dev                      # bench/
 )
 
