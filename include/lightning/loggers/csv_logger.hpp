@@ -21,7 +21,6 @@
 #include <exception>
 #include <filesystem>
 #include <fstream>
-#include <iostream>
 #include <iterator>
 #include <map>
 #include <memory>
@@ -114,20 +113,6 @@ inline std::string read_text_file(const std::filesystem::path& path) {
   text << in.rdbuf();
   if (in.bad()) throw_io_error("read", path, std::strerror(errno));
   return std::move(text).str();
-}
-
-// Metric names as Lightning's _add_prefix writes them.
-inline std::string prefixed(std::string_view prefix, std::string_view name) {
-  std::string key(prefix);
-  if (!key.empty()) key += '-';
-  key += name;
-  return key;
-}
-
-// Reports an error that cannot be thrown (a destructor, or an exception already on its
-// way out of fit) instead of losing it silently.
-inline void report_unsaved(std::string_view logger, const std::exception& error) noexcept {
-  std::cerr << "lightning: " << logger << " could not save its logs: " << error.what() << '\n';
 }
 
 // One run's state, shared by the copies of a CSVLogger.

@@ -8,7 +8,9 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <exception>
 #include <filesystem>
+#include <iostream>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -124,6 +126,20 @@ inline std::int64_t next_version(const std::filesystem::path& versions_root) {
     next = std::max<std::int64_t>(next, std::stoll(std::string(digits)) + 1);
   }
   return next;
+}
+
+// Metric names as Lightning's _add_prefix writes them.
+inline std::string prefixed(std::string_view prefix, std::string_view name) {
+  std::string key(prefix);
+  if (!key.empty()) key += '-';
+  key += name;
+  return key;
+}
+
+// Reports an error that cannot be thrown (a destructor, or an exception already on its
+// way out of fit) instead of losing it silently.
+inline void report_unsaved(std::string_view logger, const std::exception& error) noexcept {
+  std::cerr << "lightning: " << logger << " could not save its logs: " << error.what() << '\n';
 }
 
 // save_dir/name/version_N, N chosen on first use (as Lightning's lazy `version`), so that

@@ -30,6 +30,7 @@
 #include <string>
 #include <string_view>
 #include <type_traits>
+#include <utility>
 #include <variant>
 
 namespace lightning::loggers::detail {
@@ -62,7 +63,8 @@ class ProtoWriter {
     out_ += value;
     return *this;
   }
-  [[nodiscard]] std::string take() && { return std::move(out_); }
+  // The serialized message; the writer is left empty.
+  [[nodiscard]] std::string take() { return std::exchange(out_, {}); }
 
  private:
   void key(std::uint32_t field, std::uint32_t wire_type) {
@@ -140,7 +142,7 @@ inline std::string event(double wall_time, std::int64_t step, std::uint32_t what
   e.fixed64(field::event_wall_time, wall_time);
   if (step != 0) e.varint(field::event_step, static_cast<std::uint64_t>(step));
   e.bytes(what_field, what);
-  return std::move(e).take();
+  return e.take();
 }
 
 // The first record of every event file; TensorBoard checks it to know the format.
@@ -152,25 +154,25 @@ inline std::string file_version_event(double wall_time) {
 inline std::string scalar_event(double wall_time, std::int64_t step, std::string_view tag,
                                 float value) {
   const auto summary_value =
-      ProtoWriter{}.bytes(field::value_tag, tag).fixed32(field::value_simple_value, value);
-  const auto summary = ProtoWriter{}.bytes(field::summary_value, std::move(summary_value).take());
-  return event(wall_time, step, field::event_summary, std::move(summary).take());
+      ProtoWriter{}.bytes(field::value_tag, tag).fixed32(field::value_simple_value, value).take();
+  const auto summary = ProtoWriter{}.bytes(field::summary_value, summary_value).take();
+  return event(wall_time, step, field::event_summary, summary);
 }
 
 // One hparams-plugin summary: Summary{value{tag, metadata{plugin_data{"hparams",
 // HParamsPluginData{version 0 (left out), <data_field>: data}}}}}.
 inline std::string hparams_plugin_event(double wall_time, std::string_view tag,
                                         std::uint32_t data_field, std::string_view data) {
-  const auto content = ProtoWriter{}.bytes(data_field, data);
+  const auto content = ProtoWriter{}.bytes(data_field, data).take();
   const auto plugin = ProtoWriter{}
                           .bytes(field::plugin_name, "hparams")
-                          .bytes(field::plugin_content, std::move(content).take());
-  const auto metadata = ProtoWriter{}.bytes(field::metadata_plugin_data, std::move(plugin).take());
-  const auto value = ProtoWriter{}
-                         .bytes(field::value_tag, tag)
-                         .bytes(field::value_metadata, std::move(metadata).take());
-  const auto summary = ProtoWriter{}.bytes(field::summary_value, std::move(value).take());
-  return event(wall_time, 0, field::event_summary, std::move(summary).take());
+                          .bytes(field::plugin_content, content)
+                          .take();
+  const auto metadata = ProtoWriter{}.bytes(field::metadata_plugin_data, plugin).take();
+  const auto value =
+      ProtoWriter{}.bytes(field::value_tag, tag).bytes(field::value_metadata, metadata).take();
+  const auto summary = ProtoWriter{}.bytes(field::summary_value, value).take();
+  return event(wall_time, 0, field::event_summary, summary);
 }
 
 // The three summaries of torch.utils.tensorboard.summary.hparams(hparams, metrics), in the
@@ -196,27 +198,26 @@ inline HParamsSummaries hparams_summaries(double wall_time, const HParams& hpara
             value.fixed64(field::struct_number_value, static_cast<double>(v));
         },
         param.value());
-    const auto entry =
-        ProtoWriter{}.bytes(field::map_key, name).bytes(field::map_value, std::move(value).take());
-    start_info.bytes(field::session_start_hparams, std::move(entry).take());
-    const auto info =
+    start_info.bytes(
+        field::session_start_hparams,
+        ProtoWriter{}.bytes(field::map_key, name).bytes(field::map_value, value.take()).take());
+    experiment.bytes(
+        field::experiment_hparam_infos,
         ProtoWriter{}
             .bytes(field::hparam_info_name, name)
-            .varint(field::hparam_info_type, is_text ? data_type_string : data_type_float64);
-    experiment.bytes(field::experiment_hparam_infos, std::move(info).take());
+            .varint(field::hparam_info_type, is_text ? data_type_string : data_type_float64)
+            .take());
   }
-  const auto metric_name = ProtoWriter{}.bytes(field::metric_name_tag, metric_tag);
-  const auto metric_info =
-      ProtoWriter{}.bytes(field::metric_info_name, std::move(metric_name).take());
-  experiment.bytes(field::experiment_metric_infos, std::move(metric_info).take());
-  const auto end_info = ProtoWriter{}.varint(field::session_end_status, status_success);
+  const auto metric_name = ProtoWriter{}.bytes(field::metric_name_tag, metric_tag).take();
+  experiment.bytes(field::experiment_metric_infos,
+                   ProtoWriter{}.bytes(field::metric_info_name, metric_name).take());
   return {
       hparams_plugin_event(wall_time, "_hparams_/experiment", field::hparams_experiment,
-                           std::move(experiment).take()),
+                           experiment.take()),
       hparams_plugin_event(wall_time, "_hparams_/session_start_info",
-                           field::hparams_session_start_info, std::move(start_info).take()),
+                           field::hparams_session_start_info, start_info.take()),
       hparams_plugin_event(wall_time, "_hparams_/session_end_info", field::hparams_session_end_info,
-                           std::move(end_info).take()),
+                           ProtoWriter{}.varint(field::session_end_status, status_success).take()),
   };
 }
 
