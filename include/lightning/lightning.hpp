@@ -20,6 +20,9 @@
 //   trainer/   options.hpp      TrainerOptions, BatchLimit
 //              trainer.hpp      Trainer<Accelerator, Strategy, Precision, Callbacks...>
 //   callbacks/ progress_bar.hpp
+//   loggers/   csv_logger.hpp   CSVLogger: metrics.csv and hparams.yaml, Lightning's layout
+//              tensorboard_logger.hpp TensorBoardLogger: event files, no TensorFlow needed
+//              experiment_dir.hpp (version_N), hparams_yaml.hpp, tfevents.hpp (torch-free)
 //   data/      tensor_loader.hpp TensorLoader, LoaderOptions
 #pragma once
 
@@ -52,5 +55,8 @@
 #include <lightning/trainer/trainer.hpp>
 
 #include <lightning/callbacks/progress_bar.hpp>
+
+#include <lightning/loggers/csv_logger.hpp>
+#include <lightning/loggers/tensorboard_logger.hpp>
 
 #include <lightning/data/tensor_loader.hpp>

@@ -12,24 +12,19 @@
 #include <stdexcept>
 #include <string>
 
-#include "loggers/temp_dir.hpp"
+#include "loggers/support.hpp"
 #include "support/expect.hpp"
 
 namespace L = lightning;
 namespace fs = std::filesystem;
 using L::loggers::CSVLogger;
 using lightning::testing::expect_invalid_argument;
+using lightning::testing::FakeModule;
+using lightning::testing::FakeTrainer;
 using lightning::testing::read_file;
 using lightning::testing::TempDir;
 
 namespace {
-
-// The Trainer's side of the hooks the logger implements.
-struct FakeTrainer {
-  bool zero = true;
-  [[nodiscard]] bool is_global_zero() const { return zero; }
-};
-struct FakeModule {};
 
 TEST(CSVLogger, PythonFloatReprMatchesPython) {
   using L::loggers::detail::python_float_repr;

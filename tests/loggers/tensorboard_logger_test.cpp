@@ -16,7 +16,7 @@
 #include <string>
 #include <vector>
 
-#include "loggers/temp_dir.hpp"
+#include "loggers/support.hpp"
 #include "loggers/tfevents_reader.hpp"
 #include "support/expect.hpp"
 
@@ -25,6 +25,8 @@ namespace fs = std::filesystem;
 using L::loggers::TensorBoardLogger;
 using lightning::testing::event_files;
 using lightning::testing::expect_invalid_argument;
+using lightning::testing::FakeModule;
+using lightning::testing::FakeTrainer;
 using lightning::testing::Proto;
 using lightning::testing::read_events;
 using lightning::testing::read_file;
@@ -34,12 +36,6 @@ using lightning::testing::scalars;
 using lightning::testing::TempDir;
 
 namespace {
-
-struct FakeTrainer {
-  bool zero = true;
-  [[nodiscard]] bool is_global_zero() const { return zero; }
-};
-struct FakeModule {};
 
 double now_seconds() {
   using namespace std::chrono;

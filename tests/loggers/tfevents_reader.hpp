@@ -22,7 +22,7 @@
 #include <string_view>
 #include <vector>
 
-#include "loggers/temp_dir.hpp"
+#include "loggers/support.hpp"
 
 namespace lightning::testing {
 

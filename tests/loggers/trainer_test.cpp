@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "loggers/temp_dir.hpp"
+#include "loggers/support.hpp"
 #include "loggers/tfevents_reader.hpp"
 #include "support/models.hpp"
 
@@ -136,6 +136,19 @@ TEST(TrainerLoggers, BothLoggersGetEveryLoggingStep) {
   EXPECT_EQ(with_tag(all, "epoch").size(), 6u);
   EXPECT_TRUE(fs::exists(tb.log_dir() / "hparams.yaml"));  // finalized with "success"
   EXPECT_FALSE(tb.event_file());                           // and closed
+}
+
+TEST(TrainerLoggers, TwoLoggersOfOneType) {
+  TempDir tmp;
+  auto [X, y] = seed_data(320);
+  SimpleModel model;
+  CSVLogger a({.save_dir = tmp.path(), .name = "a"});
+  CSVLogger b({.save_dir = tmp.path(), .name = "b", .prefix = "b"});
+  CpuTrainer<CSVLogger, CSVLogger> trainer(quiet({.max_epochs = 1, .log_every_n_steps = 5}), a, b);
+  trainer.fit(model, L::data::TensorLoader({X, y}, {.batch_size = 32}));
+  EXPECT_EQ(column(read_csv(a.metrics_file()), "step"), (std::vector<std::string>{"4", "9"}));
+  EXPECT_EQ(column(read_csv(b.metrics_file()), "b-train_loss"),
+            column(read_csv(a.metrics_file()), "train_loss"));
 }
 
 TEST(TrainerLoggers, AFailedFitKeepsWhatWasLogged) {

@@ -11,7 +11,6 @@
 
 #include <lightning/core/hyperparameters.hpp>
 #include <lightning/core/metric_map.hpp>
-#include <lightning/core/stage.hpp>
 #include <lightning/loggers/experiment_dir.hpp>
 #include <lightning/loggers/hparams_yaml.hpp>
 
@@ -256,9 +255,10 @@ class CSVRun {
 
 // Copies share one run (as several references to one Python logger do): the copy the
 // Trainer holds and the one the caller kept write to, and report, the same directory.
-class CSVLogger {
+class CSVLogger : public detail::FinalizeHooks<CSVLogger> {
  public:
   static constexpr bool is_logger = true;
+  static constexpr std::string_view kind = "CSVLogger";
 
   explicit CSVLogger(CSVLoggerOptions options = {})
       : run_(std::make_shared<detail::CSVRun>(std::move(options))) {}
@@ -279,23 +279,6 @@ class CSVLogger {
   void save() { run_->save(); }
   // Lightning passes "success" or "failed"; either way what was logged is written.
   void finalize(std::string_view /*status*/) { run_->save(); }
-
-  template <class T, class M>
-  void teardown(T& trainer, M&, Stage) {
-    if constexpr (requires { trainer.is_global_zero(); })
-      if (!trainer.is_global_zero()) return;
-    finalize("success");
-  }
-
-  // The Trainer rethrows the original error after this: a failure here must not replace it.
-  template <class T, class M>
-  void on_exception(T&, M&, const std::exception&) noexcept {
-    try {
-      finalize("failed");
-    } catch (const std::exception& error) {
-      detail::report_unsaved("CSVLogger", error);
-    }
-  }
 
  private:
   std::shared_ptr<detail::CSVRun> run_;

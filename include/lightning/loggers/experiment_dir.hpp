@@ -3,6 +3,8 @@
 // Torch-free, so logger tests build without LibTorch.
 #pragma once
 
+#include <lightning/core/stage.hpp>
+
 #include <algorithm>
 #include <cerrno>
 #include <cstdint>
@@ -175,6 +177,33 @@ class ExperimentDir {
   std::filesystem::path save_dir_;
   std::string name_;
   mutable std::optional<std::int64_t> version_;
+};
+
+// The callback hooks through which a logger finalizes itself, as Lightning finalizes its
+// loggers: "success" at teardown (on rank zero only, which alone logs), "failed" when fit
+// throws. Logger provides finalize(status) and a `kind` name for messages.
+template <class Logger>
+class FinalizeHooks {
+ public:
+  template <class T, class M>
+  void teardown(T& trainer, M&, Stage) {
+    if constexpr (requires { trainer.is_global_zero(); })
+      if (!trainer.is_global_zero()) return;
+    self().finalize("success");
+  }
+
+  // The Trainer rethrows the original error after this: a failure here must not replace it.
+  template <class T, class M>
+  void on_exception(T&, M&, const std::exception&) noexcept {
+    try {
+      self().finalize("failed");
+    } catch (const std::exception& error) {
+      report_unsaved(Logger::kind, error);
+    }
+  }
+
+ private:
+  Logger& self() { return static_cast<Logger&>(*this); }
 };
 
 }  // namespace lightning::loggers::detail

@@ -12,7 +12,6 @@
 
 #include <lightning/core/hyperparameters.hpp>
 #include <lightning/core/metric_map.hpp>
-#include <lightning/core/stage.hpp>
 #include <lightning/loggers/experiment_dir.hpp>
 #include <lightning/loggers/hparams_yaml.hpp>
 #include <lightning/loggers/tfevents.hpp>
@@ -139,9 +138,10 @@ class TensorBoardRun {
 
 // Copies share one run (as several references to one Python logger do): the copy the
 // Trainer holds and the one the caller kept write to, and report, the same files.
-class TensorBoardLogger {
+class TensorBoardLogger : public detail::FinalizeHooks<TensorBoardLogger> {
  public:
   static constexpr bool is_logger = true;
+  static constexpr std::string_view kind = "TensorBoardLogger";
 
   explicit TensorBoardLogger(TensorBoardLoggerOptions options = {})
       : run_(std::make_shared<detail::TensorBoardRun>(std::move(options))) {}
@@ -179,23 +179,6 @@ class TensorBoardLogger {
   void finalize(std::string_view status) {
     run_->close();
     if (status == "success") run_->save_hparams();
-  }
-
-  template <class T, class M>
-  void teardown(T& trainer, M&, Stage) {
-    if constexpr (requires { trainer.is_global_zero(); })
-      if (!trainer.is_global_zero()) return;
-    finalize("success");
-  }
-
-  // The Trainer rethrows the original error after this: a failure here must not replace it.
-  template <class T, class M>
-  void on_exception(T&, M&, const std::exception&) noexcept {
-    try {
-      finalize("failed");
-    } catch (const std::exception& error) {
-      detail::report_unsaved("TensorBoardLogger", error);
-    }
   }
 
  private:

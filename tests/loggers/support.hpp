@@ -1,4 +1,5 @@
-// A fresh directory per test, removed with everything in it afterwards.
+// What the logger tests share: a fresh directory per test (removed with everything in it
+// afterwards), reading a file whole, and the Trainer side of the hooks loggers implement.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -40,5 +41,12 @@ inline std::string read_file(const std::filesystem::path& path) {
   text << in.rdbuf();
   return std::move(text).str();
 }
+
+// What a logger's teardown / on_exception hooks use of a Trainer.
+struct FakeTrainer {
+  bool zero = true;
+  [[nodiscard]] bool is_global_zero() const { return zero; }
+};
+struct FakeModule {};
 
 }  // namespace lightning::testing
