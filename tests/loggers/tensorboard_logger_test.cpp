@@ -161,6 +161,20 @@ TEST(TensorBoardLogger, WithoutDefaultHpMetricHyperparametersOnlyReachTheYaml) {
   EXPECT_EQ(read_file(logger.log_dir() / "hparams.yaml"), "lr: 0.5\n");
 }
 
+TEST(TensorBoardLogger, HyperparametersWithTheirOwnMetrics) {
+  TempDir tmp;
+  TensorBoardLogger logger({.save_dir = tmp.path(), .default_hp_metric = false});
+  logger.log_hyperparams({{"lr", 0.5}}, {{"val_acc", 0.75}, {"val_loss", 2.0}});
+  const auto events = read_events(event_files(logger.log_dir()).at(0));
+  ASSERT_EQ(events.size(), 6u);  // version, two scalars, three plugin summaries
+  EXPECT_EQ(scalars(events), (std::vector<Scalar>{{"val_acc", 0, 0.75f}, {"val_loss", 0, 2.0f}}));
+  const auto& experiment = events[3][5][1][9][1][2][2];
+  const auto metrics = experiment.all(5);
+  ASSERT_EQ(metrics.size(), 2u);
+  EXPECT_EQ((*metrics[0])[1][2].str(), "val_acc");
+  EXPECT_EQ((*metrics[1])[1][2].str(), "val_loss");
+}
+
 TEST(TensorBoardLogger, NothingIsCreatedBeforeTheFirstWrite) {
   TempDir tmp;
   const auto root = tmp / "runs";

@@ -4,10 +4,10 @@
 //
 // Each metric of a logging step is one scalar Event (SummaryWriter.add_scalar), written
 // and flushed to the OS at once, so a crash loses nothing already logged.
-// log_hyperparams writes what Lightning writes: with default_hp_metric, an "hp_metric"
-// scalar of -1 at step 0 and the hparams plugin's experiment / session_start_info /
-// session_end_info summaries, which fill TensorBoard's HPARAMS tab. hparams.yaml is
-// written when the run ends successfully, as in Lightning.
+// log_hyperparams writes what Lightning writes: the given metrics or, with
+// default_hp_metric, an "hp_metric" scalar of -1 at step 0 and the hparams plugin's experiment /
+// session_start_info / session_end_info summaries, which fill TensorBoard's HPARAMS tab.
+// hparams.yaml is written when the run ends successfully, as in Lightning.
 #pragma once
 
 #include <lightning/core/hyperparameters.hpp>
@@ -84,12 +84,15 @@ class TensorBoardRun {
     events.flush();
   }
 
-  void log_hyperparams(const HParams& hparams) {
+  // Lightning's log_hyperparams(params, metrics): without metrics, "hp_metric" = -1 if
+  // default_hp_metric, else only the YAML gets the values.
+  void log_hyperparams(const HParams& hparams, std::optional<MetricMap> metrics) {
     for (const auto& [name, value] : hparams) hparams_.set(name, value);
-    if (!default_hp_metric_) return;  // Lightning writes no hparams summary without a metric
-    log_metrics({{"hp_metric", -1.0}}, 0);
+    if (!metrics && default_hp_metric_) metrics = MetricMap{{"hp_metric", -1.0}};
+    if (!metrics || metrics->empty()) return;
+    log_metrics(*metrics, 0);
     auto& events = open();
-    auto summaries = hparams_summaries(wall_time_now(), hparams, "hp_metric");
+    const auto summaries = hparams_summaries(wall_time_now(), hparams, *metrics);
     events.write(summaries.experiment);
     events.write(summaries.session_start_info);
     events.write(summaries.session_end_info);
@@ -168,7 +171,11 @@ class TensorBoardLogger : public detail::FinalizeHooks<TensorBoardLogger> {
   void log_metrics(const MetricMap& metrics, std::int64_t step) {
     run_->log_metrics(metrics, step);
   }
-  void log_hyperparams(const HParams& hparams) { run_->log_hyperparams(hparams); }
+  void log_hyperparams(const HParams& hparams) { run_->log_hyperparams(hparams, std::nullopt); }
+  // Also logs `metrics` at step 0 and names them in the HPARAMS tab (instead of hp_metric).
+  void log_hyperparams(const HParams& hparams, const MetricMap& metrics) {
+    run_->log_hyperparams(hparams, metrics);
+  }
   // Flushes the event file and, if the run has a directory, writes hparams.yaml unless
   // it exists (Lightning's save).
   void save() {

@@ -14,6 +14,7 @@
 #pragma once
 
 #include <lightning/core/hyperparameters.hpp>
+#include <lightning/core/metric_map.hpp>
 #include <lightning/loggers/experiment_dir.hpp>
 
 #include <unistd.h>
@@ -175,7 +176,8 @@ inline std::string hparams_plugin_event(double wall_time, std::string_view tag,
   return event(wall_time, 0, field::event_summary, summary);
 }
 
-// The three summaries of torch.utils.tensorboard.summary.hparams(hparams, metrics), in the
+// The three summaries of torch.utils.tensorboard.summary.hparams(hparams, metrics) (the
+// metrics are named in the experiment; their values are scalars of their own), in the
 // order Lightning adds them: experiment, session_start_info, session_end_info. As there,
 // numbers and flags are float64 values (Python's bool is an int), texts are strings.
 struct HParamsSummaries {
@@ -183,7 +185,7 @@ struct HParamsSummaries {
 };
 
 inline HParamsSummaries hparams_summaries(double wall_time, const HParams& hparams,
-                                          std::string_view metric_tag) {
+                                          const MetricMap& metrics) {
   ProtoWriter start_info;
   ProtoWriter experiment;
   for (const auto& [name, param] : hparams) {
@@ -208,9 +210,11 @@ inline HParamsSummaries hparams_summaries(double wall_time, const HParams& hpara
             .varint(field::hparam_info_type, is_text ? data_type_string : data_type_float64)
             .take());
   }
-  const auto metric_name = ProtoWriter{}.bytes(field::metric_name_tag, metric_tag).take();
-  experiment.bytes(field::experiment_metric_infos,
-                   ProtoWriter{}.bytes(field::metric_info_name, metric_name).take());
+  for (const auto& [tag, value] : metrics) {
+    const auto metric_name = ProtoWriter{}.bytes(field::metric_name_tag, tag).take();
+    experiment.bytes(field::experiment_metric_infos,
+                     ProtoWriter{}.bytes(field::metric_info_name, metric_name).take());
+  }
   return {
       hparams_plugin_event(wall_time, "_hparams_/experiment", field::hparams_experiment,
                            experiment.take()),
