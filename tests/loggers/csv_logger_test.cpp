@@ -6,11 +6,18 @@
 #include <lightning/loggers/csv_logger.hpp>
 
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <limits>
 #include <stdexcept>
 #include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <variant>
+#include <vector>
 
 #include "loggers/support.hpp"
 #include "support/expect.hpp"
@@ -25,6 +32,139 @@ using lightning::testing::read_file;
 using lightning::testing::TempDir;
 
 namespace {
+
+// A Python literal for `s` (its bytes, decoded as UTF-8).
+std::string py_str(std::string_view s) {
+  std::string out = "b'";
+  for (unsigned char c : s) {
+    char hex[5];
+    std::snprintf(hex, sizeof hex, "\\x%02x", c);
+    out += hex;
+  }
+  out += "'.decode()";
+  return out;
+}
+
+// A Python literal for exactly this double.
+std::string py_float(double v) {
+  if (std::isnan(v)) return "float('nan')";
+  if (std::isinf(v)) return v > 0 ? "float('inf')" : "float('-inf')";
+  char hex[64];
+  std::snprintf(hex, sizeof hex, "float.fromhex('%a')", v);
+  return hex;
+}
+
+// Runs a Python 3 program; false (and the test skips) when python3 or `module` is missing.
+bool run_python(const TempDir& tmp, const std::string& program, const char* module) {
+  std::string probe = "python3 -c 'import ";
+  probe += module;
+  probe += "' >/dev/null 2>&1";
+  if (std::system(probe.c_str()) != 0) return false;
+  std::ofstream(tmp / "program.py") << program;
+  std::string command = "python3 '";
+  command += (tmp / "program.py").string();
+  command += "'";
+  EXPECT_EQ(std::system(command.c_str()), 0) << program;
+  return true;
+}
+
+TEST(CSVLogger, SameBytesAsPythonsCsvModuleWritesForLightning) {
+  // Lightning's _ExperimentWriter: csv.DictWriter over the sorted union of the keys, the
+  // values as Python holds them (floats from .item(), int step and epoch).
+  TempDir tmp;
+  const std::vector<std::pair<L::MetricMap, std::int64_t>> rows = {
+      {{{"train_loss", 0.1f}, {"epoch", 0.0}, {"lr", 1e-5}}, 9},
+      {{{"train_loss", 1e16}, {"epoch", 0.0}, {"a,b", -0.0}}, 19},
+      {{{"val \"acc\"", 0.30000000000000004}, {"epoch", 1.0}, {"big", 123456789.125}}, 20},
+      {{{"train_loss", std::nan("")},
+        {"epoch", 1.0},
+        {"lr", -std::numeric_limits<double>::infinity()}},
+       29},
+  };
+  CSVLogger logger({.save_dir = tmp / "runs"});
+  std::string program = "import csv\nrows = [\n";
+  for (const auto& [metrics, step] : rows) {
+    logger.log_metrics(metrics, step);
+    program += "  {";
+    for (const auto& [name, value] : metrics) {
+      program += py_str(name);
+      program += ": ";
+      program += name == "epoch" ? std::to_string(static_cast<int>(value)) : py_float(value);
+      program += ", ";
+    }
+    program += "'step': ";
+    program += std::to_string(step);
+    program += "},\n";
+  }
+  program += "]\nkeys = sorted(set().union(*rows))\n";
+  program += "with open(";
+  program += py_str((tmp / "expected.csv").string());
+  program += ", 'w', newline='') as f:\n";
+  program += "  w = csv.DictWriter(f, fieldnames=keys)\n  w.writeheader()\n  w.writerows(rows)\n";
+  logger.save();
+  if (!run_python(tmp, program, "csv")) GTEST_SKIP() << "python3 is not installed";
+  EXPECT_EQ(read_file(logger.metrics_file()), read_file(tmp / "expected.csv"));
+}
+
+TEST(CSVLogger, SameBytesAsPyYamlDumpWrites) {
+  TempDir tmp;
+  const L::HParams hparams = {
+      {"lr", 3e-4},
+      {"eps", 1e-8},
+      {"steps", 100000},
+      {"ratio", 2.5e16},
+      {"flag", false},
+      {"name", "resnet"},
+      {"colon", "a:b"},
+      {"spaced", "a: b"},
+      {"hash", "x #y"},
+      {"dash", "- x"},
+      {"yes", "yes"},
+      {"Null", "null"},
+      {"number", "1.5"},
+      {"octal", "0o17"},
+      {"date", "2024-01-02"},
+      {"tab", "a\tb"},
+      {"unicode", "\xce\xbb=0.1"},
+      {"quote", "'q'"},
+      {"empty", ""},
+      {"sci", "1e5"},
+      {"inf", std::numeric_limits<double>::infinity()},
+      {"neg", -7},
+      {"bang", "!x"},
+      {"star", "*x"},
+      {"pct", "%x"},
+      {"at", "@x"},
+      {"trail", "x "},
+  };
+  CSVLogger logger({.save_dir = tmp / "runs"});
+  logger.log_hyperparams(hparams);
+  std::string program = "import yaml\nd = {\n";
+  for (const auto& [name, value] : hparams) {
+    program += "  ";
+    program += py_str(name);
+    program += ": ";
+    std::visit(
+        [&](const auto& v) {
+          using V = std::decay_t<decltype(v)>;
+          if constexpr (std::is_same_v<V, bool>)
+            program += v ? "True" : "False";
+          else if constexpr (std::is_same_v<V, std::int64_t>)
+            program += std::to_string(v);
+          else if constexpr (std::is_same_v<V, double>)
+            program += py_float(v);
+          else
+            program += py_str(v);
+        },
+        value.value());
+    program += ",\n";
+  }
+  program += "}\nopen(";
+  program += py_str((tmp / "expected.yaml").string());
+  program += ", 'w').write(yaml.dump(d))\n";
+  if (!run_python(tmp, program, "yaml")) GTEST_SKIP() << "python3 with PyYAML is not installed";
+  EXPECT_EQ(read_file(logger.log_dir() / "hparams.yaml"), read_file(tmp / "expected.yaml"));
+}
 
 TEST(CSVLogger, PythonFloatReprMatchesPython) {
   using L::loggers::detail::python_float_repr;
