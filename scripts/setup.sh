@@ -21,6 +21,7 @@ readonly PACKAGES=(
   libgtest-dev libgmock-dev             # tests
   python3-torch                         # tests: Python's torch.load reads our checkpoints
   protobuf-compiler                     # tests: protoc --decode_raw reads TensorBoard event files
+  python3-yaml                          # tests: hparams.yaml compared with PyYAML's yaml.dump
   libbenchmark-dev                      # bench/
 )
 
