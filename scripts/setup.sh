@@ -20,6 +20,8 @@ readonly PACKAGES=(
   dataset-fashion-mnist                 # a real data set for the examples and tests
   libgtest-dev libgmock-dev             # tests
   python3-torch                         # tests: Python's torch.load reads our checkpoints
+  protobuf-compiler                     # tests: protoc --decode_raw reads TensorBoard event files
+  python3-yaml                          # tests: hparams.yaml compared with PyYAML's yaml.dump
   libbenchmark-dev                      # bench/
 )
 

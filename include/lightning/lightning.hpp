@@ -22,6 +22,9 @@
 //   callbacks/ progress_bar.hpp, model_checkpoint.hpp (+ checkpoint_name.hpp),
 //              early_stopping.hpp (+ monitor.hpp), learning_rate_monitor.hpp,
 //              gradient_accumulation_scheduler.hpp, on_exception_checkpoint.hpp
+//   loggers/   csv_logger.hpp   CSVLogger: metrics.csv and hparams.yaml, Lightning's layout
+//              tensorboard_logger.hpp TensorBoardLogger: event files, no TensorFlow needed
+//              experiment_dir.hpp (version_N), hparams_yaml.hpp, tfevents.hpp (torch-free)
 //   data/      tensor_loader.hpp TensorLoader, LoaderOptions
 #pragma once
 
@@ -61,5 +64,8 @@
 #include <lightning/callbacks/monitor.hpp>
 #include <lightning/callbacks/on_exception_checkpoint.hpp>
 #include <lightning/callbacks/progress_bar.hpp>
+
+#include <lightning/loggers/csv_logger.hpp>
+#include <lightning/loggers/tensorboard_logger.hpp>
 
 #include <lightning/data/tensor_loader.hpp>

@@ -46,7 +46,8 @@ class HParam {
   Value value_;
 };
 
-// Names and values in declaration order (the order hparams.yaml lists them in).
+// Names and values in declaration order (checkpoints and TensorBoard keep it;
+// hparams.yaml sorts the names, as Lightning's yaml.dump does).
 class HParams {
  public:
   using Entry = std::pair<std::string, HParam>;

@@ -1579,7 +1579,9 @@ class Trainer : public TrainerState {
       metrics.finalize_epoch(Phase::validation);
     }
     if constexpr (has_loggers)
-      if (!sanity_checking) emit_logs(metrics.take_epoch_metrics(Phase::validation), global_step);
+      if (!sanity_checking)  // inside fit: the step of the batch it follows, as Lightning
+        emit_logs(metrics.take_epoch_metrics(Phase::validation),
+                  training ? std::max<std::int64_t>(global_step - 1, 0) : global_step);
     scope(LogScope::forbidden, Loop::end::name, Phase::validation);
     call_hooks<typename Loop::end>(model);
     if (was_training) model.train();
