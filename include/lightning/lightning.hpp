@@ -19,7 +19,10 @@
 //              checkpoint_state.hpp  module/optimizer/scheduler/generator state as entries
 //   trainer/   options.hpp      TrainerOptions, BatchLimit
 //              trainer.hpp      Trainer<Accelerator, Strategy, Precision, Callbacks...>
-//   callbacks/ progress_bar.hpp
+//   callbacks/ progress_bar.hpp ProgressBar (terminal redraws, plain lines off a terminal)
+//              model_summary.hpp ModelSummary, summarize()
+//              timer.hpp        Timer (stop fit after a duration)
+//              lambda_callback.hpp LambdaCallback from closures, lambda::on_*(fn)
 //   data/      tensor_loader.hpp TensorLoader, LoaderOptions
 #pragma once
 
