@@ -33,9 +33,7 @@ using TwoHooks = decltype(LambdaCallback{
 template <class C, class... Given>
 constexpr bool declares_exactly() {
   namespace H = L::hooks;
-  auto given = [](auto hook) {
-    return ((std::is_same_v<decltype(hook), Given>) || ...);
-  };
+  auto given = [](auto hook) { return ((std::is_same_v<decltype(hook), Given>) || ...); };
   bool ok = true;
   auto check = [&](auto hook) { ok = ok && (decltype(hook)::template declared<C> == given(hook)); };
   check(H::setup{}), check(H::teardown{}), check(H::on_fit_start{}), check(H::on_fit_end{});
@@ -67,20 +65,25 @@ static_assert(L::hooks::on_train_batch_end::callable<TwoHooks, FakeTrainer&, Fak
                                                      const int&, const int&, std::int64_t>);
 // A closure without dataloader_idx: the Trainer's call with it is not viable, so it
 // falls back to the call without (Lightning's optional last parameter).
-static_assert(!L::hooks::on_train_batch_end::callable<TwoHooks, FakeTrainer&, FakeModule&,
-                                                      const int&, const int&, std::int64_t,
-                                                      std::int64_t>);
+static_assert(
+    !L::hooks::on_train_batch_end::callable<TwoHooks, FakeTrainer&, FakeModule&, const int&,
+                                            const int&, std::int64_t, std::int64_t>);
 // The checkpoint hooks forward their dict.
 using CheckpointHooks = decltype(LambdaCallback{
     lambda::on_save_checkpoint([](auto&, auto&, L::CheckpointDict& c) { c.insert("k", 1); }),
     lambda::on_load_checkpoint([](auto&, auto&, const L::CheckpointDict&) {})});
-static_assert(requires(CheckpointHooks c, FakeTrainer t, FakeModule m, L::CheckpointDict d) {
-  c.on_save_checkpoint(t, m, d);
-  c.on_load_checkpoint(t, m, std::as_const(d));
-});
-static_assert(!requires(CheckpointHooks c, FakeTrainer t, FakeModule m) {
-  c.on_save_checkpoint(t, m);
-});
+template <class C, class... A>
+concept saves_with = requires(C c, A... a) {
+  c.on_save_checkpoint(a...);
+};
+template <class C, class... A>
+concept loads_with = requires(C c, A... a) {
+  c.on_load_checkpoint(a...);
+};
+static_assert(saves_with<CheckpointHooks, FakeTrainer&, FakeModule&, L::CheckpointDict&>);
+static_assert(loads_with<CheckpointHooks, FakeTrainer&, FakeModule&, const L::CheckpointDict&>);
+static_assert(!saves_with<CheckpointHooks, FakeTrainer&, FakeModule&>);
+static_assert(!loads_with<CheckpointHooks, FakeTrainer&, FakeModule&, int>);
 
 struct Predicting : lightning::testing::ValidatedModel {
   torch::Tensor predict_step(const XY& batch, std::int64_t) { return forward(std::get<0>(batch)); }
@@ -93,48 +96,45 @@ struct Failing : lightning::testing::SimpleModel {
 
 // One closure per hook, each counting its calls under the hook's name.
 auto counting_callback(std::map<std::string, int>& n) {
-  auto count = [&n](const char* name) {
-    return [&n, name](auto&&...) { ++n[name]; };
-  };
-  return LambdaCallback{
-      lambda::setup(count("setup")),
-      lambda::teardown(count("teardown")),
-      lambda::on_fit_start(count("on_fit_start")),
-      lambda::on_fit_end(count("on_fit_end")),
-      lambda::on_sanity_check_start(count("on_sanity_check_start")),
-      lambda::on_sanity_check_end(count("on_sanity_check_end")),
-      lambda::on_train_start(count("on_train_start")),
-      lambda::on_train_end(count("on_train_end")),
-      lambda::on_train_epoch_start(count("on_train_epoch_start")),
-      lambda::on_train_epoch_end(count("on_train_epoch_end")),
-      lambda::on_validation_start(count("on_validation_start")),
-      lambda::on_validation_end(count("on_validation_end")),
-      lambda::on_validation_epoch_start(count("on_validation_epoch_start")),
-      lambda::on_validation_epoch_end(count("on_validation_epoch_end")),
-      lambda::on_test_start(count("on_test_start")),
-      lambda::on_test_end(count("on_test_end")),
-      lambda::on_test_epoch_start(count("on_test_epoch_start")),
-      lambda::on_test_epoch_end(count("on_test_epoch_end")),
-      lambda::on_predict_start(count("on_predict_start")),
-      lambda::on_predict_end(count("on_predict_end")),
-      lambda::on_predict_epoch_start(count("on_predict_epoch_start")),
-      lambda::on_predict_epoch_end(count("on_predict_epoch_end")),
-      lambda::on_train_batch_start(count("on_train_batch_start")),
-      lambda::on_train_batch_end(count("on_train_batch_end")),
-      lambda::on_validation_batch_start(count("on_validation_batch_start")),
-      lambda::on_validation_batch_end(count("on_validation_batch_end")),
-      lambda::on_test_batch_start(count("on_test_batch_start")),
-      lambda::on_test_batch_end(count("on_test_batch_end")),
-      lambda::on_predict_batch_start(count("on_predict_batch_start")),
-      lambda::on_predict_batch_end(count("on_predict_batch_end")),
-      lambda::on_before_backward(count("on_before_backward")),
-      lambda::on_after_backward(count("on_after_backward")),
-      lambda::on_before_optimizer_step(count("on_before_optimizer_step")),
-      lambda::on_before_zero_grad(count("on_before_zero_grad")),
-      lambda::on_exception(count("on_exception")),
-      lambda::on_save_checkpoint(count("on_save_checkpoint")),
-      lambda::on_load_checkpoint(count("on_load_checkpoint")),
-      lambda::log_metrics(count("log_metrics"))};
+  auto count = [&n](const char* name) { return [&n, name](auto&&...) { ++n[name]; }; };
+  return LambdaCallback{lambda::setup(count("setup")),
+                        lambda::teardown(count("teardown")),
+                        lambda::on_fit_start(count("on_fit_start")),
+                        lambda::on_fit_end(count("on_fit_end")),
+                        lambda::on_sanity_check_start(count("on_sanity_check_start")),
+                        lambda::on_sanity_check_end(count("on_sanity_check_end")),
+                        lambda::on_train_start(count("on_train_start")),
+                        lambda::on_train_end(count("on_train_end")),
+                        lambda::on_train_epoch_start(count("on_train_epoch_start")),
+                        lambda::on_train_epoch_end(count("on_train_epoch_end")),
+                        lambda::on_validation_start(count("on_validation_start")),
+                        lambda::on_validation_end(count("on_validation_end")),
+                        lambda::on_validation_epoch_start(count("on_validation_epoch_start")),
+                        lambda::on_validation_epoch_end(count("on_validation_epoch_end")),
+                        lambda::on_test_start(count("on_test_start")),
+                        lambda::on_test_end(count("on_test_end")),
+                        lambda::on_test_epoch_start(count("on_test_epoch_start")),
+                        lambda::on_test_epoch_end(count("on_test_epoch_end")),
+                        lambda::on_predict_start(count("on_predict_start")),
+                        lambda::on_predict_end(count("on_predict_end")),
+                        lambda::on_predict_epoch_start(count("on_predict_epoch_start")),
+                        lambda::on_predict_epoch_end(count("on_predict_epoch_end")),
+                        lambda::on_train_batch_start(count("on_train_batch_start")),
+                        lambda::on_train_batch_end(count("on_train_batch_end")),
+                        lambda::on_validation_batch_start(count("on_validation_batch_start")),
+                        lambda::on_validation_batch_end(count("on_validation_batch_end")),
+                        lambda::on_test_batch_start(count("on_test_batch_start")),
+                        lambda::on_test_batch_end(count("on_test_batch_end")),
+                        lambda::on_predict_batch_start(count("on_predict_batch_start")),
+                        lambda::on_predict_batch_end(count("on_predict_batch_end")),
+                        lambda::on_before_backward(count("on_before_backward")),
+                        lambda::on_after_backward(count("on_after_backward")),
+                        lambda::on_before_optimizer_step(count("on_before_optimizer_step")),
+                        lambda::on_before_zero_grad(count("on_before_zero_grad")),
+                        lambda::on_exception(count("on_exception")),
+                        lambda::on_save_checkpoint(count("on_save_checkpoint")),
+                        lambda::on_load_checkpoint(count("on_load_checkpoint")),
+                        lambda::log_metrics(count("log_metrics"))};
 }
 
 }  // namespace
@@ -210,11 +210,9 @@ TEST(LambdaCallback, OnExceptionSeesTheError) {
   std::string seen;
   auto [X, y] = seed_data(64);
   Failing m;
-  CpuTrainer<decltype(LambdaCallback{lambda::on_exception(
-      [&seen](auto&, auto&, const std::exception& e) { seen = e.what(); })})>
-      t({.enable_progress_bar = false},
-        LambdaCallback{lambda::on_exception(
-            [&seen](auto&, auto&, const std::exception& e) { seen = e.what(); })});
+  auto cb = LambdaCallback{
+      lambda::on_exception([&seen](auto&, auto&, const std::exception& e) { seen = e.what(); })};
+  CpuTrainer<decltype(cb)> t({.enable_progress_bar = false}, cb);
   EXPECT_THROW(t.fit(m, L::data::TensorLoader({X, y}, {.batch_size = 32})), std::runtime_error);
   EXPECT_EQ(seen, "boom");
 }
@@ -223,14 +221,14 @@ TEST(LambdaCallback, ClosuresGetTheHookArguments) {
   std::vector<std::int64_t> indices;
   std::vector<L::Stage> stages;
   double last_loss = -1;
-  auto cb = LambdaCallback{
-      lambda::setup([&](auto&, auto&, L::Stage s) { stages.push_back(s); }),
-      lambda::on_train_batch_end([&](auto& trainer, auto&, const torch::Tensor& loss,
-                                     const XY&, std::int64_t idx) {
-        indices.push_back(idx);
-        last_loss = loss.item<double>();
-        EXPECT_EQ(trainer.batch_idx, idx);
-      })};
+  auto cb =
+      LambdaCallback{lambda::setup([&](auto&, auto&, L::Stage s) { stages.push_back(s); }),
+                     lambda::on_train_batch_end([&](auto& trainer, auto&, const torch::Tensor& loss,
+                                                    const XY&, std::int64_t idx) {
+                       indices.push_back(idx);
+                       last_loss = loss.item<double>();
+                       EXPECT_EQ(trainer.batch_idx, idx);
+                     })};
   auto [X, y] = seed_data(96);
   lightning::testing::SimpleModel m;
   CpuTrainer<decltype(cb)> t({.max_epochs = 1, .enable_progress_bar = false}, cb);

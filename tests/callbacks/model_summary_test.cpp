@@ -19,9 +19,9 @@ namespace {
 
 // encoder: 352 + 0 + 528 = 880, head: 17, frozen (no gradients, eval mode): 10,100.
 struct Net : L::LightningModule {
-  torch::nn::Sequential encoder{register_module(
-      "encoder", torch::nn::Sequential(torch::nn::Linear(10, 32), torch::nn::ReLU(),
-                                       torch::nn::Linear(32, 16)))};
+  torch::nn::Sequential encoder{
+      register_module("encoder", torch::nn::Sequential(torch::nn::Linear(10, 32), torch::nn::ReLU(),
+                                                       torch::nn::Linear(32, 16)))};
   torch::nn::Linear head{register_module("head", torch::nn::Linear(16, 1))};
   torch::nn::Linear frozen{register_module("frozen", torch::nn::Linear(100, 100))};
 

@@ -26,20 +26,18 @@ namespace lambda {
 // lambda::NAME(fn) makes a NAME_slot<F>: a base of LambdaCallback whose member NAME
 // calls fn with the hook's arguments, exactly as the Trainer passes them (for
 // evaluation batch hooks, with dataloader_idx when fn takes it).
-#define LIGHTNING_DETAIL_LAMBDA_SLOT(NAME)                                      \
-  template <class F>                                                            \
-  struct NAME##_slot {                                                          \
-    static constexpr std::string_view hook_name = #NAME;                        \
-    F fn;                                                                       \
-    template <class... A>                                                       \
-      requires std::invocable<F&, A&&...>                                       \
-    decltype(auto) NAME(A&&... args) {                                          \
-      return std::invoke(fn, std::forward<A>(args)...);                         \
-    }                                                                           \
-  };                                                                            \
-  template <class F>                                                            \
-  [[nodiscard]] constexpr NAME##_slot<std::decay_t<F>> NAME(F&& fn) {           \
-    return {std::forward<F>(fn)};                                               \
+#define LIGHTNING_DETAIL_LAMBDA_SLOT(NAME)                                                 \
+  template <class F>                                                                       \
+  struct NAME##_slot {                                                                     \
+    static constexpr std::string_view hook_name = #NAME;                                   \
+    F fn;                                                                                  \
+    template <class... A>                                                                  \
+    requires std::invocable<F&, A&&...>                                                    \
+    decltype(auto) NAME(A&&... args) { return std::invoke(fn, std::forward<A>(args)...); } \
+  };                                                                                       \
+  template <class F>                                                                       \
+  [[nodiscard]] constexpr NAME##_slot<std::decay_t<F>> NAME(F&& fn) {                      \
+    return {std::forward<F>(fn)};                                                          \
   }
 
 // Lifecycle: (trainer, module[, lightning::Stage]).

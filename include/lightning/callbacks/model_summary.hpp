@@ -31,7 +31,7 @@ struct Summary {
   std::vector<LayerSummary> layers;
   std::int64_t trainable_params = 0;
   std::int64_t total_params = 0;
-  double params_size_mb = 0;  // bytes of all parameters (each by its dtype) / 1e6
+  double params_size_mb = 0;       // bytes of all parameters (each by its dtype) / 1e6
   std::int64_t train_modules = 0;  // submodules in train mode, at every depth
   std::int64_t eval_modules = 0;
 
@@ -88,7 +88,8 @@ inline std::string human_readable_count(std::int64_t number) {
   for (std::int64_t n = number; n >= 10; n /= 10) ++digits;
   const std::int64_t groups = std::min<std::int64_t>((digits + 2) / 3, 5);
   const std::int64_t index = groups - 1;
-  const double scaled = static_cast<double>(number) / std::pow(10.0, 3.0 * static_cast<double>(index));
+  const double scaled =
+      static_cast<double>(number) / std::pow(10.0, 3.0 * static_cast<double>(index));
   std::string text;
   if (index < 1 || scaled >= 100) {
     text = detail::group_thousands(std::to_string(static_cast<std::int64_t>(scaled)));
@@ -114,7 +115,8 @@ inline Summary summarize(const torch::nn::Module& module, int max_depth = 1) {
     if (max_depth != -1 && depth > max_depth) continue;
     std::int64_t params = 0;
     for (const auto& p : sub.parameters()) params += p.numel();
-    s.layers.push_back({item.key(), detail::short_type_name(sub.name()), params, sub.is_training()});
+    s.layers.push_back(
+        {item.key(), detail::short_type_name(sub.name()), params, sub.is_training()});
   }
   double bytes = 0;
   for (const auto& p : module.parameters()) {

@@ -34,8 +34,8 @@ struct ProgressBarOptions {
   std::int64_t refresh_rate = 1;   // batches between redraws on a terminal (0: no output)
   std::ostream* stream = nullptr;  // default: std::cout
   std::optional<bool> interactive = std::nullopt;  // default: whether stdout is a terminal
-  std::int64_t plain_interval_percent = 25;  // off a terminal: a line per this much progress
-  std::int64_t plain_every_n_batches = 100;  // off a terminal, total unknown: a line per this
+  std::int64_t plain_interval_percent = 25;        // off a terminal: a line per this much progress
+  std::int64_t plain_every_n_batches = 100;        // off a terminal, total unknown: a line per this
 };
 
 class ProgressBar {

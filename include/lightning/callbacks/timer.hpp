@@ -153,12 +153,8 @@ class Timer {
     std::optional<Clock::time_point> end;
   };
 
-  [[nodiscard]] const Slot& slot(TimerStage s) const {
-    return slots_[static_cast<std::size_t>(s)];
-  }
-  void start(TimerStage s) {
-    slots_[static_cast<std::size_t>(s)] = {Clock::now(), std::nullopt};
-  }
+  [[nodiscard]] const Slot& slot(TimerStage s) const { return slots_[static_cast<std::size_t>(s)]; }
+  void start(TimerStage s) { slots_[static_cast<std::size_t>(s)] = {Clock::now(), std::nullopt}; }
   void stop(TimerStage s) { slots_[static_cast<std::size_t>(s)].end = Clock::now(); }
 
   template <class T>
@@ -169,8 +165,8 @@ class Timer {
     trainer.should_stop = trainer.should_stop || stop_now;
     if (stop_now && options_.verbose && trainer.is_global_zero()) {
       std::ostream& out = options_.stream ? *options_.stream : std::cerr;
-      out << "Time limit reached. Elapsed time is "
-          << elapsed_text(time_elapsed(TimerStage::train)) << ". Signaling Trainer to stop.\n";
+      out << "Time limit reached. Elapsed time is " << elapsed_text(time_elapsed(TimerStage::train))
+          << ". Signaling Trainer to stop.\n";
     }
   }
 
