@@ -32,8 +32,8 @@ struct ProgModel : lightning::testing::ValidatedModel {
 // The trainer state the bar reads, counting the reads of the (device) metrics.
 struct FakeTrainer {
   std::int64_t current_epoch = 0;
-  std::optional<std::int64_t> num_training_batches;
-  std::optional<std::int64_t> num_val_batches;
+  std::optional<std::int64_t> num_training_batches{};
+  std::optional<std::int64_t> num_val_batches{};
   bool sanity_checking = false;
   int metric_reads = 0;
   L::MetricMap progress_bar_metrics() {
