@@ -54,6 +54,9 @@
 #include <lightning/trainer/options.hpp>
 #include <lightning/trainer/trainer.hpp>
 
+#include <lightning/callbacks/lambda_callback.hpp>
+#include <lightning/callbacks/model_summary.hpp>
 #include <lightning/callbacks/progress_bar.hpp>
+#include <lightning/callbacks/timer.hpp>
 
 #include <lightning/data/tensor_loader.hpp>

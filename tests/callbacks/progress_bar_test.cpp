@@ -132,8 +132,19 @@ TEST(ProgressBar, TerminalOutputRedrawsEveryRefreshRateBatches) {
   const auto text = run({.refresh_rate = 4, .interactive = true});
   // 8 batches per epoch, redraw at 4 and 8, plus the epoch's final draw: 3 per epoch.
   EXPECT_EQ(count(text, "\r"), 6) << text;
-  EXPECT_EQ(count(text, "\n"), 2) << text;
-  EXPECT_NE(text.find("Epoch 1: 100%|####################| 8/8 ["), std::string::npos) << text;
+  // One line for all epochs (each epoch redraws it), ended when training ends.
+  EXPECT_EQ(count(text, "\n"), 1) << text;
+  EXPECT_TRUE(text.ends_with("\033[K\n")) << text;
+  EXPECT_NE(text.find("\rEpoch 1: 100%|####################| 8/8 ["), std::string::npos) << text;
+  EXPECT_NE(text.find("\rEpoch 1:  50%|##########          | 4/8 ["), std::string::npos) << text;
+
+  // leave: each epoch's finished line stays.
+  const auto kept = run({.refresh_rate = 4, .interactive = true, .leave = true});
+  EXPECT_EQ(count(kept, "\r"), 6) << kept;
+  EXPECT_EQ(count(kept, "\n"), 2) << kept;
+  const auto epoch0_done = kept.find("Epoch 0: 100%");
+  ASSERT_NE(epoch0_done, std::string::npos) << kept;
+  EXPECT_LT(kept.find('\n', epoch0_done), kept.find("Epoch 1")) << kept;
 }
 
 TEST(ProgressBar, TerminalValidationLinesGoBelowAndAreErased) {
@@ -147,7 +158,7 @@ TEST(ProgressBar, TerminalValidationLinesGoBelowAndAreErased) {
   EXPECT_EQ(count(text, "\n\rValidation: "), 2) << text;
   EXPECT_NE(text.find("Validation: 100%|####################| 2/2 ["), std::string::npos) << text;
   EXPECT_EQ(count(text, "\r\033[K\033[A\rEpoch "), 2) << text;
-  EXPECT_EQ(count(text, "\n"), 2 + 2) << text;  // the validation lines', each epoch's end
+  EXPECT_EQ(count(text, "\n"), 2 + 1) << text;  // the validation lines', training's end
   EXPECT_TRUE(text.ends_with("\n"));
 }
 

@@ -3,12 +3,12 @@
 // "Testing", "Predicting"; each shows n/total, the percentage (and a bar on a terminal)
 // when the total is known, elapsed and remaining time and the rate.
 //
-// On a terminal a line is redrawn every `refresh_rate` batches; the validation line of
-// fit appears below the epoch's line and is erased when validation ends (Lightning's
-// leave=False), as is the sanity check's. Off a terminal (CI, a log file) a plain line
-// is printed each time a stage crosses another `plain_interval_percent` of its known
-// total (every `plain_every_n_batches` batches when the total is unknown), and at the
-// end of each stage.
+// On a terminal a line is redrawn every `refresh_rate` batches; training keeps one line
+// that each epoch redraws (unless `leave`); the validation line of fit appears below the
+// epoch's line and is erased when validation ends (Lightning's leave=False), as is the
+// sanity check's. Off a terminal (CI, a log file) a plain line is printed each time a
+// stage crosses another `plain_interval_percent` of its known total (every
+// `plain_every_n_batches` batches when the total is unknown), and at each stage's end.
 //
 // The metrics are read from the device (trainer.progress_bar_metrics()) only when the
 // training line is drawn; a batch that draws nothing costs a counter and a comparison.
@@ -17,7 +17,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <exception>
@@ -35,7 +37,9 @@ struct ProgressBarOptions {
   std::ostream* stream = nullptr;  // default: std::cout
   std::optional<bool> interactive = std::nullopt;  // default: whether stdout is a terminal
   std::int64_t plain_interval_percent = 25;        // off a terminal: a line per this much progress
-  std::int64_t plain_every_n_batches = 100;        // off a terminal, total unknown: a line per this
+  std::int64_t plain_every_n_batches = 100;
+  bool leave = false;  // on a terminal, keep each epoch's finished line (else the next redraws it)
+                       // // off a terminal, total unknown: a line per this
 };
 
 class ProgressBar {
@@ -75,14 +79,18 @@ class ProgressBar {
   template <class T, class M>
   void on_train_epoch_end(T& trainer, M&) {
     if (!enabled()) return;
-    draw_train(trainer, End::keep);
+    draw_train(trainer, options_.leave ? End::keep : End::no);
     train_open_ = false;
   }
-
+  // The last epoch's line stays.
+  template <class T, class M>
+  void on_train_end(T&, M&) {
+    end_open_line();
+  }
   // A failed run leaves its line: end it so that what follows starts on a fresh line.
   template <class T, class M>
   void on_exception(T&, M&, const std::exception&) {
-    if (enabled() && interactive_ && train_open_) *out_ << '\n' << std::flush;
+    end_open_line();
     train_open_ = false;
   }
 
@@ -102,21 +110,19 @@ class ProgressBar {
   template <class T, class M>
   void on_validation_end(T& trainer, M&) {
     if (!enabled()) return;
-    if (kind_ == Kind::sanity || train_open_) {
-      // Inside fit: Lightning drops the line; the epoch's line shows the new metrics.
-      if (interactive_) {
-        *out_ << "\r\033[K";
-        if (train_open_) {
-          *out_ << "\033[A";
-          draw_train(trainer, End::no);
-        }
-        *out_ << std::flush;
-      } else {
-        draw(eval_, End::keep);
-      }
-    } else {
+    if (!interactive_ || (kind_ == Kind::validation && !train_open_)) {
       draw(eval_, End::keep);
+      return;
     }
+    // The sanity check's line and fit's validation line go (Lightning's leave=False);
+    // the epoch's line above shows the new metrics.
+    *out_ << "\r\033[K";
+    line_open_ = false;
+    if (train_open_) {
+      if (below_) *out_ << "\033[A";
+      draw_train(trainer, End::no);
+    }
+    *out_ << std::flush;
   }
   template <class T, class M>
   void on_test_start(T& trainer, M&) {
@@ -209,8 +215,12 @@ class ProgressBar {
   void start_eval(Kind kind, std::optional<std::int64_t> total) {
     kind_ = kind;
     eval_.start(total, plain_step(total));
-    // On a terminal the evaluation line goes below the open epoch line.
-    if (interactive_ && train_open_) *out_ << '\n';
+    // On a terminal the evaluation line goes below a line still being drawn.
+    below_ = interactive_ && line_open_;
+    if (below_) {
+      *out_ << '\n';
+      line_open_ = false;
+    }
   }
   void eval_batch_end() {
     if (!enabled()) return;
@@ -218,18 +228,11 @@ class ProgressBar {
     if (due(eval_)) draw(eval_, End::no);
   }
 
+  // Lightning's descriptions, by Kind.
   [[nodiscard]] std::string_view description() const {
-    switch (kind_) {
-      case Kind::sanity:
-        return "Sanity Checking";
-      case Kind::validation:
-        return "Validation";
-      case Kind::test:
-        return "Testing";
-      case Kind::predict:
-        return "Predicting";
-    }
-    return "";
+    constexpr std::array<std::string_view, 4> names{"Sanity Checking", "Validation", "Testing",
+                                                    "Predicting"};
+    return names[static_cast<std::size_t>(kind_)];
   }
 
   template <class T>
@@ -313,8 +316,14 @@ class ProgressBar {
       *out_ << '\r' << line_ << "\033[K";
     else
       *out_ << line_;
-    if (end == End::keep || !interactive_) *out_ << '\n';
+    line_open_ = interactive_ && end == End::no;
+    if (!line_open_) *out_ << '\n';
     *out_ << std::flush;
+  }
+  void end_open_line() {
+    if (!line_open_) return;
+    *out_ << '\n' << std::flush;
+    line_open_ = false;
   }
 
   ProgressBarOptions options_;
@@ -322,6 +331,8 @@ class ProgressBar {
   bool interactive_ = false;
   bool enabled_ = true;
   bool train_open_ = false;  // an epoch's line is on screen (validation goes below it)
+  bool line_open_ = false;   // on a terminal: the cursor is at the end of a drawn line
+  bool below_ = false;       // the evaluation line is drawn below the open epoch line
   Kind kind_ = Kind::validation;
   Line train_;
   Line eval_;

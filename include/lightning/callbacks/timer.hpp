@@ -28,15 +28,8 @@ namespace lightning::callbacks {
 enum class TimerStage { train, validate, test };
 
 constexpr std::string_view to_string(TimerStage s) noexcept {
-  switch (s) {
-    case TimerStage::train:
-      return "train";
-    case TimerStage::validate:
-      return "validate";
-    case TimerStage::test:
-      return "test";
-  }
-  return "?";
+  constexpr std::array<std::string_view, 3> names{"train", "validate", "test"};
+  return names[static_cast<std::size_t>(s)];
 }
 
 struct TimerOptions {
