@@ -19,6 +19,7 @@
 #include <algorithm>
 #include <array>
 #include <chrono>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -267,7 +268,8 @@ class ProgressBar {
     line_ += ": ";
     if (line.total) {
       const double frac = static_cast<double>(line.n) / static_cast<double>(*line.total);
-      std::snprintf(buf, sizeof buf, "%3d%%", static_cast<int>(frac * 100.0));
+      // Rounded half to even, as tqdm's "{percentage:3.0f}".
+      std::snprintf(buf, sizeof buf, "%3d%%", static_cast<int>(std::nearbyint(frac * 100.0)));
       line_ += buf;
       if (interactive_) {
         constexpr int width = 20;
@@ -283,6 +285,8 @@ class ProgressBar {
     if (line.total) {
       line_ += '/';
       line_ += std::to_string(*line.total);
+    } else {
+      line_ += "it";  // tqdm without a total: "5it [00:01, 4.20it/s]"
     }
     line_ += " [";
     append_clock(elapsed);
