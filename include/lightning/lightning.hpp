@@ -19,7 +19,11 @@
 //              checkpoint_state.hpp  module/optimizer/scheduler/generator state as entries
 //   trainer/   options.hpp      TrainerOptions, BatchLimit
 //              trainer.hpp      Trainer<Accelerator, Strategy, Precision, Callbacks...>
-//   callbacks/ progress_bar.hpp, model_checkpoint.hpp (+ checkpoint_name.hpp),
+//   callbacks/ progress_bar.hpp ProgressBar (terminal redraws, plain lines off a terminal)
+//              model_summary.hpp ModelSummary, summarize()
+//              timer.hpp        Timer (stop fit after a duration)
+//              lambda_callback.hpp LambdaCallback from closures, lambda::on_*(fn)
+//              model_checkpoint.hpp (+ checkpoint_name.hpp),
 //              early_stopping.hpp (+ monitor.hpp), learning_rate_monitor.hpp,
 //              gradient_accumulation_scheduler.hpp, on_exception_checkpoint.hpp
 //   loggers/   csv_logger.hpp   CSVLogger: metrics.csv and hparams.yaml, Lightning's layout
@@ -59,11 +63,14 @@
 #include <lightning/callbacks/checkpoint_name.hpp>
 #include <lightning/callbacks/early_stopping.hpp>
 #include <lightning/callbacks/gradient_accumulation_scheduler.hpp>
+#include <lightning/callbacks/lambda_callback.hpp>
 #include <lightning/callbacks/learning_rate_monitor.hpp>
 #include <lightning/callbacks/model_checkpoint.hpp>
+#include <lightning/callbacks/model_summary.hpp>
 #include <lightning/callbacks/monitor.hpp>
 #include <lightning/callbacks/on_exception_checkpoint.hpp>
 #include <lightning/callbacks/progress_bar.hpp>
+#include <lightning/callbacks/timer.hpp>
 
 #include <lightning/loggers/csv_logger.hpp>
 #include <lightning/loggers/tensorboard_logger.hpp>

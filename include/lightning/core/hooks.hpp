@@ -108,7 +108,7 @@ LIGHTNING_DETAIL_DECLARE_HOOK(setup, "void setup(lightning::Stage stage)",
                               "void setup(auto& trainer, auto& module, lightning::Stage stage)")
 LIGHTNING_DETAIL_DECLARE_HOOK(teardown, "void teardown(lightning::Stage stage)",
                               "void teardown(auto& trainer, auto& module, lightning::Stage stage)")
-LIGHTNING_DETAIL_PLAIN_HOOK(configure_model)
+LIGHTNING_DETAIL_DECLARE_HOOK(configure_model, "void configure_model()", "(not a callback hook)")
 LIGHTNING_DETAIL_PLAIN_HOOK(on_fit_start)
 LIGHTNING_DETAIL_PLAIN_HOOK(on_fit_end)
 LIGHTNING_DETAIL_PLAIN_HOOK(on_sanity_check_start)

@@ -21,9 +21,12 @@ struct TrainerState {
   bool validating = false;         // inside a validation run
   Stage stage = Stage::fit;        // the running entry point
   std::int64_t batch_idx = 0;      // index of the current batch in its epoch
-  std::optional<std::int64_t> num_training_batches;  // per epoch, after limits; unknown if unset
-  std::optional<std::int64_t> num_val_batches;       // per validation run, after limits
-  MetricStore metrics;                               // what log() recorded
+  std::optional<std::int64_t> num_training_batches;    // per epoch, after limits; unknown if unset
+  std::optional<std::int64_t> num_val_batches;         // per validation (or test) run, after limits
+  std::optional<std::int64_t> num_sanity_val_batches;  // the sanity check's, over all loaders
+  std::optional<std::int64_t> num_test_batches;        // per test run, after limits
+  std::optional<std::int64_t> num_predict_batches;     // per predict run, after limits
+  MetricStore metrics;                                 // what log() recorded
 
   [[nodiscard]] MetricMap callback_metrics() const { return metrics.callback_metrics(); }
   [[nodiscard]] MetricMap logged_metrics() const { return metrics.logged_metrics(); }

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <lightning/callbacks/model_checkpoint.hpp>
+#include <lightning/callbacks/model_summary.hpp>
 #include <lightning/callbacks/progress_bar.hpp>
 #include <lightning/core/batch.hpp>
 #include <lightning/core/concepts.hpp>
@@ -123,6 +124,10 @@ concept is_model_checkpoint = requires {
 template <class C>
 concept is_monitoring = is_model_checkpoint<C> || requires {
   requires C::is_monitoring_callback;
+};
+template <class C>
+concept is_model_summary = requires {
+  requires C::is_model_summary;
 };
 template <class C>
 concept is_logger = requires {
@@ -252,8 +257,11 @@ class Trainer : public TrainerState {
   static constexpr bool valid_arguments = detail::check_trainer_arguments<A, S, P, Callbacks...>();
   static constexpr bool user_progress_bar = (detail::is_progress_bar<Callbacks> || ...);
   static constexpr bool user_checkpoint = (detail::is_model_checkpoint<Callbacks> || ...);
+  static constexpr bool user_summary = (detail::is_model_summary<Callbacks> || ...);
   using default_progress_bar =
       std::conditional_t<user_progress_bar, std::tuple<>, std::tuple<callbacks::ProgressBar>>;
+  using default_summary =
+      std::conditional_t<user_summary, std::tuple<>, std::tuple<callbacks::ModelSummary>>;
   using default_checkpoint =
       std::conditional_t<user_checkpoint, std::tuple<>, std::tuple<callbacks::ModelCheckpoint>>;
 
@@ -262,12 +270,13 @@ class Trainer : public TrainerState {
   using strategy_type = S;
   using precision_type = P;
   using fabric_type = typename detail::fabric_for<valid_arguments, A, S, P>::type;
-  // As Lightning orders them: the user's callbacks, the default progress bar (unless the
-  // user passed one), then every ModelCheckpoint, the default one last, so that a
+  // As Lightning orders them: the user's callbacks, the default progress bar and model
+  // summary (unless the user passed them), then every ModelCheckpoint, the default one
+  // last, so that a
   // checkpoint saved at a hook holds the state other callbacks reached at that hook.
   using callback_tuple = decltype(std::tuple_cat(
       std::declval<detail::keep_if_t<!detail::is_model_checkpoint<Callbacks>, Callbacks>>()...,
-      std::declval<default_progress_bar>(),
+      std::declval<default_progress_bar>(), std::declval<default_summary>(),
       std::declval<detail::keep_if_t<detail::is_model_checkpoint<Callbacks>, Callbacks>>()...,
       std::declval<default_checkpoint>()));
 
@@ -533,9 +542,10 @@ class Trainer : public TrainerState {
 
  private:
   static callback_tuple make_callbacks(Callbacks&... c) {
-    return std::tuple_cat(
-        detail::keep_if<!detail::is_model_checkpoint<Callbacks>>(c)..., default_progress_bar{},
-        detail::keep_if<detail::is_model_checkpoint<Callbacks>>(c)..., default_checkpoint{});
+    return std::tuple_cat(detail::keep_if<!detail::is_model_checkpoint<Callbacks>>(c)...,
+                          default_progress_bar{}, default_summary{},
+                          detail::keep_if<detail::is_model_checkpoint<Callbacks>>(c)...,
+                          default_checkpoint{});
   }
 
   template <class M, class VL>
@@ -690,6 +700,10 @@ class Trainer : public TrainerState {
       auto& bar = std::get<callbacks::ProgressBar>(callbacks_);
       run_.enable_progress_bar ? bar.enable() : bar.disable();
     }
+    if constexpr (!user_summary) {
+      auto& summary = std::get<callbacks::ModelSummary>(callbacks_);
+      run_.enable_model_summary ? summary.enable() : summary.disable();
+    }
     if constexpr (!user_checkpoint) {
       auto& checkpoint = std::get<callbacks::ModelCheckpoint>(callbacks_);
       run_.enable_checkpointing ? checkpoint.enable() : checkpoint.disable();
@@ -736,6 +750,7 @@ class Trainer : public TrainerState {
       log_hyperparameters(model);
       const auto limits = loader_limits(loaders, limit, limit_name);
       num_val_batches = total_batches(limits);
+      if (s == Stage::test) num_test_batches = num_val_batches;
       if (!num_val_batches || *num_val_batches > 0) run_evaluation<Loop>(model, loaders, limits);
       scope(LogScope::forbidden, "teardown");
       call_hooks<hooks::teardown>(model, s);
@@ -789,6 +804,7 @@ class Trainer : public TrainerState {
       load_evaluation_checkpoint(model);
       const auto limit =
           limited(run_.limit_predict_batches, loader_length(loader), "limit_predict_batches");
+      num_predict_batches = limit;
       if (limit) outputs.reserve(static_cast<std::size_t>(*limit));
       const bool was_training = model.is_training();
       model.eval();
@@ -1320,6 +1336,7 @@ class Trainer : public TrainerState {
           if (run_.num_sanity_val_steps != -1)
             for (auto& n : sanity_limits)
               n = n ? std::min(*n, run_.num_sanity_val_steps) : run_.num_sanity_val_steps;
+          num_sanity_val_batches = total_batches(sanity_limits);
           run_validation(model, val_loaders, sanity_limits);
           scope(LogScope::forbidden, "on_sanity_check_end");
           hooks::call_callbacks<hooks::on_sanity_check_end>(callbacks_, *this, model);
