@@ -172,7 +172,8 @@ TEST(LambdaCallback, TheTrainerCallsEveryGivenHookAsOftenAsLightning) {
       {"on_before_backward", 8},
       {"on_after_backward", 8},
       {"on_before_optimizer_step", 8},
-      {"log_metrics", 4 + 2},  // every 2 steps, and val_loss after each validation
+      {"log_metrics", 4 + 2},     // every 2 steps, and val_loss after each validation
+      {"on_save_checkpoint", 2},  // the default ModelCheckpoint, at each epoch's end
   };
   EXPECT_EQ(n, fit_counts);
 

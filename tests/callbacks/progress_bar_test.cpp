@@ -137,12 +137,13 @@ TEST(ProgressBar, PlainOutputHasPeriodicLinesAndProgBarMetrics) {
 
 TEST(ProgressBar, PlainFitWithValidationPrintsEachStageEnd) {
   const auto text = run({.interactive = false}, true, /*validate=*/true);
-  // The sanity check's end (2 batches, total unknown to the bar), then per epoch: the
-  // training lines at 2, 4, 6 of 8 batches, validation at 1 of 2 (past 25%) and its
-  // end, the epoch's line.
-  EXPECT_EQ(count(text, "\n"), 1 + 2 * (3 + 2 + 1)) << text;
+  // The sanity check at 1 of 2 batches (past 25%) and its end, then per epoch: the
+  // training lines at 2, 4, 6 of 8 batches, validation at 1 of 2 and its end, the
+  // epoch's line.
+  EXPECT_EQ(count(text, "\n"), 2 + 2 * (3 + 2 + 1)) << text;
   EXPECT_EQ(count(text, "Validation:  50% 1/2 ["), 2) << text;
-  EXPECT_EQ(count(text, "Sanity Checking: "), 1) << text;
+  EXPECT_EQ(count(text, "Sanity Checking:  50% 1/2 ["), 1) << text;
+  EXPECT_EQ(count(text, "Sanity Checking: 100% 2/2 ["), 1) << text;
   EXPECT_EQ(count(text, "Validation: 100% 2/2 ["), 2) << text;
   EXPECT_LT(text.find("Validation: 100%"), text.find("Epoch 0: 100%")) << text;
   EXPECT_EQ(text.find("val_loss="), std::string::npos) << text;  // not a prog_bar metric

@@ -121,14 +121,18 @@ TEST(Concepts, TrainerDefaultsAreAutoSingleDeviceF32) {
   EXPECT_EQ(trainer.options().max_epochs, 3);
 }
 
-TEST(Concepts, TrainerDeducesCallbacksAndAddsDefaultProgressBar) {
+TEST(Concepts, TrainerDeducesCallbacksAndAddsTheDefaultOnes) {
+  using L::callbacks::ModelCheckpoint, L::callbacks::ModelSummary, L::callbacks::ProgressBar;
   L::Trainer trainer({}, EmptyCallback{});
-  static_assert(std::is_same_v<decltype(trainer)::callback_tuple,
-                               std::tuple<EmptyCallback, L::callbacks::ProgressBar>>);
-  L::Trainer<L::accelerators::CPU, L::strategies::SingleDevice, L::precision::F32,
-             L::callbacks::ProgressBar>
-      own({}, L::callbacks::ProgressBar{});
   static_assert(
-      std::is_same_v<decltype(own)::callback_tuple, std::tuple<L::callbacks::ProgressBar>>);
+      std::is_same_v<decltype(trainer)::callback_tuple,
+                     std::tuple<EmptyCallback, ProgressBar, ModelSummary, ModelCheckpoint>>);
+  // The user's own ones replace the defaults; checkpoint callbacks go last (Lightning's order).
+  L::Trainer<L::accelerators::CPU, L::strategies::SingleDevice, L::precision::F32, ModelCheckpoint,
+             ProgressBar, EmptyCallback, ModelSummary>
+      own({}, ModelCheckpoint(), ProgressBar{}, EmptyCallback{}, ModelSummary());
+  static_assert(
+      std::is_same_v<decltype(own)::callback_tuple,
+                     std::tuple<ProgressBar, EmptyCallback, ModelSummary, ModelCheckpoint>>);
   SUCCEED();
 }

@@ -77,7 +77,11 @@ TEST(CheckpointIO, RoundTripWithVersionAndChecksumAndNoTemporaryLeft) {
 TEST(CheckpointIO, PythonTorchLoadReadsTheStateDict) {
   const auto dir = fresh_dir("python");
   Net net;
-  L::save_checkpoint_file(dir / "model.ckpt", sample_checkpoint(net));
+  auto content = sample_checkpoint(net);
+  content.insert(
+      "hyper_parameters",
+      L::hyperparameters_state({{"lr", 0.01}, {"hidden", 32}, {"opt", "adam"}, {"bn", true}}));
+  L::save_checkpoint_file(dir / "model.ckpt", content);
   const auto out = dir / "python.txt";
   const std::string script =
       "import torch\n"
@@ -86,7 +90,7 @@ TEST(CheckpointIO, PythonTorchLoadReadsTheStateDict) {
       "')\n"
       "sd = d['state_dict']\n"
       "print(' '.join(sorted(sd)), d['epoch'], d['global_step'], "
-      "'%.6f' % float(sum(t.double().sum() for t in sd.values())))\n";
+      "'%.6f' % float(sum(t.double().sum() for t in sd.values())), d['hyper_parameters'])\n";
   const std::string command = "/usr/bin/python3 -c \"" + script + "\" > " + out.string() + " 2>&1";
   ASSERT_EQ(std::system(command.c_str()), 0)
       << "python3 failed (python3-torch is installed by scripts/setup.sh): "
@@ -103,7 +107,8 @@ TEST(CheckpointIO, PythonTorchLoadReadsTheStateDict) {
   EXPECT_EQ(line,
             "bn.bias bn.num_batches_tracked bn.running_mean bn.running_var bn.weight fc1.bias "
             "fc1.weight fc2.bias fc2.weight 3 96 " +
-                std::string(expected_total));
+                std::string(expected_total) +
+                " {'lr': 0.01, 'hidden': 32, 'opt': 'adam', 'bn': True}");
 }
 
 TEST(CheckpointIO, MissingTruncatedCorruptedAndForeignFilesAreClearErrors) {

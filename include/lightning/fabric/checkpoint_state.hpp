@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -62,9 +63,31 @@ inline void load_module_state_dict(torch::nn::Module& module,
   }
 }
 
+namespace detail {
+// LibTorch's LBFGS keeps `al` as history_size tensors of which only those in use are
+// defined, and LibTorch's serializer cannot write an undefined tensor. LBFGS writes
+// each entry before it reads it, so empty tensors can stand in for the unused ones.
+inline void make_lbfgs_state_serializable(torch::optim::Optimizer& optimizer) {
+  if (dynamic_cast<torch::optim::LBFGS*>(&optimizer) == nullptr) return;
+  for (auto& entry : optimizer.state()) {
+    auto& state = static_cast<torch::optim::LBFGSParamState&>(*entry.second);
+    if (!state.al()) continue;
+    auto al = *state.al();
+    bool changed = false;
+    for (auto& t : al)
+      if (!t.defined()) {
+        t = torch::empty({0});
+        changed = true;
+      }
+    if (changed) state.al(std::move(al));
+  }
+}
+}  // namespace detail
+
 // An optimizer's state: LibTorch's own archive (per-parameter state such as Adam's
 // moments) as bytes, plus each param group's lr, which Optimizer::load does not restore.
 inline CheckpointDict optimizer_state(torch::optim::Optimizer& optimizer) {
+  detail::make_lbfgs_state_serializable(optimizer);
   torch::serialize::OutputArchive archive;
   optimizer.save(archive);
   std::vector<char> bytes;
