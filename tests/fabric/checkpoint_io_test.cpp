@@ -214,6 +214,14 @@ TEST(CheckpointIO, KilledSavesNeverLoseTheLastGoodCheckpoint) {
     EXPECT_EQ(std::distance(fs::directory_iterator(dir), fs::directory_iterator()), 1);
   }
   EXPECT_GT(leftovers, 0);  // some kills did land in the middle of a write
+  // A temporary of a process that still runs is an in-flight save of another run sharing
+  // the directory: it stays.
+  const auto live =
+      dir / (".last.ckpt" + std::string(".lightning-tmp-") + std::to_string(::getpid()));
+  std::ofstream(live) << "in flight";
+  EXPECT_EQ(L::remove_stale_checkpoint_temporaries(dir), 0u);
+  EXPECT_TRUE(fs::exists(live));
+  fs::remove(live);
 }
 
 TEST(CheckpointState, OptimizerAndSchedulersResumeExactly) {

@@ -319,3 +319,39 @@ TEST(Checkpoint, OnlyRankZeroWritesLogsAndCheckpoints) {
   EXPECT_FALSE(std::filesystem::exists(dir / "explicit.ckpt"));
   EXPECT_FALSE(std::filesystem::exists(dir / "checkpoints"));
 }
+
+namespace {
+struct EvalModel : lightning::testing::SimpleModel {
+  void test_step(const XY& b, std::int64_t) {
+    log("test_loss", torch::mse_loss(forward(std::get<0>(b)), std::get<1>(b).unsqueeze(1)));
+  }
+  torch::Tensor predict_step(const XY& b, std::int64_t) { return forward(std::get<0>(b)); }
+};
+}  // namespace
+
+TEST(Checkpoint, TestAndPredictLoadTheWeightsOfACheckpointPath) {
+  const auto path = temp_file("eval.ckpt");
+  auto [X, y] = seed_data(64);
+  L::data::TensorLoader loader({X, y}, {.batch_size = 16});
+  const L::TrainerOptions options{.max_epochs = 2,
+                                  .enable_progress_bar = false,
+                                  .enable_checkpointing = false,
+                                  .enable_model_summary = false};
+  EvalModel trained;
+  CpuTrainer<> t(options);
+  t.fit(trained, loader);
+  t.save_checkpoint(path);
+  EvalModel tested, predicted;  // freshly initialised: other weights
+  ASSERT_FALSE(torch::equal(tested.linear->weight, trained.linear->weight));
+  (void)t.test(tested, loader, L::CheckpointPath{path});
+  EXPECT_TRUE(torch::equal(tested.linear->weight, trained.linear->weight));
+  ASSERT_TRUE(t.ckpt_path());
+  EXPECT_EQ(*t.ckpt_path(), path);
+  const auto predictions = t.predict(predicted, loader, L::CheckpointPath{path});
+  EXPECT_TRUE(torch::equal(predicted.linear->weight, trained.linear->weight));
+  ASSERT_EQ(predictions.size(), 4u);
+  EXPECT_TRUE(torch::equal(predictions[0], trained.forward(X.narrow(0, 0, 16))));
+  (void)t.test(tested, loader);  // without a path, nothing is loaded
+  EXPECT_FALSE(t.ckpt_path());
+  std::filesystem::remove(path);
+}

@@ -32,7 +32,11 @@ TEST(Memory, ResidentMemoryIsFlatOverAThousandEpochs) {
   lightning::testing::SimpleModel model;
   std::vector<int64_t> samples;
   L::Trainer<L::accelerators::CPU, L::strategies::SingleDevice, L::precision::F32, RssProbe>
-      trainer({.max_epochs = 1000, .enable_progress_bar = false}, RssProbe{&samples});
+      trainer({.max_epochs = 1000,
+               .enable_progress_bar = false,
+               .enable_checkpointing = false,
+               .enable_model_summary = false},
+              RssProbe{&samples});
   trainer.fit(model, L::data::TensorLoader({X, y}, {.batch_size = 32, .shuffle = true}));
   ASSERT_EQ(samples.size(), 10u);
   EXPECT_EQ(trainer.global_step, 32000);

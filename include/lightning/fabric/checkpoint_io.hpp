@@ -17,6 +17,8 @@
 #include <boost/crc.hpp>
 
 #include <fcntl.h>
+#include <signal.h>
+#include <sys/types.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -183,8 +185,20 @@ inline void write_file_atomically(const std::filesystem::path& path,
   detail::fsync_directory(dir);
 }
 
-// Removes the temporary files a killed save left in `dir` (their targets are intact).
-// Returns how many were removed.
+namespace detail {
+// Whether the process that named a temporary ".<name>.lightning-tmp-<pid>" still runs:
+// its save may be in flight (two runs sharing a directory), so its file is not stale.
+inline bool temporary_owner_alive(const std::string& name) {
+  const auto at = name.rfind(tmp_marker);
+  const auto digits = name.substr(at + tmp_marker.size());
+  if (digits.empty() || digits.find_first_not_of("0123456789") != std::string::npos) return false;
+  const auto pid = static_cast<pid_t>(std::stoll(digits));
+  return ::kill(pid, 0) == 0 || errno == EPERM;
+}
+}  // namespace detail
+
+// Removes the temporary files a killed save left in `dir` (their targets are intact);
+// those of a process still running are left alone. Returns how many were removed.
 inline std::size_t remove_stale_checkpoint_temporaries(const std::filesystem::path& dir) {
   std::size_t removed = 0;
   std::error_code ec;
@@ -192,7 +206,7 @@ inline std::size_t remove_stale_checkpoint_temporaries(const std::filesystem::pa
   for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
     const auto name = entry.path().filename().string();
     if (name.starts_with(".") && name.find(detail::tmp_marker) != std::string::npos &&
-        std::filesystem::remove(entry.path(), ec))
+        !detail::temporary_owner_alive(name) && std::filesystem::remove(entry.path(), ec))
       ++removed;
   }
   return removed;
