@@ -245,14 +245,12 @@ TEST(ModelCheckpoint, StateSurvivesAResumeAndBestAndLastResolve) {
 }
 
 TEST(ModelCheckpoint, BestWithoutACheckpointCallbackIsAClearError) {
-  SimpleModel model;
   auto val = loader(20);
   CpuTrainer<> trainer({.enable_checkpointing = false});
   ScriptedModel m;
   m.val_losses = {0.5};
   expect_invalid_argument([&] { trainer.validate(m, val, L::CheckpointPath{"best"}); },
                           "ckpt_path = \"best\"");
-  (void)model;
 }
 
 TEST(DefaultCheckpointing, SavesTheLastEpochUnderDefaultRootDirUnlessDisabled) {
