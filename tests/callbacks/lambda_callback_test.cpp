@@ -20,8 +20,8 @@ using lightning::testing::XY;
 
 namespace {
 
-struct FakeTrainer {};
-struct FakeModule {};
+struct StandInTrainer {};
+struct StandInModule {};
 
 auto plain = [](auto&, auto&) {};
 using EpochEndOnly = decltype(LambdaCallback{lambda::on_train_epoch_end(plain)});
@@ -59,14 +59,14 @@ static_assert(declares_exactly<EpochEndOnly, L::hooks::on_train_epoch_end>());
 static_assert(declares_exactly<TwoHooks, L::hooks::on_fit_start, L::hooks::on_train_batch_end>());
 static_assert(declares_exactly<LambdaCallback<>>());
 static_assert(!declares_exactly<TwoHooks, L::hooks::on_fit_start>());
-static_assert(L::hooks::on_train_epoch_end::callable<EpochEndOnly, FakeTrainer&, FakeModule&>);
-static_assert(!L::hooks::on_train_epoch_end::callable<EpochEndOnly, FakeTrainer&>);
-static_assert(L::hooks::on_train_batch_end::callable<TwoHooks, FakeTrainer&, FakeModule&,
+static_assert(L::hooks::on_train_epoch_end::callable<EpochEndOnly, StandInTrainer&, StandInModule&>);
+static_assert(!L::hooks::on_train_epoch_end::callable<EpochEndOnly, StandInTrainer&>);
+static_assert(L::hooks::on_train_batch_end::callable<TwoHooks, StandInTrainer&, StandInModule&,
                                                      const int&, const int&, std::int64_t>);
 // A closure without dataloader_idx: the Trainer's call with it is not viable, so it
 // falls back to the call without (Lightning's optional last parameter).
 static_assert(
-    !L::hooks::on_train_batch_end::callable<TwoHooks, FakeTrainer&, FakeModule&, const int&,
+    !L::hooks::on_train_batch_end::callable<TwoHooks, StandInTrainer&, StandInModule&, const int&,
                                             const int&, std::int64_t, std::int64_t>);
 // The checkpoint hooks forward their dict.
 using CheckpointHooks = decltype(LambdaCallback{
@@ -80,10 +80,10 @@ template <class C, class... A>
 concept loads_with = requires(C c, A... a) {
   c.on_load_checkpoint(a...);
 };
-static_assert(saves_with<CheckpointHooks, FakeTrainer&, FakeModule&, L::CheckpointDict&>);
-static_assert(loads_with<CheckpointHooks, FakeTrainer&, FakeModule&, const L::CheckpointDict&>);
-static_assert(!saves_with<CheckpointHooks, FakeTrainer&, FakeModule&>);
-static_assert(!loads_with<CheckpointHooks, FakeTrainer&, FakeModule&, int>);
+static_assert(saves_with<CheckpointHooks, StandInTrainer&, StandInModule&, L::CheckpointDict&>);
+static_assert(loads_with<CheckpointHooks, StandInTrainer&, StandInModule&, const L::CheckpointDict&>);
+static_assert(!saves_with<CheckpointHooks, StandInTrainer&, StandInModule&>);
+static_assert(!loads_with<CheckpointHooks, StandInTrainer&, StandInModule&, int>);
 
 struct Predicting : lightning::testing::ValidatedModel {
   torch::Tensor predict_step(const XY& batch, std::int64_t) { return forward(std::get<0>(batch)); }

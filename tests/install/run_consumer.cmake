@@ -12,6 +12,7 @@ if(NOT EXISTS "${WORK_DIR}/prefix/include/lightning/lightning.hpp")
   message(FATAL_ERROR "install did not put lightning.hpp under include/lightning")
 endif()
 step(${CMAKE_COMMAND} -S "${CONSUMER_SOURCE}" -B "${WORK_DIR}/build" -G Ninja
-     -DCMAKE_BUILD_TYPE=Release "-DCMAKE_PREFIX_PATH=${WORK_DIR}/prefix")
+     -DCMAKE_BUILD_TYPE=Release "-DCMAKE_PREFIX_PATH=${WORK_DIR}/prefix;${PREFIX_PATH}"
+     "-DLIGHTNING_TORCH_PYTHON=${TORCH_PYTHON}")
 step(${CMAKE_COMMAND} --build "${WORK_DIR}/build")
 step("${WORK_DIR}/build/consumer")

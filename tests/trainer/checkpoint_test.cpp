@@ -321,7 +321,7 @@ TEST(Checkpoint, OnlyRankZeroWritesLogsAndCheckpoints) {
 }
 
 namespace {
-struct EvalModel : lightning::testing::SimpleModel {
+struct CheckpointEvalModel : lightning::testing::SimpleModel {
   void test_step(const XY& b, std::int64_t) {
     log("test_loss", torch::mse_loss(forward(std::get<0>(b)), std::get<1>(b).unsqueeze(1)));
   }
@@ -337,11 +337,11 @@ TEST(Checkpoint, TestAndPredictLoadTheWeightsOfACheckpointPath) {
                                   .enable_progress_bar = false,
                                   .enable_checkpointing = false,
                                   .enable_model_summary = false};
-  EvalModel trained;
+  CheckpointEvalModel trained;
   CpuTrainer<> t(options);
   t.fit(trained, loader);
   t.save_checkpoint(path);
-  EvalModel tested, predicted;  // freshly initialised: other weights
+  CheckpointEvalModel tested, predicted;  // freshly initialised: other weights
   ASSERT_FALSE(torch::equal(tested.linear->weight, trained.linear->weight));
   (void)t.test(tested, loader, L::CheckpointPath{path});
   EXPECT_TRUE(torch::equal(tested.linear->weight, trained.linear->weight));

@@ -1009,7 +1009,7 @@ class Trainer : public TrainerState {
     // values the run really had, are restored last.
     std::apply(
         [&](auto&... sc) {
-          const auto restore_one = [&](auto& one) {
+          [[maybe_unused]] const auto restore_one = [&](auto& one) {
             const auto key = std::to_string(next_scheduler++);
             if (!schedulers.contains(key))
               throw CheckpointError("lightning: " + source +
