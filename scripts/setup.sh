@@ -1,40 +1,54 @@
 #!/usr/bin/env bash
 # lightning-cpp's one entry point on a fresh Debian 12 machine.
 #
-#   bash scripts/setup.sh example   install what is missing, build, run the seed example
-#   bash scripts/setup.sh test      install what is missing, build, run the test suite (CTest)
+#   bash scripts/setup.sh example   install what is missing, build and run the seed example
+#   bash scripts/setup.sh test      install what is missing, build, run the whole test suite:
+#                                   on LibTorch 2.x (preset default), then the compat subset
+#                                   on Debian's LibTorch 1.13 (preset compat)
 #   bash scripts/setup.sh deps      only install what is missing
-#   bash scripts/setup.sh build     install what is missing and build
+#   bash scripts/setup.sh build     install what is missing and build (preset default)
 #
-# Installing needs root (apt-get); the script skips every package already installed.
+# What is installed, each only when missing: Debian packages (needs root), and a project-local
+# Python virtual environment (.venv, git-ignored) with PyPI's torch (LibTorch 2.x, the version
+# pinned in scripts/requirements.txt) and the test peers (PyTorch Lightning, TensorBoard).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 readonly PACKAGES=(
   g++ cmake ninja-build ccache          # toolchain
-  libtorch-dev libopenblas0-pthread     # LibTorch 1.13 (CPU) and a fast BLAS for it
-  libgloo-dev                           # c10d's Gloo headers (distributed CPU backend)
-  libboost-dev librange-v3-dev          # Boost.Hana, range-v3
+  python3 python3-venv ca-certificates  # the virtual environment and PyPI over https
+  libtorch-dev libopenblas0-pthread     # compat build: Debian's LibTorch 1.13 and a fast BLAS for it
+  libgloo-dev                           # c10d's Gloo headers for the 1.13 build
+  libboost-dev librange-v3-dev          # Boost.Hana, Boost.CRC, range-v3
   zlib1g-dev                            # gzip-compressed IDX files
   dataset-fashion-mnist                 # a real data set for the examples and tests
   libgtest-dev libgmock-dev             # tests
-  python3-torch                         # tests: Python's torch.load reads our checkpoints
   protobuf-compiler                     # tests: protoc --decode_raw reads TensorBoard event files
-  python3-yaml                          # tests: hparams.yaml compared with PyYAML's yaml.dump
   libbenchmark-dev                      # bench/
 )
+readonly VENV=.venv
+readonly REQUIREMENTS=scripts/requirements.txt
 
-install_missing() {
+say() { echo "setup: $*"; }
+
+elapsed() { echo "$((SECONDS - $1)) s"; }
+
+install_debian_packages() {
   local missing=() p
   for p in "${PACKAGES[@]}"; do
+    # python3 from elsewhere (pyenv, a distribution build) serves as well, if it has venv.
+    if [[ $p == python3 || $p == python3-venv ]] && command -v python3 >/dev/null &&
+      python3 -c 'import ensurepip, venv' 2>/dev/null; then
+      continue
+    fi
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done
   if ((${#missing[@]} == 0)); then
-    echo "setup: all ${#PACKAGES[@]} Debian packages are installed"
+    say "all ${#PACKAGES[@]} Debian packages are installed"
     return
   fi
-  echo "setup: missing Debian packages: ${missing[*]}"
+  say "missing Debian packages: ${missing[*]}"
   if [[ $(id -u) -ne 0 ]]; then
     echo "setup: installing them needs root; run:  sudo bash scripts/setup.sh ${1:-test}" >&2
     echo "setup: (or: sudo apt-get install ${missing[*]})" >&2
@@ -45,16 +59,89 @@ install_missing() {
   apt-get install -y -qq --no-install-recommends "${missing[@]}"
 }
 
-build() {
-  cmake --preset default
-  cmake --build --preset default
+# The virtual environment is (re)filled when requirements.txt changed since the last
+# install that completed, or when its packages cannot be imported.
+install_python_packages() {
+  local stamp="$VENV/.lightning-requirements" want
+  want=$(sha256sum "$REQUIREMENTS" | cut -d' ' -f1)
+  if [[ -x $VENV/bin/python && -f $stamp && $(cat "$stamp") == "$want" ]] &&
+    "$VENV/bin/python" -c 'import torch, pytorch_lightning, tensorboard' 2>/dev/null; then
+    say "$VENV has what $REQUIREMENTS pins"
+    return
+  fi
+  [[ -x $VENV/bin/python ]] || python3 -m venv "$VENV"
+  say "installing $REQUIREMENTS into $VENV (PyPI's torch is ~2.7 GB with its CUDA libraries)"
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$REQUIREMENTS"
+  echo "$want" >"$stamp"
 }
+
+# Says which LibTorch each build uses, and why.
+describe_libtorch() {
+  local version cuda
+  read -r version cuda < <("$VENV/bin/python" -c \
+    'import torch; print(torch.__version__.split("+")[0], torch.version.cuda or "none")')
+  say "LibTorch for the default build: torch $version from PyPI in $VENV (CUDA $cuda build)"
+  if [[ $cuda == none ]]; then
+    say "  CPU-only build of torch: the library's CUDA-only code is off"
+  elif command -v nvcc >/dev/null || [[ -x /usr/local/cuda/bin/nvcc ]]; then
+    say "  CUDA toolkit found ($(nvcc_path)): the CUDA-only code and NCCL are compiled (no GPU needed)"
+  else
+    say "  no CUDA toolkit (nvcc): LibTorch's CMake config for a CUDA build insists on one, so"
+    say "  the build links the wheel's CPU libraries directly (they run without GPU or toolkit);"
+    say "  the CUDA-only code is off"
+  fi
+  say "LibTorch for the compat build: Debian's libtorch-dev $(dpkg-query -W -f='${Version}' libtorch-dev 2>/dev/null || echo '(not installed)')"
+}
+
+nvcc_path() { command -v nvcc || echo /usr/local/cuda/bin/nvcc; }
+
+install_missing() {
+  local start=$SECONDS
+  install_debian_packages "$1"
+  install_python_packages
+  describe_libtorch
+  say "dependencies ready in $(elapsed "$start")"
+}
+
+# CMake's CUDA detection looks for nvcc on PATH; the toolkit's usual home is enough.
+if [[ -x /usr/local/cuda/bin/nvcc ]] && ! command -v nvcc >/dev/null; then
+  export PATH="$PATH:/usr/local/cuda/bin"
+fi
+
+configure() { cmake --preset "$1"; }
 
 case "${1:-}" in
   deps) install_missing deps ;;
-  build) install_missing build; build ;;
-  example) install_missing example; build; ./build/examples/simple_linear ;;
-  test) install_missing test; build; ctest --preset default ;;
+  build)
+    install_missing build
+    configure default
+    cmake --build --preset default
+    ;;
+  example)
+    install_missing example
+    start=$SECONDS
+    configure default
+    cmake --build --preset default --target simple_linear
+    say "built the seed example in $(elapsed "$start"); running it in build/ (it writes checkpoints there)"
+    (cd build && ./examples/simple_linear)
+    ;;
+  test)
+    install_missing test
+    start=$SECONDS
+    configure default
+    cmake --build --preset default
+    say "default build (LibTorch 2.x) in $(elapsed "$start")"
+    start=$SECONDS
+    ctest --preset default
+    say "default tests in $(elapsed "$start")"
+    start=$SECONDS
+    configure compat
+    cmake --build --preset compat
+    say "compat build (LibTorch 1.13) in $(elapsed "$start")"
+    start=$SECONDS
+    ctest --preset compat
+    say "compat tests in $(elapsed "$start")"
+    ;;
   *)
     echo "usage: bash scripts/setup.sh example|test|deps|build" >&2
     exit 2

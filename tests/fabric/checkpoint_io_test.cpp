@@ -147,7 +147,7 @@ TEST(CheckpointIO, MissingTruncatedCorruptedAndForeignFilesAreClearErrors) {
       ++refused;
     }
   }
-  EXPECT_GT(refused, 32);  // most of the file is content
+  EXPECT_GE(refused, 16);  // much of this small file is zip alignment padding
 
   L::CheckpointDict foreign = L::make_checkpoint();
   foreign.insert("weights", torch::ones({2}));

@@ -1,9 +1,10 @@
 // Checkpoint files: one file per checkpoint, readable by Python's torch.load, written
 // atomically and verified on load.
 //
-// A checkpoint is a dict (c10::Dict<std::string, IValue>) pickled with LibTorch's
-// torch::pickle_save, the zip format torch.save writes; Python's torch.load returns a
-// plain dict (its "state_dict" a dict of tensors). LibTorch's writers write in place,
+// A checkpoint is a dict (c10::Dict<std::string, IValue>) pickled in the zip format
+// torch.save writes; Python's torch.load returns a plain dict (its "state_dict" a dict of
+// tensors), also with torch 2.x's default weights_only=True, and Lightning's
+// load_from_checkpoint reads it (it carries "pytorch-lightning_version"). LibTorch's writers write in place,
 // so a crash mid-save would leave a torn file where the last good checkpoint was; here
 // the bytes go to a temporary file in the target directory, which is flushed, fsynced
 // and renamed over the target, and the directory is fsynced (POSIX rename is atomic).
@@ -12,6 +13,8 @@
 
 #include <lightning/version.hpp>
 
+#include <caffe2/serialize/inline_container.h>
+#include <torch/csrc/jit/serialization/pickler.h>
 #include <torch/serialize.h>
 #include <torch/torch.h>
 #include <boost/crc.hpp>
@@ -212,14 +215,55 @@ inline std::size_t remove_stale_checkpoint_temporaries(const std::filesystem::pa
   return removed;
 }
 
-// Saves a checkpoint: adds the library version and the content checksum, then writes
-// atomically.
+// The PyTorch Lightning release whose checkpoint contents lightning-cpp's follow, written
+// as "pytorch-lightning_version": Lightning's load_from_checkpoint requires the key, and
+// applies its format migrations to older versions only.
+inline constexpr std::string_view lightning_checkpoint_format_version = "2.6.0";
+
+namespace detail {
+
+// torch::pickle_save without TorchScript's type tags: pickle_save wraps every dict and
+// list in torch.jit._pickle.restore_type_tag, a global that torch 2.x's
+// torch.load(weights_only=True), its default, refuses. Same zip layout as pickle_save
+// (data/<i> per tensor, data.pkl); torch::pickle_load reads untagged containers as
+// generic ones.
+inline std::vector<char> pickle_without_type_tags(const c10::IValue& value) {
+  std::vector<char> pickled;
+  torch::jit::Pickler pickler(
+      [&](const char* bytes, std::size_t n) { pickled.insert(pickled.end(), bytes, bytes + n); },
+      /*tensor_table=*/nullptr, /*type_renamer=*/nullptr, /*memoized_class_types=*/nullptr,
+      /*get_tensor_id=*/nullptr, /*tag_aggregates=*/false);
+  pickler.protocol();
+  pickler.pushIValue(value);
+  pickler.stop();
+  std::vector<char> archive;
+  caffe2::serialize::PyTorchStreamWriter writer([&](const void* data, std::size_t n) {
+    const auto* bytes = static_cast<const char*>(data);
+    archive.insert(archive.end(), bytes, bytes + n);
+    return n;
+  });
+  const auto& tensors = pickler.tensorData();
+  for (std::size_t i = 0; i < tensors.size(); ++i) {
+    const auto data = torch::jit::getWriteableTensorData(tensors[i]);
+    writer.writeRecord("data/" + std::to_string(i), data.data(), data.sizeInBytes());
+  }
+  writer.writeRecord("data.pkl", pickled.data(), pickled.size());
+  writer.writeEndOfFile();
+  return archive;
+}
+
+}  // namespace detail
+
+// Saves a checkpoint: adds the library and Lightning format versions and the content
+// checksum, then writes atomically.
 inline void save_checkpoint_file(const std::filesystem::path& path, const CheckpointDict& entries) {
   CheckpointDict content = entries.copy();
   content.insert_or_assign("lightning_version", std::string(version));
+  content.insert_or_assign("pytorch-lightning_version",
+                           std::string(lightning_checkpoint_format_version));
   (void)content.erase("checksum");
   content.insert_or_assign("checksum", detail::content_checksum(content));
-  write_file_atomically(path, torch::pickle_save(c10::IValue(content)));
+  write_file_atomically(path, detail::pickle_without_type_tags(c10::IValue(content)));
 }
 
 // Loads and verifies a checkpoint. A missing, truncated, corrupted or foreign file is a

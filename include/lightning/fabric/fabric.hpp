@@ -7,6 +7,7 @@
 #include <lightning/core/concepts.hpp>
 #include <lightning/core/seed.hpp>
 #include <lightning/fabric/gradient_clipping.hpp>
+#include <lightning/fabric/host_memory.hpp>
 #include <lightning/policies/accelerators.hpp>
 #include <lightning/policies/precision.hpp>
 #include <lightning/policies/strategies.hpp>
@@ -42,9 +43,13 @@ class Fabric {
         strategy_(std::move(strategy)),
         precision_(std::move(precision)) {}
 
-  // Resolves the device (accelerator "auto" picks here). Idempotent.
+  // Resolves the device (accelerator "auto" picks here) and keeps the host memory a
+  // step frees for the next one (fabric/host_memory.hpp). Idempotent.
   void launch() {
-    if (!launched_) accelerator_.setup();
+    if (!launched_) {
+      accelerator_.setup();
+      retain_freed_host_memory();
+    }
     launched_ = true;
   }
 

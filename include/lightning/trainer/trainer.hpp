@@ -1414,6 +1414,7 @@ class Trainer : public TrainerState {
       call_hooks<hooks::on_fit_end>(model);
       scope(LogScope::forbidden, "teardown");
       call_hooks<hooks::teardown>(model, Stage::fit);
+      release_free_host_memory();  // what the steps kept for each other (fabric/host_memory.hpp)
     } catch (const std::exception& error) {
       training = validating = sanity_checking = false;
       mid_epoch_resume_.reset();

@@ -1,0 +1,85 @@
+// Host memory kept between steps: a CNN's training steps page-fault every step under
+// glibc's adaptive malloc thresholds, and not once retain_freed_host_memory() pinned them.
+#include <gtest/gtest.h>
+
+#include <lightning/fabric/host_memory.hpp>
+#include <lightning/lightning.hpp>
+
+#include <sys/resource.h>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+namespace L = lightning;
+
+namespace {
+
+long minor_faults() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return usage.ru_minflt;
+}
+
+// Minor page faults per training step of a small CNN on Fashion-MNIST-shaped batches
+// (the model of docs/performance.md's side-by-side run): 10 steps after 2 warm-up steps.
+long cnn_faults_per_step() {
+  torch::manual_seed(0);
+  torch::nn::Sequential net(
+      torch::nn::Conv2d(torch::nn::Conv2dOptions(1, 32, 3).padding(1)), torch::nn::ReLU(),
+      torch::nn::MaxPool2d(2), torch::nn::Conv2d(torch::nn::Conv2dOptions(32, 64, 3).padding(1)),
+      torch::nn::ReLU(), torch::nn::MaxPool2d(2), torch::nn::Flatten(),
+      torch::nn::Linear(64 * 7 * 7, 128), torch::nn::ReLU(), torch::nn::Linear(128, 10));
+  torch::optim::Adam optimizer(net->parameters(), 1e-3);
+  const auto x = torch::randn({64, 1, 28, 28});
+  const auto y = torch::randint(10, {64});
+  auto step = [&] {
+    optimizer.zero_grad();
+    torch::cross_entropy_loss(net->forward(x), y).backward();
+    optimizer.step();
+  };
+  step();
+  step();
+  const long before = minor_faults();
+  constexpr int steps = 10;
+  for (int i = 0; i < steps; ++i) step();
+  return (minor_faults() - before) / steps;
+}
+
+}  // namespace
+
+#if defined(__GLIBC__)
+// CTest runs each test in a process of its own: the thresholds of one do not reach the other.
+TEST(HostMemory, RetainedFreedMemoryIsNotFaultedInAgainEachStep) {
+  L::retain_freed_host_memory();
+  ASSERT_TRUE(L::host_memory_is_retained());
+  EXPECT_LT(cnn_faults_per_step(), 200);  // of ~7,000 pages a step touches
+}
+
+TEST(HostMemory, WithoutRetentionTheSameStepsFaultEveryStep) {
+  if (L::host_memory_is_retained())
+    GTEST_SKIP() << "another test of this process pinned malloc's thresholds; run it alone, "
+                    "as CTest does";
+  // The case above would pass without retain_freed_host_memory() if this did not fail.
+  EXPECT_GT(cnn_faults_per_step(), 1000)
+      << "glibc's adaptive thresholds no longer return this working set to the OS every "
+         "step; fabric/host_memory.hpp may no longer be needed";
+}
+
+TEST(HostMemory, LeavesMallocAloneWhenTheEnvironmentTunedItOrOptedOut) {
+  for (const char* variable :
+       {"GLIBC_TUNABLES=glibc.malloc.trim_threshold=1000000", "MALLOC_MMAP_THRESHOLD_=1000000",
+        "LIGHTNING_RETAIN_HOST_MEMORY=0"}) {
+    ::putenv(const_cast<char*>(variable));
+    EXPECT_TRUE(L::detail::malloc_tuned_by_environment()) << variable;
+    const char* name = variable;
+    ::unsetenv(std::string(name, std::strchr(name, '=')).c_str());
+  }
+  EXPECT_FALSE(L::detail::malloc_tuned_by_environment());
+}
+
+TEST(HostMemory, FabricLaunchRetainsIt) {
+  L::Fabric<L::accelerators::CPU> fabric;
+  fabric.launch();
+  EXPECT_TRUE(L::host_memory_is_retained());
+}
+#endif
