@@ -2,6 +2,8 @@
 // reading them, and the state of modules, optimizers, schedulers and generators.
 #include <gtest/gtest.h>
 
+#include "support/python.hpp"
+
 #include <lightning/fabric/checkpoint_io.hpp>
 #include <lightning/fabric/checkpoint_state.hpp>
 #include <lightning/lightning.hpp>
@@ -82,21 +84,18 @@ TEST(CheckpointIO, PythonTorchLoadReadsTheStateDict) {
       "hyper_parameters",
       L::hyperparameters_state({{"lr", 0.01}, {"hidden", 32}, {"opt", "adam"}, {"bn", true}}));
   L::save_checkpoint_file(dir / "model.ckpt", content);
-  const auto out = dir / "python.txt";
-  const std::string script =
+  // torch 2.x's torch.load defaults to weights_only=True: the checkpoint must pass its
+  // restricted unpickler.
+  const auto result = lightning::testing::run_python_program(
       "import torch\n"
       "d = torch.load('" +
       (dir / "model.ckpt").string() +
-      "')\n"
+      "', weights_only=True)\n"
       "sd = d['state_dict']\n"
       "print(' '.join(sorted(sd)), d['epoch'], d['global_step'], "
-      "'%.6f' % float(sum(t.double().sum() for t in sd.values())), d['hyper_parameters'])\n";
-  const std::string command = "/usr/bin/python3 -c \"" + script + "\" > " + out.string() + " 2>&1";
-  ASSERT_EQ(std::system(command.c_str()), 0)
-      << "python3 failed (python3-torch is installed by scripts/setup.sh): "
-      << std::ifstream(out).rdbuf();
-  std::string line;
-  std::getline(std::ifstream(out) >> std::ws, line);
+      "'%.6f' % float(sum(t.double().sum() for t in sd.values())), d['hyper_parameters'])\n");
+  LIGHTNING_EXPECT_PYTHON_OK(result);
+  const std::string line = lightning::testing::lines_of(result.output).at(0);
   double total = 0;
   for (const auto& p : net.named_parameters())
     total += p.value().to(torch::kDouble).sum().item<double>();

@@ -21,6 +21,7 @@
 
 #include "loggers/support.hpp"
 #include "support/expect.hpp"
+#include "support/python.hpp"
 
 namespace L = lightning;
 namespace fs = std::filesystem;
@@ -54,18 +55,10 @@ std::string py_float(double v) {
   return hex;
 }
 
-// Runs a Python 3 program; false (and the test skips) when python3 or `module` is missing.
-bool run_python(const TempDir& tmp, const std::string& program, const char* module) {
-  std::string probe = "python3 -c 'import ";
-  probe += module;
-  probe += "' >/dev/null 2>&1";
-  if (std::system(probe.c_str()) != 0) return false;
-  std::ofstream(tmp / "program.py") << program;
-  std::string command = "python3 '";
-  command += (tmp / "program.py").string();
-  command += "'";
-  EXPECT_EQ(std::system(command.c_str()), 0) << program;
-  return true;
+// Runs a Python program (on the test environment's Python, which has PyYAML).
+void run_python(const std::string& program) {
+  const auto result = lightning::testing::run_python_program(program);
+  LIGHTNING_EXPECT_PYTHON_OK(result) << program;
 }
 
 TEST(CSVLogger, SameBytesAsPythonsCsvModuleWritesForLightning) {
@@ -102,7 +95,7 @@ TEST(CSVLogger, SameBytesAsPythonsCsvModuleWritesForLightning) {
   program += ", 'w', newline='') as f:\n";
   program += "  w = csv.DictWriter(f, fieldnames=keys)\n  w.writeheader()\n  w.writerows(rows)\n";
   logger.save();
-  if (!run_python(tmp, program, "csv")) GTEST_SKIP() << "python3 is not installed";
+  run_python(program);
   EXPECT_EQ(read_file(logger.metrics_file()), read_file(tmp / "expected.csv"));
 }
 
@@ -162,7 +155,7 @@ TEST(CSVLogger, SameBytesAsPyYamlDumpWrites) {
   program += "}\nopen(";
   program += py_str((tmp / "expected.yaml").string());
   program += ", 'w').write(yaml.dump(d))\n";
-  if (!run_python(tmp, program, "yaml")) GTEST_SKIP() << "python3 with PyYAML is not installed";
+  run_python(program);
   EXPECT_EQ(read_file(logger.log_dir() / "hparams.yaml"), read_file(tmp / "expected.yaml"));
 }
 

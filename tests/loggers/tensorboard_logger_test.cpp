@@ -7,10 +7,13 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <limits>
+#include <tuple>
 #include <regex>
 #include <stdexcept>
 #include <string>
@@ -19,6 +22,7 @@
 #include "loggers/support.hpp"
 #include "loggers/tfevents_reader.hpp"
 #include "support/expect.hpp"
+#include "support/python.hpp"
 
 namespace L = lightning;
 namespace fs = std::filesystem;
@@ -261,6 +265,67 @@ TEST(TensorBoardLogger, BadOptionsAndIoFailures) {
   } catch (const std::runtime_error& e) {
     EXPECT_NE(std::string(e.what()).find((tmp / "blocked").string()), std::string::npos)
         << e.what();
+  }
+}
+
+// The tensorboard package's own reader (EventAccumulator, through
+// tests/python/read_tensorboard.py) reads our event files: every scalar's tag, step and
+// value and the hyperparameters of the hparams plugin are what was logged.
+TEST(TensorBoardLogger, TensorBoardsOwnReaderReadsEverythingThatWasLogged) {
+  TempDir tmp;
+  TensorBoardLogger logger({.save_dir = tmp.path()});
+  logger.log_hyperparams({{"lr", 1e-3}, {"layers", 3}, {"optimizer", "adam"}, {"flag", true}},
+                         {{"val_acc", 0.0}});
+  struct Logged {
+    std::string tag;
+    std::int64_t step;
+    double value;
+  };
+  std::vector<Logged> logged = {{"val_acc", 0, 0.0}};  // log_hyperparams' metrics, at step 0
+  const double specials[] = {0.1, -2.5, 1e-8, 123456.789, 1e30,
+                             std::numeric_limits<double>::infinity(),
+                             std::numeric_limits<double>::quiet_NaN()};
+  std::int64_t step = 0;
+  for (double value : specials) {
+    logger.log_metrics({{"train_loss", value}, {"epoch", static_cast<double>(step / 3)}}, step);
+    logged.push_back({"train_loss", step, value});
+    logged.push_back({"epoch", step, static_cast<double>(step / 3)});
+    step += 7;
+  }
+  logger.log_metrics({{"val_acc", 0.875}}, 49);
+  logged.push_back({"val_acc", 49, 0.875});
+  logger.finalize("success");
+
+  const auto read = lightning::testing::run_python(
+      {lightning::testing::peer_script("read_tensorboard.py"), logger.log_dir().string()});
+  LIGHTNING_EXPECT_PYTHON_OK(read);
+  // {"files": 1, "hparam_metrics": [...], "hparams": {...}, "scalars": [{"step": s, "tag": t,
+  // "value": v}, ...]} (json.dumps with sorted keys).
+  const std::string& json = read.output;
+  EXPECT_NE(json.find("\"files\": 1,"), std::string::npos) << json;
+  EXPECT_NE(json.find("\"hparam_metrics\": [\"val_acc\"]"), std::string::npos) << json;
+  EXPECT_NE(json.find("\"hparams\": {\"flag\": 1.0, \"layers\": 3.0, \"lr\": 0.001, "
+                      "\"optimizer\": \"adam\"}"),
+            std::string::npos)
+      << json;
+
+  std::vector<Logged> seen;
+  const std::regex scalar(R"re(\{"step": (\d+), "tag": "([^"]+)", "value": ([^}]+)\})re");
+  for (std::sregex_iterator it(json.begin(), json.end(), scalar), end; it != end; ++it)
+    seen.push_back({(*it)[2].str(), std::stoll((*it)[1].str()), std::strtod((*it)[3].str().c_str(), nullptr)});
+  // The reader orders by tag, then step.
+  std::stable_sort(logged.begin(), logged.end(),
+                   [](const Logged& a, const Logged& b) { return std::tie(a.tag, a.step) < std::tie(b.tag, b.step); });
+  ASSERT_EQ(seen.size(), logged.size()) << json;
+  for (std::size_t i = 0; i < logged.size(); ++i) {
+    EXPECT_EQ(seen[i].tag, logged[i].tag) << i;
+    EXPECT_EQ(seen[i].step, logged[i].step) << logged[i].tag;
+    // Event files hold float32 values.
+    const double expected = static_cast<float>(logged[i].value);
+    if (std::isnan(expected))
+      EXPECT_TRUE(std::isnan(seen[i].value)) << logged[i].tag << " at " << logged[i].step;
+    else
+      EXPECT_EQ(seen[i].value, expected) << logged[i].tag << " at " << logged[i].step;
   }
 }
 

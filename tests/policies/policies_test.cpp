@@ -58,3 +58,41 @@ TEST(Precision, F32LeavesEverythingAsIsAndAlwaysSteps) {
   EXPECT_TRUE(p.optimizer_step(opt));
   EXPECT_FALSE(torch::equal(before, lin->weight));
 }
+
+// GPU tests (CTest label `gpu`): run on a machine with a GPU, skipped with the reason
+// elsewhere. The seed workload under accelerators::Auto trains on the first CUDA device
+// and ends where the same run on the CPU ends, to float tolerance.
+namespace {
+struct SeedModel : L::LightningModule {
+  torch::nn::Linear linear{register_module("linear", torch::nn::Linear(10, 1))};
+  torch::Tensor training_step(const L::Batch<torch::Tensor, torch::Tensor>& batch, int64_t) {
+    const auto& [x, y] = batch;
+    return torch::mse_loss(linear(x), y.unsqueeze(1));
+  }
+  auto configure_optimizers() { return torch::optim::Adam(parameters(), 1e-3); }
+};
+
+template <class Accelerator>
+torch::Tensor seed_parameters_after_fit() {
+  torch::manual_seed(0);
+  const auto X = torch::randn({1000, 10}), y = torch::randn({1000});
+  SeedModel model;
+  L::Trainer<Accelerator> trainer({.max_epochs = 3,
+                                   .enable_progress_bar = false,
+                                   .enable_checkpointing = false,
+                                   .enable_model_summary = false});
+  trainer.fit(model, L::data::TensorLoader({X, y}, {.batch_size = 32}));
+  return torch::cat({model.linear->weight.flatten(), model.linear->bias}).to(torch::kCPU);
+}
+}  // namespace
+
+TEST(AcceleratorsGpu, AutoTrainsOnCudaAndEndsWhereTheCpuEnds) {
+  if (!torch::cuda::is_available())
+    GTEST_SKIP() << "no CUDA device: torch::cuda::is_available() is false on this machine";
+  L::accelerators::Auto a;
+  a.setup();
+  ASSERT_TRUE(a.device().is_cuda());
+  const auto on_gpu = seed_parameters_after_fit<L::accelerators::Auto>();
+  const auto on_cpu = seed_parameters_after_fit<L::accelerators::CPU>();
+  EXPECT_TRUE(torch::allclose(on_gpu, on_cpu, 1e-4, 1e-5)) << on_gpu << "\n" << on_cpu;
+}

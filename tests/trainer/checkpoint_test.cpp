@@ -6,10 +6,12 @@
 #include <lightning/lightning.hpp>
 
 #include "support/models.hpp"
+#include "support/python.hpp"
 
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -354,4 +356,68 @@ TEST(Checkpoint, TestAndPredictLoadTheWeightsOfACheckpointPath) {
   (void)t.test(tested, loader);  // without a path, nothing is loaded
   EXPECT_FALSE(t.ckpt_path());
   std::filesystem::remove(path);
+}
+
+// Real PyTorch Lightning reads what lightning-cpp writes: torch.load with torch 2.x's
+// default weights_only=True loads every kind of checkpoint (regular, weights-only,
+// mid-epoch), and LightningModule.load_from_checkpoint, on a module defined the same way in
+// Python (tests/python/lightning_checkpoint.py: Linear(10, 1) as "linear"), predicts what
+// the trained module predicts.
+TEST(Checkpoint, LightningLoadsOurCheckpointsAndPredictsTheSame) {
+  namespace fs = std::filesystem;
+  using lightning::testing::run_python;
+  using lightning::testing::peer_script;
+  auto [X, y] = seed_data(128);  // 4 batches of 32 per epoch
+  torch::manual_seed(3);
+  lightning::testing::SimpleModel model;  // Linear(10, 1) registered as "linear"
+  CpuTrainer<L::callbacks::ModelCheckpoint> trainer(
+      {.max_epochs = 2, .enable_progress_bar = false, .enable_model_summary = false},
+      L::callbacks::ModelCheckpoint(
+          {.dirpath = fs::path("steps"), .save_top_k = -1, .every_n_train_steps = 3}));
+  trainer.fit(model, L::data::TensorLoader({X, y}, {.batch_size = 32}));
+  trainer.save_checkpoint("regular.ckpt");
+  trainer.save_checkpoint("weights.ckpt", /*weights_only=*/true);
+
+  std::vector<std::string> files = {"regular.ckpt", "weights.ckpt"};
+  bool mid_epoch = false;
+  for (const auto& entry : fs::directory_iterator("steps")) {
+    files.push_back(entry.path().string());
+    mid_epoch |= L::checkpoint_dict(L::load_checkpoint_file(entry.path()).at("loops"))
+                     .at("mid_epoch")
+                     .toBool();
+  }
+  ASSERT_TRUE(mid_epoch) << "no step checkpoint was saved inside an epoch";
+  ASSERT_EQ(files.size(), 4u);  // regular, weights-only, steps 3 and 6
+
+  // One line "ok <path> <sorted keys>" per file.
+  const auto loaded = run_python({peer_script("lightning_checkpoint.py"), "load-weights-only",
+                                  files[0], files[1], files[2], files[3]});
+  LIGHTNING_EXPECT_PYTHON_OK(loaded);
+  const auto lines = lightning::testing::lines_of(loaded.output);
+  ASSERT_EQ(lines.size(), 4u) << loaded.output;
+  for (const auto& line : lines) {
+    EXPECT_TRUE(line.starts_with("ok ")) << line;
+    EXPECT_NE(line.find("pytorch-lightning_version"), std::string::npos) << line;
+    EXPECT_NE(line.find("state_dict"), std::string::npos) << line;
+  }
+
+  const auto inputs = torch::randn({16, 10});
+  torch::save(inputs, "inputs.pt");
+  const auto predicted = run_python(
+      {peer_script("lightning_checkpoint.py"), "predict", "regular.ckpt", "inputs.pt", "outputs.txt"});
+  LIGHTNING_EXPECT_PYTHON_OK(predicted);
+  // outputs.txt: the shape on the first line, then one value per line (Python's repr).
+  std::ifstream out("outputs.txt");
+  std::int64_t rows = 0, cols = 0;
+  out >> rows >> cols;
+  ASSERT_EQ(rows, 16);
+  ASSERT_EQ(cols, 1);
+  std::vector<float> values(16);
+  for (auto& v : values) out >> v;
+  ASSERT_TRUE(out) << "outputs.txt is shorter than its shape";
+  torch::NoGradGuard no_grad;
+  model.eval();
+  const auto expected = model.forward(inputs).contiguous();
+  EXPECT_TRUE(torch::allclose(torch::from_blob(values.data(), {16, 1}), expected, 1e-6, 1e-6))
+      << "Lightning: " << torch::from_blob(values.data(), {16, 1}) << "\nlightning-cpp: " << expected;
 }
