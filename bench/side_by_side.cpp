@@ -22,11 +22,11 @@
 #include <sys/resource.h>
 
 #include <chrono>
-#include <cstdlib>
-#include <optional>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <iostream>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -66,10 +66,10 @@ struct SeedModel : L::LightningModule {
 };
 
 struct FashionCNN : L::LightningModule {
-  torch::nn::Conv2d conv1{register_module(
-      "conv1", torch::nn::Conv2d(torch::nn::Conv2dOptions(1, 32, 3).padding(1)))};
-  torch::nn::Conv2d conv2{register_module(
-      "conv2", torch::nn::Conv2d(torch::nn::Conv2dOptions(32, 64, 3).padding(1)))};
+  torch::nn::Conv2d conv1{
+      register_module("conv1", torch::nn::Conv2d(torch::nn::Conv2dOptions(1, 32, 3).padding(1)))};
+  torch::nn::Conv2d conv2{
+      register_module("conv2", torch::nn::Conv2d(torch::nn::Conv2dOptions(32, 64, 3).padding(1)))};
   torch::nn::Linear fc1{register_module("fc1", torch::nn::Linear(64 * 7 * 7, 128))};
   torch::nn::Linear fc2{register_module("fc2", torch::nn::Linear(128, 10))};
 
@@ -160,8 +160,8 @@ Run seed(std::string_view variant, const std::filesystem::path& dir) {
   const auto y = torch::randn({1000});
   SeedModel model;
   auto loader = L::data::TensorLoader({X, y}, {.batch_size = 32});
-  if (variant != "hand") return fit_with_trainer(variant == "trainer-lean", dir, kSeedEpochs,
-                                                 model, loader);
+  if (variant != "hand")
+    return fit_with_trainer(variant == "trainer-lean", dir, kSeedEpochs, model, loader);
   return timed([&](Run& run) {
     model.train();
     torch::optim::Adam optimizer(model.parameters(), kLr);
@@ -195,7 +195,8 @@ Run cnn(std::string_view variant, const std::filesystem::path& dir) {
   auto train = L::data::TensorLoader(
       {train_x, train_y}, {.batch_size = 64, .shuffle = true, .seed = 0, .normalize = kNormalize});
   auto val = L::data::TensorLoader({test_x, test_y}, {.batch_size = 64, .normalize = kNormalize});
-  if (variant != "hand") return fit_with_trainer(variant == "trainer-lean", dir, 1, model, train, val);
+  if (variant != "hand")
+    return fit_with_trainer(variant == "trainer-lean", dir, 1, model, train, val);
   return timed([&](Run& run) {
     model.train();
     torch::optim::Adam optimizer(model.parameters(), kLr);

@@ -110,6 +110,17 @@ fi
 
 configure() { cmake --preset "$1"; }
 
+# Builds a preset and runs its tests, saying how long each took.
+build_and_test() {
+  local start=$SECONDS
+  configure "$1"
+  cmake --build --preset "$1"
+  say "$1 build ($2) in $(elapsed "$start")"
+  start=$SECONDS
+  ctest --preset "$1"
+  say "$1 tests ($2) in $(elapsed "$start")"
+}
+
 case "${1:-}" in
   deps) install_missing deps ;;
   build)
@@ -127,20 +138,8 @@ case "${1:-}" in
     ;;
   test)
     install_missing test
-    start=$SECONDS
-    configure default
-    cmake --build --preset default
-    say "default build (LibTorch 2.x) in $(elapsed "$start")"
-    start=$SECONDS
-    ctest --preset default
-    say "default tests in $(elapsed "$start")"
-    start=$SECONDS
-    configure compat
-    cmake --build --preset compat
-    say "compat build (LibTorch 1.13) in $(elapsed "$start")"
-    start=$SECONDS
-    ctest --preset compat
-    say "compat tests in $(elapsed "$start")"
+    build_and_test default "LibTorch 2.x"
+    build_and_test compat "LibTorch 1.13"
     ;;
   *)
     echo "usage: bash scripts/setup.sh example|test|deps|build" >&2

@@ -59,7 +59,8 @@ static_assert(declares_exactly<EpochEndOnly, L::hooks::on_train_epoch_end>());
 static_assert(declares_exactly<TwoHooks, L::hooks::on_fit_start, L::hooks::on_train_batch_end>());
 static_assert(declares_exactly<LambdaCallback<>>());
 static_assert(!declares_exactly<TwoHooks, L::hooks::on_fit_start>());
-static_assert(L::hooks::on_train_epoch_end::callable<EpochEndOnly, StandInTrainer&, StandInModule&>);
+static_assert(
+    L::hooks::on_train_epoch_end::callable<EpochEndOnly, StandInTrainer&, StandInModule&>);
 static_assert(!L::hooks::on_train_epoch_end::callable<EpochEndOnly, StandInTrainer&>);
 static_assert(L::hooks::on_train_batch_end::callable<TwoHooks, StandInTrainer&, StandInModule&,
                                                      const int&, const int&, std::int64_t>);
@@ -81,7 +82,8 @@ concept loads_with = requires(C c, A... a) {
   c.on_load_checkpoint(a...);
 };
 static_assert(saves_with<CheckpointHooks, StandInTrainer&, StandInModule&, L::CheckpointDict&>);
-static_assert(loads_with<CheckpointHooks, StandInTrainer&, StandInModule&, const L::CheckpointDict&>);
+static_assert(
+    loads_with<CheckpointHooks, StandInTrainer&, StandInModule&, const L::CheckpointDict&>);
 static_assert(!saves_with<CheckpointHooks, StandInTrainer&, StandInModule&>);
 static_assert(!loads_with<CheckpointHooks, StandInTrainer&, StandInModule&, int>);
 

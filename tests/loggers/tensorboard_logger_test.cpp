@@ -13,10 +13,10 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
-#include <tuple>
 #include <regex>
 #include <stdexcept>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "loggers/support.hpp"
@@ -282,7 +282,11 @@ TEST(TensorBoardLogger, TensorBoardsOwnReaderReadsEverythingThatWasLogged) {
     double value;
   };
   std::vector<Logged> logged = {{"val_acc", 0, 0.0}};  // log_hyperparams' metrics, at step 0
-  const double specials[] = {0.1, -2.5, 1e-8, 123456.789, 1e30,
+  const double specials[] = {0.1,
+                             -2.5,
+                             1e-8,
+                             123456.789,
+                             1e30,
                              std::numeric_limits<double>::infinity(),
                              std::numeric_limits<double>::quiet_NaN()};
   std::int64_t step = 0;
@@ -312,10 +316,12 @@ TEST(TensorBoardLogger, TensorBoardsOwnReaderReadsEverythingThatWasLogged) {
   std::vector<Logged> seen;
   const std::regex scalar(R"re(\{"step": (\d+), "tag": "([^"]+)", "value": ([^}]+)\})re");
   for (std::sregex_iterator it(json.begin(), json.end(), scalar), end; it != end; ++it)
-    seen.push_back({(*it)[2].str(), std::stoll((*it)[1].str()), std::strtod((*it)[3].str().c_str(), nullptr)});
+    seen.push_back(
+        {(*it)[2].str(), std::stoll((*it)[1].str()), std::strtod((*it)[3].str().c_str(), nullptr)});
   // The reader orders by tag, then step.
-  std::stable_sort(logged.begin(), logged.end(),
-                   [](const Logged& a, const Logged& b) { return std::tie(a.tag, a.step) < std::tie(b.tag, b.step); });
+  std::stable_sort(logged.begin(), logged.end(), [](const Logged& a, const Logged& b) {
+    return std::tie(a.tag, a.step) < std::tie(b.tag, b.step);
+  });
   ASSERT_EQ(seen.size(), logged.size()) << json;
   for (std::size_t i = 0; i < logged.size(); ++i) {
     EXPECT_EQ(seen[i].tag, logged[i].tag) << i;

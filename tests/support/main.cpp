@@ -18,7 +18,8 @@ namespace {
 class ScratchDirectory {
  public:
   ScratchDirectory() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "lightning-test-XXXXXX").string();
+    std::string pattern =
+        (std::filesystem::temp_directory_path() / "lightning-test-XXXXXX").string();
     if (::mkdtemp(pattern.data()) == nullptr) {
       std::perror("lightning tests: mkdtemp");
       std::exit(2);

@@ -71,7 +71,7 @@ inline std::vector<std::string> lines_of(const std::string& text) {
 }  // namespace lightning::testing
 
 // Fails the test (with Python's stderr) unless the peer succeeded.
-#define LIGHTNING_EXPECT_PYTHON_OK(result)                                                   \
-  ASSERT_EQ((result).status, 0) << "the Python peer failed (" LIGHTNING_TEST_PYTHON          \
+#define LIGHTNING_EXPECT_PYTHON_OK(result)                                                    \
+  ASSERT_EQ((result).status, 0) << "the Python peer failed (" LIGHTNING_TEST_PYTHON           \
                                    "; `bash scripts/setup.sh deps` makes the environment):\n" \
                                 << (result).errors

@@ -365,8 +365,8 @@ TEST(Checkpoint, TestAndPredictLoadTheWeightsOfACheckpointPath) {
 // the trained module predicts.
 TEST(Checkpoint, LightningLoadsOurCheckpointsAndPredictsTheSame) {
   namespace fs = std::filesystem;
-  using lightning::testing::run_python;
   using lightning::testing::peer_script;
+  using lightning::testing::run_python;
   auto [X, y] = seed_data(128);  // 4 batches of 32 per epoch
   torch::manual_seed(3);
   lightning::testing::SimpleModel model;  // Linear(10, 1) registered as "linear"
@@ -403,8 +403,8 @@ TEST(Checkpoint, LightningLoadsOurCheckpointsAndPredictsTheSame) {
 
   const auto inputs = torch::randn({16, 10});
   torch::save(inputs, "inputs.pt");
-  const auto predicted = run_python(
-      {peer_script("lightning_checkpoint.py"), "predict", "regular.ckpt", "inputs.pt", "outputs.txt"});
+  const auto predicted = run_python({peer_script("lightning_checkpoint.py"), "predict",
+                                     "regular.ckpt", "inputs.pt", "outputs.txt"});
   LIGHTNING_EXPECT_PYTHON_OK(predicted);
   // outputs.txt: the shape on the first line, then one value per line (Python's repr).
   std::ifstream out("outputs.txt");
@@ -419,5 +419,6 @@ TEST(Checkpoint, LightningLoadsOurCheckpointsAndPredictsTheSame) {
   model.eval();
   const auto expected = model.forward(inputs).contiguous();
   EXPECT_TRUE(torch::allclose(torch::from_blob(values.data(), {16, 1}), expected, 1e-6, 1e-6))
-      << "Lightning: " << torch::from_blob(values.data(), {16, 1}) << "\nlightning-cpp: " << expected;
+      << "Lightning: " << torch::from_blob(values.data(), {16, 1})
+      << "\nlightning-cpp: " << expected;
 }

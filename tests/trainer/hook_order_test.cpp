@@ -32,41 +32,43 @@ std::string with_arg(const char* name, const std::string& arg) {
   s += ')';
   return s;
 }
-std::string with_arg(const char* name, std::int64_t i) { return with_arg(name, std::to_string(i)); }
+std::string with_arg(const char* name, std::int64_t i) {
+  return with_arg(name, std::to_string(i));
+}
 
-// Hooks lightning-cpp calls on a module (X) and on a callback (C), by the form of their
+// Hooks lightning-cpp calls on a module and on a callback, grouped by the form of their
 // arguments; each list both defines the recorders' methods and names the hooks compared.
 // Not here: configure_model and prepare_data, which Lightning (as lightning-cpp) calls only
 // on modules that override them, so the peer never sees them.
+// clang-format off
 #define LIGHTNING_TEST_LIFECYCLE_HOOKS(X)                                                   \
   X(on_fit_start) X(on_fit_end) X(on_train_start) X(on_train_end) X(on_train_epoch_start)   \
   X(on_train_epoch_end) X(on_validation_start) X(on_validation_end)                         \
   X(on_validation_epoch_start) X(on_validation_epoch_end) X(on_test_start) X(on_test_end)   \
   X(on_test_epoch_start) X(on_test_epoch_end) X(on_predict_start) X(on_predict_end)         \
   X(on_predict_epoch_start) X(on_predict_epoch_end) X(on_after_backward)
-#define LIGHTNING_TEST_BATCH_START_HOOKS(X)                                      \
-  X(on_train_batch_start) X(on_validation_batch_start) X(on_test_batch_start) \
+#define LIGHTNING_TEST_BATCH_START_HOOKS(X)                                                 \
+  X(on_train_batch_start) X(on_validation_batch_start) X(on_test_batch_start)               \
   X(on_predict_batch_start)
-#define LIGHTNING_TEST_BATCH_END_HOOKS(X)                                                       \
+#define LIGHTNING_TEST_BATCH_END_HOOKS(X)                                                   \
   X(on_train_batch_end) X(on_validation_batch_end) X(on_test_batch_end) X(on_predict_batch_end)
 #define LIGHTNING_TEST_OPTIMIZER_HOOKS(X) X(on_before_optimizer_step) X(on_before_zero_grad)
 #define LIGHTNING_TEST_NAME(NAME) #NAME,
+#define LIGHTNING_TEST_SHARED_HOOKS(X)                                                      \
+  LIGHTNING_TEST_LIFECYCLE_HOOKS(X) LIGHTNING_TEST_BATCH_START_HOOKS(X)                     \
+  LIGHTNING_TEST_BATCH_END_HOOKS(X) LIGHTNING_TEST_OPTIMIZER_HOOKS(X)
 
 const std::set<std::string> module_hooks = {
-    LIGHTNING_TEST_LIFECYCLE_HOOKS(LIGHTNING_TEST_NAME)
-        LIGHTNING_TEST_BATCH_START_HOOKS(LIGHTNING_TEST_NAME)
-            LIGHTNING_TEST_BATCH_END_HOOKS(LIGHTNING_TEST_NAME)
-                LIGHTNING_TEST_OPTIMIZER_HOOKS(LIGHTNING_TEST_NAME) "setup",
-    "teardown", "configure_optimizers", "training_step", "validation_step", "test_step",
-    "predict_step", "on_before_batch_transfer", "on_after_batch_transfer", "on_before_backward",
-    "on_save_checkpoint", "on_load_checkpoint"};
+    LIGHTNING_TEST_SHARED_HOOKS(LIGHTNING_TEST_NAME)
+    "setup", "teardown", "configure_optimizers", "training_step", "validation_step",
+    "test_step", "predict_step", "on_before_batch_transfer", "on_after_batch_transfer",
+    "on_before_backward", "on_save_checkpoint", "on_load_checkpoint"};
 const std::set<std::string> callback_hooks = {
-    LIGHTNING_TEST_LIFECYCLE_HOOKS(LIGHTNING_TEST_NAME)
-        LIGHTNING_TEST_BATCH_START_HOOKS(LIGHTNING_TEST_NAME)
-            LIGHTNING_TEST_BATCH_END_HOOKS(LIGHTNING_TEST_NAME)
-                LIGHTNING_TEST_OPTIMIZER_HOOKS(LIGHTNING_TEST_NAME) "setup",
-    "teardown", "on_sanity_check_start", "on_sanity_check_end", "on_before_backward",
-    "state_dict", "load_state_dict", "on_save_checkpoint", "on_load_checkpoint", "on_exception"};
+    LIGHTNING_TEST_SHARED_HOOKS(LIGHTNING_TEST_NAME)
+    "setup", "teardown", "on_sanity_check_start", "on_sanity_check_end", "on_before_backward",
+    "state_dict", "load_state_dict", "on_save_checkpoint", "on_load_checkpoint",
+    "on_exception"};
+// clang-format on
 
 struct RecordingModel : L::LightningModule {
   Calls* calls;
@@ -78,24 +80,36 @@ struct RecordingModel : L::LightningModule {
   }
 
 #define LIGHTNING_TEST_PLAIN(NAME) \
-  void NAME() { rec(#NAME); }
+  void NAME() {                    \
+    rec(#NAME);                    \
+  }
   LIGHTNING_TEST_LIFECYCLE_HOOKS(LIGHTNING_TEST_PLAIN)
 #undef LIGHTNING_TEST_PLAIN
-#define LIGHTNING_TEST_START(NAME) \
-  void NAME(const XY&, std::int64_t i) { rec(with_arg(#NAME, i)); }
+#define LIGHTNING_TEST_START(NAME)       \
+  void NAME(const XY&, std::int64_t i) { \
+    rec(with_arg(#NAME, i));             \
+  }
   LIGHTNING_TEST_BATCH_START_HOOKS(LIGHTNING_TEST_START)
 #undef LIGHTNING_TEST_START
-#define LIGHTNING_TEST_END(NAME) \
-  void NAME(const auto&, const XY&, std::int64_t i) { rec(with_arg(#NAME, i)); }
+#define LIGHTNING_TEST_END(NAME)                      \
+  void NAME(const auto&, const XY&, std::int64_t i) { \
+    rec(with_arg(#NAME, i));                          \
+  }
   LIGHTNING_TEST_BATCH_END_HOOKS(LIGHTNING_TEST_END)
 #undef LIGHTNING_TEST_END
-#define LIGHTNING_TEST_OPTIMIZER(NAME) \
-  void NAME(torch::optim::Optimizer&) { rec(#NAME); }
+#define LIGHTNING_TEST_OPTIMIZER(NAME)  \
+  void NAME(torch::optim::Optimizer&) { \
+    rec(#NAME);                         \
+  }
   LIGHTNING_TEST_OPTIMIZER_HOOKS(LIGHTNING_TEST_OPTIMIZER)
 #undef LIGHTNING_TEST_OPTIMIZER
 
-  void setup(L::Stage s) { rec(with_arg("setup", std::string(L::to_string(s)))); }
-  void teardown(L::Stage s) { rec(with_arg("teardown", std::string(L::to_string(s)))); }
+  void setup(L::Stage s) {
+    rec(with_arg("setup", std::string(L::to_string(s))));
+  }
+  void teardown(L::Stage s) {
+    rec(with_arg("teardown", std::string(L::to_string(s))));
+  }
   auto configure_optimizers() {
     rec("configure_optimizers");
     return torch::optim::SGD(parameters(), 0.01);
@@ -124,9 +138,15 @@ struct RecordingModel : L::LightningModule {
     rec("on_after_batch_transfer");
     return b;
   }
-  void on_before_backward(const torch::Tensor&) { rec("on_before_backward"); }
-  void on_save_checkpoint(L::CheckpointDict&) { rec("on_save_checkpoint"); }
-  void on_load_checkpoint(const L::CheckpointDict&) { rec("on_load_checkpoint"); }
+  void on_before_backward(const torch::Tensor&) {
+    rec("on_before_backward");
+  }
+  void on_save_checkpoint(L::CheckpointDict&) {
+    rec("on_save_checkpoint");
+  }
+  void on_load_checkpoint(const L::CheckpointDict&) {
+    rec("on_load_checkpoint");
+  }
 };
 
 struct RecordingCallback {
@@ -134,37 +154,57 @@ struct RecordingCallback {
   void rec(std::string s) const { calls->push_back("Callback." + std::move(s)); }
 
 #define LIGHTNING_TEST_PLAIN(NAME) \
-  void NAME(auto&, auto&) { rec(#NAME); }
+  void NAME(auto&, auto&) {        \
+    rec(#NAME);                    \
+  }
   LIGHTNING_TEST_LIFECYCLE_HOOKS(LIGHTNING_TEST_PLAIN)
   LIGHTNING_TEST_PLAIN(on_sanity_check_start)
   LIGHTNING_TEST_PLAIN(on_sanity_check_end)
 #undef LIGHTNING_TEST_PLAIN
-#define LIGHTNING_TEST_START(NAME) \
-  void NAME(auto&, auto&, const XY&, std::int64_t i) { rec(with_arg(#NAME, i)); }
+#define LIGHTNING_TEST_START(NAME)                     \
+  void NAME(auto&, auto&, const XY&, std::int64_t i) { \
+    rec(with_arg(#NAME, i));                           \
+  }
   LIGHTNING_TEST_BATCH_START_HOOKS(LIGHTNING_TEST_START)
 #undef LIGHTNING_TEST_START
-#define LIGHTNING_TEST_END(NAME) \
-  void NAME(auto&, auto&, const auto&, const XY&, std::int64_t i) { rec(with_arg(#NAME, i)); }
+#define LIGHTNING_TEST_END(NAME)                                    \
+  void NAME(auto&, auto&, const auto&, const XY&, std::int64_t i) { \
+    rec(with_arg(#NAME, i));                                        \
+  }
   LIGHTNING_TEST_BATCH_END_HOOKS(LIGHTNING_TEST_END)
 #undef LIGHTNING_TEST_END
-#define LIGHTNING_TEST_OPTIMIZER(NAME) \
-  void NAME(auto&, auto&, torch::optim::Optimizer&) { rec(#NAME); }
+#define LIGHTNING_TEST_OPTIMIZER(NAME)                \
+  void NAME(auto&, auto&, torch::optim::Optimizer&) { \
+    rec(#NAME);                                       \
+  }
   LIGHTNING_TEST_OPTIMIZER_HOOKS(LIGHTNING_TEST_OPTIMIZER)
 #undef LIGHTNING_TEST_OPTIMIZER
 
-  void setup(auto&, auto&, L::Stage s) { rec(with_arg("setup", std::string(L::to_string(s)))); }
+  void setup(auto&, auto&, L::Stage s) {
+    rec(with_arg("setup", std::string(L::to_string(s))));
+  }
   void teardown(auto&, auto&, L::Stage s) {
     rec(with_arg("teardown", std::string(L::to_string(s))));
   }
-  void on_before_backward(auto&, auto&, const torch::Tensor&) { rec("on_before_backward"); }
+  void on_before_backward(auto&, auto&, const torch::Tensor&) {
+    rec("on_before_backward");
+  }
   [[nodiscard]] L::CheckpointDict state_dict() const {
     rec("state_dict");
     return L::make_checkpoint();
   }
-  void load_state_dict(const L::CheckpointDict&) { rec("load_state_dict"); }
-  void on_save_checkpoint(auto&, auto&, L::CheckpointDict&) { rec("on_save_checkpoint"); }
-  void on_load_checkpoint(auto&, auto&, const L::CheckpointDict&) { rec("on_load_checkpoint"); }
-  void on_exception(auto&, auto&, const std::exception&) { rec("on_exception"); }
+  void load_state_dict(const L::CheckpointDict&) {
+    rec("load_state_dict");
+  }
+  void on_save_checkpoint(auto&, auto&, L::CheckpointDict&) {
+    rec("on_save_checkpoint");
+  }
+  void on_load_checkpoint(auto&, auto&, const L::CheckpointDict&) {
+    rec("on_load_checkpoint");
+  }
+  void on_exception(auto&, auto&, const std::exception&) {
+    rec("on_exception");
+  }
 };
 
 // The hook a peer line names: "Callback.setup(fit)" -> {callback, "setup"}.
@@ -187,8 +227,8 @@ std::string context(const Calls& calls, std::size_t at) {
 }  // namespace
 
 TEST(HookOrder, FitValidateTestPredictCallWhatRealLightningCallsInItsOrder) {
-  const auto peer = lightning::testing::run_python({lightning::testing::peer_script(
-      "lightning_hook_order.py")});
+  const auto peer =
+      lightning::testing::run_python({lightning::testing::peer_script("lightning_hook_order.py")});
   LIGHTNING_EXPECT_PYTHON_OK(peer);
   Calls lightning_calls, skipped;
   for (const auto& line : lightning::testing::lines_of(peer.output)) {
@@ -228,8 +268,8 @@ TEST(HookOrder, FitValidateTestPredictCallWhatRealLightningCallsInItsOrder) {
   std::cout << "Lightning also called (lightning-cpp has no such hook):" << list << "\n";
 
   for (std::size_t i = 0; i < std::max(calls.size(), lightning_calls.size()); ++i) {
-    const bool same = i < calls.size() && i < lightning_calls.size() &&
-                      calls[i] == lightning_calls[i];
+    const bool same =
+        i < calls.size() && i < lightning_calls.size() && calls[i] == lightning_calls[i];
     ASSERT_TRUE(same) << "first difference at call #" << i << "\nPyTorch Lightning ("
                       << lightning_calls.size() << " calls):\n"
                       << context(lightning_calls, i) << "lightning-cpp (" << calls.size()

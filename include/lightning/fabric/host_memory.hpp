@@ -34,8 +34,8 @@ namespace detail {
 inline bool malloc_tuned_by_environment() {
   const char* tunables = std::getenv("GLIBC_TUNABLES");
   if (tunables != nullptr && std::strstr(tunables, "glibc.malloc.") != nullptr) return true;
-  for (const char* name : {"MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TOP_PAD_",
-                           "MALLOC_MMAP_MAX_"})
+  for (const char* name :
+       {"MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TOP_PAD_", "MALLOC_MMAP_MAX_"})
     if (std::getenv(name) != nullptr) return true;
   const char* opt_out = std::getenv("LIGHTNING_RETAIN_HOST_MEMORY");
   return opt_out != nullptr && std::strcmp(opt_out, "0") == 0;
@@ -49,7 +49,9 @@ inline bool& host_memory_retained() {
 }  // namespace detail
 
 // Whether retain_freed_host_memory() took effect in this process.
-[[nodiscard]] inline bool host_memory_is_retained() { return detail::host_memory_retained(); }
+[[nodiscard]] inline bool host_memory_is_retained() {
+  return detail::host_memory_retained();
+}
 
 // Pins glibc's malloc thresholds so that a training loop's freed memory stays in the
 // process (see above). Idempotent; a no-op where it does not apply.
