@@ -28,8 +28,11 @@ cp /etc/apt/sources.list.d/*.sources "$root/etc/apt/sources.list.d/" 2>/dev/null
 [[ -f /etc/apt/sources.list ]] && cp /etc/apt/sources.list "$root/etc/apt/sources.list"
 cp /etc/apt/apt.conf.d/* "$root/etc/apt/apt.conf.d/" 2>/dev/null || true
 [[ -f /etc/pip.conf ]] && cp /etc/pip.conf "$root/etc/pip.conf"
-mkdir -p "$root/etc/ssl/certs"
+mkdir -p "$root/etc/ssl/certs" "$root/usr/local/share/ca-certificates"
 cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/"
+# Also as a local CA file: installing Debian's ca-certificates in the chroot regenerates the
+# bundle from Debian's CAs plus these, so the machine's own CAs (a registry proxy's) stay.
+cp /etc/ssl/certs/ca-certificates.crt "$root/usr/local/share/ca-certificates/machine-bundle.crt"
 cp /etc/resolv.conf "$root/etc/resolv.conf"
 for fs in proc sys dev; do
   mountpoint -q "$root/$fs" || mount --bind "/$fs" "$root/$fs"
