@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Writes the learning rates of PyTorch's own schedulers for tests/core/lr_schedulers_test.cpp.
 
-Run with Debian's python3-torch (1.13):  /usr/bin/python3 scripts/gen_lr_schedules.py
+Run with the project environment: .venv/bin/python scripts/gen_lr_schedules.py
 Each output line is `name lr_0 lr_1 ... lr_99`: the lr in effect for step 0..99 (read
 before each scheduler.step()), for an SGD optimizer with base lr 0.1.
 """
