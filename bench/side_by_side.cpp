@@ -214,9 +214,9 @@ Run cnn(std::string_view variant, const std::filesystem::path& dir) {
     model.eval();
     torch::InferenceMode inference;
     auto loss_sum = torch::zeros({}, torch::kDouble), correct = torch::zeros({}, torch::kDouble);
-    std::int64_t n = 0;
+    std::int64_t n = 0, batches = 0;
     for (const auto& [x, target] : val) {
-      if (limit && n == *limit * 64) break;
+      if (limit && batches++ == *limit) break;
       const auto logits = model.forward(x);
       const auto b = x.size(0);
       loss_sum += torch::cross_entropy_loss(logits, target) * b;

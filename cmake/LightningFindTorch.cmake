@@ -67,15 +67,16 @@ macro(lightning_find_torch)
     get_filename_component(_lightning_torch_root "${_lightning_torch_config_dir}/../../.." ABSOLUTE)
     find_library(_lightning_torch_cuda_lib torch_cuda PATHS "${_lightning_torch_root}/lib"
                  NO_DEFAULT_PATH NO_CACHE)
-    set(_lightning_cuda_compiler TRUE)
+    # LibTorch's own config works unless it is a CUDA build on a machine without nvcc.
+    set(_lightning_use_torch_config TRUE)
     if(_lightning_torch_cuda_lib)
       check_language(CUDA)
       if(NOT CMAKE_CUDA_COMPILER)
-        set(_lightning_cuda_compiler FALSE)
+        set(_lightning_use_torch_config FALSE)
       endif()
     endif()
 
-    if(_lightning_cuda_compiler)
+    if(_lightning_use_torch_config)
       # Only matters for .cu files; LibTorch's fallback list starts at sm_50, which CUDA 13
       # no longer compiles for.
       if(NOT DEFINED TORCH_CUDA_ARCH_LIST AND NOT DEFINED ENV{TORCH_CUDA_ARCH_LIST})

@@ -3,6 +3,8 @@
 
 #include <lightning/lightning.hpp>
 
+#include "support/models.hpp"
+
 namespace L = lightning;
 
 TEST(Accelerators, CpuAndAutoResolveToTheCpuWithoutCuda) {
@@ -63,20 +65,11 @@ TEST(Precision, F32LeavesEverythingAsIsAndAlwaysSteps) {
 // elsewhere. The seed workload under accelerators::Auto trains on the first CUDA device
 // and ends where the same run on the CPU ends, to float tolerance.
 namespace {
-struct SeedModel : L::LightningModule {
-  torch::nn::Linear linear{register_module("linear", torch::nn::Linear(10, 1))};
-  torch::Tensor training_step(const L::Batch<torch::Tensor, torch::Tensor>& batch, int64_t) {
-    const auto& [x, y] = batch;
-    return torch::mse_loss(linear(x), y.unsqueeze(1));
-  }
-  auto configure_optimizers() { return torch::optim::Adam(parameters(), 1e-3); }
-};
-
 template <class Accelerator>
 torch::Tensor seed_parameters_after_fit() {
   torch::manual_seed(0);
   const auto X = torch::randn({1000, 10}), y = torch::randn({1000});
-  SeedModel model;
+  lightning::testing::SimpleModel model;  // the seed workload
   L::Trainer<Accelerator> trainer({.max_epochs = 3,
                                    .enable_progress_bar = false,
                                    .enable_checkpointing = false,

@@ -91,9 +91,10 @@ struct RecordingModel : L::LightningModule {
   }
   LIGHTNING_TEST_BATCH_START_HOOKS(LIGHTNING_TEST_START)
 #undef LIGHTNING_TEST_START
-#define LIGHTNING_TEST_END(NAME)                      \
-  void NAME(const auto&, const XY&, std::int64_t i) { \
-    rec(with_arg(#NAME, i));                          \
+#define LIGHTNING_TEST_END(NAME)                                   \
+  void NAME(const torch::Tensor& out, const XY&, std::int64_t i) { \
+    EXPECT_TRUE(out.defined()) << #NAME; /* the step's output */   \
+    rec(with_arg(#NAME, i));                                       \
   }
   LIGHTNING_TEST_BATCH_END_HOOKS(LIGHTNING_TEST_END)
 #undef LIGHTNING_TEST_END
@@ -151,43 +152,52 @@ struct RecordingModel : L::LightningModule {
 
 struct RecordingCallback {
   Calls* calls;
+  const void* trainer = nullptr;
+  const void* module = nullptr;
   void rec(std::string s) const { calls->push_back("Callback." + std::move(s)); }
+  // Every hook that gets them receives the same trainer and module.
+  void rec(std::string s, const auto& t, const auto& m) {
+    if (trainer == nullptr) trainer = &t, module = &m;
+    EXPECT_EQ(trainer, static_cast<const void*>(&t)) << s;
+    EXPECT_EQ(module, static_cast<const void*>(&m)) << s;
+    rec(std::move(s));
+  }
 
 #define LIGHTNING_TEST_PLAIN(NAME) \
-  void NAME(auto&, auto&) {        \
-    rec(#NAME);                    \
+  void NAME(auto& t, auto& m) {    \
+    rec(#NAME, t, m);              \
   }
   LIGHTNING_TEST_LIFECYCLE_HOOKS(LIGHTNING_TEST_PLAIN)
   LIGHTNING_TEST_PLAIN(on_sanity_check_start)
   LIGHTNING_TEST_PLAIN(on_sanity_check_end)
 #undef LIGHTNING_TEST_PLAIN
-#define LIGHTNING_TEST_START(NAME)                     \
-  void NAME(auto&, auto&, const XY&, std::int64_t i) { \
-    rec(with_arg(#NAME, i));                           \
+#define LIGHTNING_TEST_START(NAME)                         \
+  void NAME(auto& t, auto& m, const XY&, std::int64_t i) { \
+    rec(with_arg(#NAME, i), t, m);                         \
   }
   LIGHTNING_TEST_BATCH_START_HOOKS(LIGHTNING_TEST_START)
 #undef LIGHTNING_TEST_START
-#define LIGHTNING_TEST_END(NAME)                                    \
-  void NAME(auto&, auto&, const auto&, const XY&, std::int64_t i) { \
-    rec(with_arg(#NAME, i));                                        \
+#define LIGHTNING_TEST_END(NAME)                                        \
+  void NAME(auto& t, auto& m, const auto&, const XY&, std::int64_t i) { \
+    rec(with_arg(#NAME, i), t, m);                                      \
   }
   LIGHTNING_TEST_BATCH_END_HOOKS(LIGHTNING_TEST_END)
 #undef LIGHTNING_TEST_END
-#define LIGHTNING_TEST_OPTIMIZER(NAME)                \
-  void NAME(auto&, auto&, torch::optim::Optimizer&) { \
-    rec(#NAME);                                       \
+#define LIGHTNING_TEST_OPTIMIZER(NAME)                    \
+  void NAME(auto& t, auto& m, torch::optim::Optimizer&) { \
+    rec(#NAME, t, m);                                     \
   }
   LIGHTNING_TEST_OPTIMIZER_HOOKS(LIGHTNING_TEST_OPTIMIZER)
 #undef LIGHTNING_TEST_OPTIMIZER
 
-  void setup(auto&, auto&, L::Stage s) {
-    rec(with_arg("setup", std::string(L::to_string(s))));
+  void setup(auto& t, auto& m, L::Stage s) {
+    rec(with_arg("setup", std::string(L::to_string(s))), t, m);
   }
-  void teardown(auto&, auto&, L::Stage s) {
-    rec(with_arg("teardown", std::string(L::to_string(s))));
+  void teardown(auto& t, auto& m, L::Stage s) {
+    rec(with_arg("teardown", std::string(L::to_string(s))), t, m);
   }
-  void on_before_backward(auto&, auto&, const torch::Tensor&) {
-    rec("on_before_backward");
+  void on_before_backward(auto& t, auto& m, const torch::Tensor&) {
+    rec("on_before_backward", t, m);
   }
   [[nodiscard]] L::CheckpointDict state_dict() const {
     rec("state_dict");
@@ -196,14 +206,14 @@ struct RecordingCallback {
   void load_state_dict(const L::CheckpointDict&) {
     rec("load_state_dict");
   }
-  void on_save_checkpoint(auto&, auto&, L::CheckpointDict&) {
-    rec("on_save_checkpoint");
+  void on_save_checkpoint(auto& t, auto& m, L::CheckpointDict&) {
+    rec("on_save_checkpoint", t, m);
   }
-  void on_load_checkpoint(auto&, auto&, const L::CheckpointDict&) {
-    rec("on_load_checkpoint");
+  void on_load_checkpoint(auto& t, auto& m, const L::CheckpointDict&) {
+    rec("on_load_checkpoint", t, m);
   }
-  void on_exception(auto&, auto&, const std::exception&) {
-    rec("on_exception");
+  void on_exception(auto& t, auto& m, const std::exception&) {
+    rec("on_exception", t, m);
   }
 };
 
@@ -258,6 +268,9 @@ TEST(HookOrder, FitValidateTestPredictCallWhatRealLightningCallsInItsOrder) {
   trainer.validate(model, loader());
   trainer.test(model, loader());
   trainer.predict(model, loader());
+  const auto& recorder = trainer.callback<RecordingCallback>();
+  EXPECT_EQ(recorder.trainer, static_cast<const void*>(&trainer));
+  EXPECT_EQ(recorder.module, static_cast<const void*>(&model));
 
   // Hooks Lightning has and lightning-cpp does not: what the comparison cannot cover.
   std::set<std::string> missing;

@@ -4,11 +4,12 @@
 // A checkpoint is a dict (c10::Dict<std::string, IValue>) pickled in the zip format
 // torch.save writes; Python's torch.load returns a plain dict (its "state_dict" a dict of
 // tensors), also with torch 2.x's default weights_only=True, and Lightning's
-// load_from_checkpoint reads it (it carries "pytorch-lightning_version"). LibTorch's writers write
-// in place, so a crash mid-save would leave a torn file where the last good checkpoint was; here
-// the bytes go to a temporary file in the target directory, which is flushed, fsynced
-// and renamed over the target, and the directory is fsynced (POSIX rename is atomic).
-// Every checkpoint carries a CRC32C (Boost.CRC) of its content, which load verifies.
+// load_from_checkpoint reads it (it carries "pytorch-lightning_version"). LibTorch's
+// writers write in place, so a crash mid-save would leave a torn file where the last good
+// checkpoint was; here the bytes go to a temporary file in the target directory, which is
+// flushed, fsynced and renamed over the target, and the directory is fsynced (POSIX
+// rename is atomic). Every checkpoint carries a CRC32C (Boost.CRC) of its content, which
+// load verifies.
 #pragma once
 
 #include <lightning/version.hpp>

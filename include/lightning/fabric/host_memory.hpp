@@ -6,7 +6,7 @@
 // threshold with fresh mappings; both thresholds adapt at run time to the largest block
 // freed so far. A step's working set larger than those thresholds is therefore returned
 // and faulted in again every step: on the Fashion-MNIST CNN of docs/performance.md,
-// 3,000-5,400 minor page faults per step and ~40% of the run in the kernel. Whether a
+// 3,000-6,300 minor page faults per step and ~40% of the run in the kernel. Whether a
 // given loop escapes it depends on luck (one large block freed early raises the adaptive
 // thresholds for good), which is why a hand-written loop and the Trainer differed.
 //
