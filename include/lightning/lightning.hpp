@@ -10,16 +10,22 @@
 //              optimizers.hpp   what configure_optimizers returns; scheduler configuration
 //              manual_optimization.hpp LightningOptimizer, LightningScheduler (manual mode)
 //              lr_schedulers.hpp PyTorch's LR schedules (lr::StepLR, ..., ReduceLROnPlateau)
+//              checkpoint_dict.hpp CheckpointDict, generator state
 //              trainer_state.hpp, stage.hpp, seed.hpp
 //   policies/  accelerators.hpp (CPU, Auto), strategies.hpp (SingleDevice),
 //              precision.hpp (F32, F64)
 //   fabric/    fabric.hpp       Fabric<Accelerator, Strategy, Precision> for custom loops
 //              gradient_clipping.hpp
 //              checkpoint_io.hpp     atomic, verified checkpoint files torch.load can read
-//              checkpoint_state.hpp  module/optimizer/scheduler/generator state as entries
+//              checkpoint_state.hpp  module/optimizer/scheduler state as entries
+//              checkpoint_writer.hpp durable saves off the training thread
 //   trainer/   options.hpp      TrainerOptions, BatchLimit
 //              trainer.hpp      Trainer<Accelerator, Strategy, Precision, Callbacks...>
-//   callbacks/ progress_bar.hpp ProgressBar (terminal redraws, plain lines off a terminal)
+//              loops/           fit, training epoch, optimization/{automatic,manual},
+//                               evaluation, prediction, progress (the loop position)
+//              connectors/      checkpoint, callback, logger, data plumbing
+//   callbacks/ defaults.hpp     what Trainer() adds: bar, summary, checkpoint, logger
+//              progress_bar.hpp ProgressBar (terminal redraws, plain lines off a terminal)
 //              model_summary.hpp ModelSummary, summarize()
 //              timer.hpp        Timer (stop fit after a duration)
 //              lambda_callback.hpp LambdaCallback from closures, lambda::on_*(fn)
@@ -30,11 +36,13 @@
 //              tensorboard_logger.hpp TensorBoardLogger: event files, no TensorFlow needed
 //              experiment_dir.hpp (version_N), hparams_yaml.hpp, tfevents.hpp (torch-free)
 //   data/      tensor_loader.hpp TensorLoader, LoaderOptions
+//              idx.hpp, fashion_mnist.hpp  IDX files, the Fashion-MNIST DataModule
 #pragma once
 
 #include <lightning/version.hpp>
 
 #include <lightning/core/batch.hpp>
+#include <lightning/core/checkpoint_dict.hpp>
 #include <lightning/core/concepts.hpp>
 #include <lightning/core/hooks.hpp>
 #include <lightning/core/hyperparameters.hpp>
@@ -54,13 +62,26 @@
 
 #include <lightning/fabric/checkpoint_io.hpp>
 #include <lightning/fabric/checkpoint_state.hpp>
+#include <lightning/fabric/checkpoint_writer.hpp>
 #include <lightning/fabric/fabric.hpp>
 #include <lightning/fabric/gradient_clipping.hpp>
 
+#include <lightning/trainer/connectors/callback_connector.hpp>
+#include <lightning/trainer/connectors/checkpoint_connector.hpp>
+#include <lightning/trainer/connectors/data_connector.hpp>
+#include <lightning/trainer/connectors/logger_connector.hpp>
+#include <lightning/trainer/loops/evaluation_loop.hpp>
+#include <lightning/trainer/loops/fit_loop.hpp>
+#include <lightning/trainer/loops/optimization/automatic.hpp>
+#include <lightning/trainer/loops/optimization/manual.hpp>
+#include <lightning/trainer/loops/prediction_loop.hpp>
+#include <lightning/trainer/loops/progress.hpp>
+#include <lightning/trainer/loops/training_epoch_loop.hpp>
 #include <lightning/trainer/options.hpp>
 #include <lightning/trainer/trainer.hpp>
 
 #include <lightning/callbacks/checkpoint_name.hpp>
+#include <lightning/callbacks/defaults.hpp>
 #include <lightning/callbacks/early_stopping.hpp>
 #include <lightning/callbacks/gradient_accumulation_scheduler.hpp>
 #include <lightning/callbacks/lambda_callback.hpp>

@@ -87,3 +87,28 @@ TEST(LearningRateMonitor, NamesEachParamGroup) {
   EXPECT_DOUBLE_EQ(rows[0].metrics.at("lr-Adam/pg1"), 1e-3);
   EXPECT_DOUBLE_EQ(rows[0].metrics.at("lr-Adam/pg2"), 1e-2);
 }
+
+// As Lightning: the default logger takes the rates; with logger = false and no logger
+// among the callbacks, fit refuses to start.
+TEST(LearningRateMonitor, NeedsALoggerAtRunTime) {
+  auto [X, y] = seed_data(40);
+  lightning::testing::SimpleModel model;
+  CpuTrainer<LearningRateMonitor> with_default(
+      {.max_epochs = 1, .enable_progress_bar = false, .enable_model_summary = false},
+      LearningRateMonitor());
+  with_default.fit(model, L::data::TensorLoader({X, y}, {.batch_size = 10}));
+  EXPECT_TRUE(with_default.has_active_logger());
+
+  CpuTrainer<LearningRateMonitor> without({.max_epochs = 1,
+                                           .enable_progress_bar = false,
+                                           .enable_model_summary = false,
+                                           .logger = false},
+                                          LearningRateMonitor());
+  try {
+    without.fit(model, L::data::TensorLoader({X, y}, {.batch_size = 10}));
+    FAIL() << "a LearningRateMonitor without a logger must be refused";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("LearningRateMonitor needs a logger"), std::string::npos)
+        << e.what();
+  }
+}

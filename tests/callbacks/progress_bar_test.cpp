@@ -67,8 +67,7 @@ std::string run(ProgressBarOptions options, bool enabled = true, bool validate =
   options.stream = &out;
   auto [X, y] = seed_data(256);
   ProgModel m;
-  CpuTrainer<ProgressBar> t({.max_epochs = 2, .enable_progress_bar = enabled},
-                            ProgressBar(options));
+  CpuTrainer<ProgressBar> t({.max_epochs = 2}, ProgressBar(options));
   if (!enabled) t.callback<ProgressBar>().disable();
   auto train = L::data::TensorLoader({X, y}, {.batch_size = 32});  // 8 batches
   if (validate)
@@ -83,11 +82,20 @@ std::string run(ProgressBarOptions options, bool enabled = true, bool validate =
 TEST(ProgressBar, MetricsAreReadOnlyOnDrawnSteps) {
   FakeTrainer t{.num_training_batches = 10};
   // Terminal, every 4 batches: draws at 4, 8, 10 (the last) and the epoch's end.
-  auto text = fake_epoch(t, {.refresh_rate = 4, .interactive = true}, 10);
+  auto text = fake_epoch(
+      t, {.refresh_rate = 4, .min_interval = std::chrono::milliseconds(0), .interactive = true},
+      10);
   EXPECT_EQ(t.metric_reads, 4);
   EXPECT_EQ(count(text, "\r"), 4);
   EXPECT_EQ(count(text, "loss=0.5"), 4);
   EXPECT_NE(text.find("Epoch 0:  40%|########            | 4/10 ["), std::string::npos) << text;
+
+  // With the default min_interval (100 ms) a fast epoch redraws by time, not by batch:
+  // the first due batch (4), the last (10) and the epoch's end; batch 8 reads nothing.
+  t.metric_reads = 0;
+  text = fake_epoch(t, {.refresh_rate = 4, .interactive = true}, 10);
+  EXPECT_EQ(t.metric_reads, 3);
+  EXPECT_EQ(count(text, "\r"), 3);
 
   // Off a terminal, every 25% of 10 batches (2): lines at 2, 4, 6, 8 and the epoch's end.
   t.metric_reads = 0;
@@ -205,6 +213,20 @@ TEST(ProgressBar, PlainValidateTestPredictLines) {
 TEST(ProgressBar, DisabledPrintsNothing) {
   EXPECT_EQ(run({.interactive = false}, false), "");
   EXPECT_EQ(run({.refresh_rate = 0, .interactive = true}, true, true), "");
+}
+
+// enable_progress_bar = false cannot be ignored for a bar the user passes: as in
+// Lightning, the Trainer refuses the contradiction.
+TEST(ProgressBar, TrainerFlagRefusesAUserBar) {
+  try {
+    CpuTrainer<ProgressBar> t({.enable_progress_bar = false}, ProgressBar());
+    FAIL() << "a ProgressBar with enable_progress_bar = false must be refused";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("TrainerOptions.enable_progress_bar = false is invalid: "
+                                         "a ProgressBar was passed among the callbacks"),
+              std::string::npos)
+        << e.what();
+  }
 }
 
 TEST(ProgressBar, TrainerFlagDisablesTheDefaultBar) {

@@ -121,18 +121,20 @@ TEST(Concepts, TrainerDefaultsAreAutoSingleDeviceF32) {
   EXPECT_EQ(trainer.options().max_epochs, 3);
 }
 
-TEST(Concepts, TrainerDeducesCallbacksAndAddsTheDefaultOnes) {
-  using L::callbacks::ModelCheckpoint, L::callbacks::ModelSummary, L::callbacks::ProgressBar;
-  L::Trainer trainer({}, EmptyCallback{});
-  static_assert(
-      std::is_same_v<decltype(trainer)::callback_tuple,
-                     std::tuple<EmptyCallback, ProgressBar, ModelSummary, ModelCheckpoint>>);
-  // The user's own ones replace the defaults; checkpoint callbacks go last (Lightning's order).
-  L::Trainer<L::accelerators::CPU, L::strategies::SingleDevice, L::precision::F32, ModelCheckpoint,
-             ProgressBar, EmptyCallback, ModelSummary>
-      own({}, ModelCheckpoint(), ProgressBar{}, EmptyCallback{}, ModelSummary());
-  static_assert(
-      std::is_same_v<decltype(own)::callback_tuple,
-                     std::tuple<ProgressBar, EmptyCallback, ModelSummary, ModelCheckpoint>>);
-  SUCCEED();
-}
+// The Trainer deduces its callbacks and adds the default ones (Lightning's order): the
+// user's, then progress bar, summary and logger, then checkpoint callbacks last. The
+// user's own ones replace the defaults.
+namespace trainer_callbacks {
+using L::callbacks::DefaultLogger, L::callbacks::ModelCheckpoint, L::callbacks::ModelSummary,
+    L::callbacks::ProgressBar;
+using Deduced = decltype(L::Trainer({}, EmptyCallback{}));
+static_assert(
+    std::is_same_v<Deduced::callback_tuple, std::tuple<EmptyCallback, ProgressBar, ModelSummary,
+                                                       DefaultLogger, ModelCheckpoint>>);
+using Own =
+    L::Trainer<L::accelerators::CPU, L::strategies::SingleDevice, L::precision::F32,
+               ModelCheckpoint, ProgressBar, EmptyCallback, ModelSummary, L::loggers::CSVLogger>;
+static_assert(
+    std::is_same_v<Own::callback_tuple, std::tuple<ProgressBar, EmptyCallback, ModelSummary,
+                                                   L::loggers::CSVLogger, ModelCheckpoint>>);
+}  // namespace trainer_callbacks

@@ -254,8 +254,8 @@ TEST(ManualOptimization, MisuseIsAClearError) {
     ManualLinear m;
     CpuTrainer<> t({.max_epochs = 1, .accumulate_grad_batches = 2, .enable_progress_bar = false});
     expect_invalid_argument([&] { t.fit(m, loader); },
-                            "TrainerOptions.accumulate_grad_batches = 2 is not supported with "
-                            "manual optimization");
+                            "TrainerOptions.accumulate_grad_batches = 2 is invalid: manual "
+                            "optimization");
   }
   {
     ManualLinear m;

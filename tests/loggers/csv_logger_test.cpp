@@ -160,7 +160,7 @@ TEST(CSVLogger, SameBytesAsPyYamlDumpWrites) {
 }
 
 TEST(CSVLogger, PythonFloatReprMatchesPython) {
-  using L::loggers::detail::python_float_repr;
+  using L::python_float_repr;
   // Expected texts are Python 3's repr() of the same doubles.
   EXPECT_EQ(python_float_repr(0.5), "0.5");
   EXPECT_EQ(python_float_repr(100.0), "100.0");

@@ -204,6 +204,7 @@ struct CountingCallback {
   void on_train_batch_end(T&, M&, const O&, const B&, std::int64_t) {
     ++batches;
   }
+  [[nodiscard]] std::string state_key() const { return "CountingCallback"; }
   [[nodiscard]] L::CheckpointDict state_dict() const {
     L::CheckpointDict s = L::make_checkpoint();
     s.insert("batches", batches);

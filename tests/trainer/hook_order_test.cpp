@@ -199,6 +199,9 @@ struct RecordingCallback {
   void on_before_backward(auto& t, auto& m, const torch::Tensor&) {
     rec("on_before_backward", t, m);
   }
+  [[nodiscard]] std::string state_key() const {
+    return "RecordingCallback";
+  }
   [[nodiscard]] L::CheckpointDict state_dict() const {
     rec("state_dict");
     return L::make_checkpoint();

@@ -32,7 +32,7 @@ namespace detail {
 inline std::string format_value(double v, bool integral, std::string_view spec,
                                 std::string_view tmpl) {
   if (spec.empty())
-    return integral ? std::to_string(static_cast<std::int64_t>(v)) : python_float(v);
+    return integral ? std::to_string(static_cast<std::int64_t>(v)) : python_float_repr(v);
   std::string flags;
   std::size_t i = 0;
   if (i < spec.size() && (spec[i] == '+' || spec[i] == '-' || spec[i] == ' ')) {

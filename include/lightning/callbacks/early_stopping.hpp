@@ -127,6 +127,8 @@ class EarlyStopping {
       return;
     }
     auto [stop, reason] = evaluate(it->second);
+    if constexpr (requires { trainer.broadcast(true); })
+      stop = trainer.broadcast(stop);  // rank zero's decision: every rank stops together
     trainer.should_stop = trainer.should_stop || stop;
     if (stop) {
       stopped_epoch_ = trainer.current_epoch;
@@ -144,24 +146,23 @@ class EarlyStopping {
 
   std::pair<bool, std::string> evaluate(double current) {
     const char* order = o_.mode == Mode::min ? "<" : ">";
-    const std::string value = o_.monitor + " = " + detail::python_float(current);
+    const std::string value = o_.monitor + " = " + python_float_repr(current);
     if (o_.check_finite && !std::isfinite(current))
       return {true, "Monitored metric " + value + " is not finite. Previous best value was " +
                         fmt("%.3f", best_score_) + ". Signaling Trainer to stop."};
     if (o_.stopping_threshold && detail::improves(o_.mode, current, *o_.stopping_threshold))
       return {true, "Stopping threshold reached: " + value + " " + order + " " +
-                        detail::python_float(*o_.stopping_threshold) +
-                        ". Signaling Trainer to stop."};
+                        python_float_repr(*o_.stopping_threshold) + ". Signaling Trainer to stop."};
     if (o_.divergence_threshold && detail::improves(o_.mode, -current, -*o_.divergence_threshold))
       return {true, "Divergence threshold reached: " + value + " " + order + " " +
-                        detail::python_float(*o_.divergence_threshold) +
+                        python_float_repr(*o_.divergence_threshold) +
                         ". Signaling Trainer to stop."};
     if (detail::improves(o_.mode, current - min_delta_, best_score_)) {
       std::string reason =
           std::isfinite(best_score_)
               ? "Metric " + o_.monitor + " improved by " +
                     fmt("%.3f", std::abs(best_score_ - current)) +
-                    " >= min_delta = " + detail::python_float(std::abs(min_delta_)) +
+                    " >= min_delta = " + python_float_repr(std::abs(min_delta_)) +
                     ". New best score: " + fmt("%.3f", current)
               : "Metric " + o_.monitor + " improved. New best score: " + fmt("%.3f", current);
       best_score_ = current;

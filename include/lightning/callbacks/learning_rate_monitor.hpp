@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -30,9 +31,13 @@ class LearningRateMonitor {
   // name, "/pgN" per param group when there are several. Fixed when training starts.
   template <class Trainer, class Module>
   void on_train_start(Trainer& trainer, Module&) {
-    static_assert(Trainer::has_loggers,
-                  "lightning: LearningRateMonitor needs a logger among the Trainer's callbacks "
-                  "(e.g. lightning::loggers::CSVLogger); it has nowhere to send the rates");
+    // As Lightning: the Trainer's default logger will do, but with none it is an error.
+    if constexpr (requires { trainer.has_active_logger(); })
+      if (!trainer.has_active_logger())
+        throw std::invalid_argument(
+            "lightning: LearningRateMonitor needs a logger: TrainerOptions.logger = false and "
+            "no logger is among the callbacks; keep the default logger or pass one (e.g. "
+            "lightning::loggers::CSVLogger)");
     names_.clear();
     std::map<std::string, int> seen;
     for (const auto& info : trainer.optimizer_infos()) {

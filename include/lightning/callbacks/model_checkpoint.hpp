@@ -127,7 +127,7 @@ class ModelCheckpoint {
     k += ", 'every_n_epochs': ";
     k += std::to_string(every_n_epochs_);
     k += ", 'train_time_interval': ";
-    k += o_.train_time_interval ? detail::python_float(o_.train_time_interval->count()) : "None";
+    k += o_.train_time_interval ? python_float_repr(o_.train_time_interval->count()) : "None";
     k += '}';
     return k;
   }
@@ -383,8 +383,15 @@ class ModelCheckpoint {
   }
 
   template <class Trainer>
-  void save(Trainer& trainer, const std::filesystem::path& path) {
-    trainer.save_checkpoint(path, o_.save_weights_only);
+  void save(Trainer& trainer, const std::filesystem::path& given) {
+    // Every rank saves (and names) rank zero's file; the write leaves the training thread.
+    std::filesystem::path path = given;
+    if constexpr (requires { trainer.broadcast(given.string()); })
+      path = trainer.broadcast(given.string());
+    if constexpr (requires { trainer.save_checkpoint_in_background(path, true); })
+      trainer.save_checkpoint_in_background(path, o_.save_weights_only);
+    else
+      trainer.save_checkpoint(path, o_.save_weights_only);
     last_global_step_saved_ = trainer.global_step;
   }
 
@@ -399,7 +406,10 @@ class ModelCheckpoint {
     if (trainer.ckpt_path() && std::filesystem::absolute(*trainer.ckpt_path(), ec) == prev) return;
     const auto dir = std::filesystem::absolute(dirpath_, ec);
     if (prev.parent_path() != dir) return;
-    std::filesystem::remove(prev, ec);
+    if constexpr (requires { trainer.remove_checkpoint(prev); })
+      trainer.remove_checkpoint(prev);  // after the save that replaces it is on disk
+    else
+      std::filesystem::remove(prev, ec);
   }
 
   ModelCheckpointOptions o_;

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <lightning/core/metric_map.hpp>
+#include <lightning/core/python_format.hpp>
 
 #include <charconv>
 #include <cmath>
@@ -27,17 +28,6 @@ namespace detail {
 [[nodiscard]] constexpr double worst(Mode m) noexcept {
   return m == Mode::min ? std::numeric_limits<double>::infinity()
                         : -std::numeric_limits<double>::infinity();
-}
-
-// Python's str(float): the shortest text that reads back exactly, ".0" for integers.
-inline std::string python_float(double v) {
-  if (std::isnan(v)) return "nan";
-  if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
-  char buf[64];
-  const auto r = std::to_chars(buf, buf + sizeof buf, v);
-  std::string s(buf, r.ptr);
-  if (s.find_first_of(".e") == std::string::npos) s += ".0";
-  return s;
 }
 
 // The names a missing metric could have been, for error messages.

@@ -3,7 +3,8 @@
 // "Testing", "Predicting"; each shows n/total, the percentage (and a bar on a terminal)
 // when the total is known, elapsed and remaining time and the rate.
 //
-// On a terminal a line is redrawn every `refresh_rate` batches; training keeps one line
+// On a terminal a line is redrawn every `refresh_rate` batches, at most once per
+// `min_interval` (100 ms, as tqdm), and at its end; training keeps one line
 // that each epoch redraws (unless `leave`); the validation line of fit appears below the
 // epoch's line and is erased when validation ends (Lightning's leave=False), as is the
 // sanity check's. Off a terminal (CI, a log file) a plain line is printed each time a
@@ -34,13 +35,15 @@
 namespace lightning::callbacks {
 
 struct ProgressBarOptions {
-  std::int64_t refresh_rate = 1;   // batches between redraws on a terminal (0: no output)
-  std::ostream* stream = nullptr;  // default: std::cout
+  std::int64_t refresh_rate = 1;  // batches between redraws on a terminal (0: no output)
+  // On a terminal, the least time between two redraws (tqdm's mininterval): a step that
+  // comes sooner draws nothing and reads no metric. 0: every refresh_rate batches.
+  std::chrono::milliseconds min_interval{100};
+  std::ostream* stream = nullptr;                  // default: std::cout
   std::optional<bool> interactive = std::nullopt;  // default: whether stdout is a terminal
   std::int64_t plain_interval_percent = 25;        // off a terminal: a line per this much progress
-  std::int64_t plain_every_n_batches = 100;
+  std::int64_t plain_every_n_batches = 100;        // off a terminal, total unknown: a line per this
   bool leave = false;  // on a terminal, keep each epoch's finished line (else the next redraws it)
-                       // // off a terminal, total unknown: a line per this
 };
 
 class ProgressBar {
@@ -166,6 +169,7 @@ class ProgressBar {
     std::int64_t n = 0;
     std::optional<std::int64_t> total;
     Clock::time_point started{};
+    Clock::time_point drawn{};    // on a terminal: the latest redraw
     std::int64_t plain_step = 1;  // off a terminal: batches between plain lines
     std::int64_t next_plain = 1;
 
@@ -173,6 +177,7 @@ class ProgressBar {
       n = 0;
       total = t && *t > 0 ? t : std::nullopt;
       started = Clock::now();
+      drawn = Clock::time_point{};  // the first due batch draws
       plain_step = step;
       next_plain = step;
     }
@@ -205,9 +210,17 @@ class ProgressBar {
   }
 
   // Whether the batch just counted is drawn: on a terminal every refresh_rate batches
-  // and at the last; off one, at each plain step short of the end (the end draws anyway).
+  // once min_interval has passed, and at the last; off one, at each plain step short of
+  // the end (the end draws anyway).
   [[nodiscard]] bool due(Line& line) const {
-    if (interactive_) return line.n % options_.refresh_rate == 0 || line.n == line.total;
+    if (interactive_) {
+      if (line.n == line.total) return true;
+      if (line.n % options_.refresh_rate != 0) return false;
+      const auto now = Clock::now();
+      if (now - line.drawn < options_.min_interval) return false;
+      line.drawn = now;
+      return true;
+    }
     if (line.n < line.next_plain || line.n == line.total) return false;
     line.next_plain += line.plain_step;
     return true;

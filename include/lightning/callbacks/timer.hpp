@@ -122,6 +122,8 @@ class Timer {
     if (options_.duration && options_.interval == Interval::epoch) check_time_remaining(trainer);
   }
 
+  // Lightning's key: the class name (one Timer per Trainer).
+  [[nodiscard]] std::string state_key() const { return "Timer"; }
   // {"time_elapsed": {"train": s, "validate": s, "test": s}} in seconds, as Lightning saves.
   [[nodiscard]] CheckpointDict state_dict() const {
     c10::Dict<std::string, double> elapsed;
@@ -153,8 +155,8 @@ class Timer {
   template <class T>
   void check_time_remaining(T& trainer) {
     bool stop_now = time_elapsed(TimerStage::train) >= options_.duration->count();
-    if constexpr (requires { trainer.fabric().broadcast(true); })
-      stop_now = trainer.fabric().broadcast(stop_now);  // every rank stops together
+    if constexpr (requires { trainer.broadcast(true); })
+      stop_now = trainer.broadcast(stop_now);  // every rank stops together
     trainer.should_stop = trainer.should_stop || stop_now;
     if (stop_now && options_.verbose && trainer.is_global_zero()) {
       std::ostream& out = options_.stream ? *options_.stream : std::cerr;

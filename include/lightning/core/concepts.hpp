@@ -2,6 +2,7 @@
 // and each policy kind (Accelerator, Strategy, Precision) must provide.
 #pragma once
 
+#include <lightning/core/checkpoint_dict.hpp>
 #include <lightning/core/hooks.hpp>
 #include <lightning/core/manual_optimization.hpp>
 #include <lightning/core/metrics.hpp>
@@ -13,20 +14,26 @@
 #include <concepts>
 #include <cstdint>
 #include <iterator>
+#include <optional>
 #include <ranges>
+#include <string>
 #include <string_view>
 #include <type_traits>
+#include <vector>
 
 namespace lightning {
 
 // An RAII scope that does nothing: what a policy returns when it has no scope to open
-// (F32's autocast, SingleDevice's gradient-sync suspension).
+// (F32's autocast, Fabric's gradient-sync suspension on one device).
 struct NoScope {
   NoScope() = default;
   NoScope(const NoScope&) = delete;
   NoScope& operator=(const NoScope&) = delete;
   ~NoScope() {}  // user-provided so `auto scope = ...;` is not an unused-variable warning
 };
+
+// What a step that returns nothing (void validation_step) passes to *_batch_end hooks.
+struct NoOutput {};
 
 // ---------------------------------------------------------------------------------
 // Loaders
@@ -212,45 +219,95 @@ concept PredictModule = requires(M& m, Batch& batch, std::int64_t batch_idx) {
 };
 
 // ---------------------------------------------------------------------------------
-// Policies
+// Policies. Each contract point is called by the loops at one place (docs/architecture.md
+// lists who calls what, and when); a policy with nothing to do there makes it an inline
+// no-op, so it costs nothing.
 
-// Accelerator: where tensors live. Resolves its device once in setup(), then hands it
-// out; synchronize() waits for queued device work (for timing, never per step).
+namespace detail {
+// What the concepts hand to a policy's templated members to check that they exist.
+using ProbeLoader = std::vector<torch::Tensor>;
+}  // namespace detail
+
+// Accelerator: where tensors live.
+// - device_type: the device kind when it is known at compile time (CPU), std::nullopt
+//   when it is resolved at run time (Auto), so a policy can static_assert on it.
+// - setup(local_rank): picks the device once per process, from the process's rank on its
+//   node (a CUDA accelerator takes cuda:<local_rank>); device() hands it out after.
+// - to_device(t): the batch transfer of one tensor (non-blocking from pinned host memory
+//   where the device allows it; a tensor already there is returned as is).
+// - rng_state()/set_rng_state(d): every generator work on this device draws from (the
+//   CPU's always), saved in and restored from checkpoints for an exact resume.
+// - synchronize(): waits for queued device work (for timing, never per step).
 template <class A>
-concept Accelerator = std::default_initializable<A> && requires(A& a, const A& ca) {
+concept Accelerator = std::default_initializable<A> &&
+    requires(A& a, const A& ca, const torch::Tensor& t, const CheckpointDict& state) {
   { A::name } -> std::convertible_to<std::string_view>;
-  a.setup();
+  { A::device_type } -> std::convertible_to<std::optional<c10::DeviceType>>;
+  a.setup(std::int64_t{0});
   { ca.device() } -> std::same_as<c10::Device>;
+  { ca.to_device(t) } -> std::same_as<torch::Tensor>;
+  { ca.rng_state() } -> std::same_as<CheckpointDict>;
+  a.set_rng_state(state);
   ca.synchronize();
 };
 
-// Strategy: how work is spread over processes. Sets up the module on the device,
-// reduces tensors and broadcasts decisions across ranks, and can suspend gradient
-// synchronisation during accumulation. SingleDevice makes all of it a no-op.
+// Strategy: how work is spread over processes, at every point c10d's Reducer needs
+// (docs: ddp-notes). In call order:
+// - setup_environment(): joins the process group (ranks, world size, local rank);
+// - setup_module(m, device): wraps the module, after the precision converted it (the
+//   Reducer must see the final parameters);
+// - process_dataloader(loader): the loader this rank iterates (its shard; the same
+//   number of batches on every rank);
+// - pre_forward(m): before each training forward (the Reducer's prepare_for_forward);
+// - zero_grad(optimizer): the only place gradients are cleared (bucket views forbid
+//   Optimizer::zero_grad);
+// - pre_backward(loss, sync)/post_backward(loss, sync): around the precision's backward;
+//   sync is false on accumulation micro-batches, whose gradients stay local;
+// - reduce(t, op): a tensor across ranks; broadcast(v): rank zero's decision (a stop, a
+//   path, a number) for every rank; barrier();
+// - teardown(): at the end of each run, unwraps the module and frees what setup_module
+//   made (the process group lives as long as the process).
 template <class S>
 concept Strategy = std::default_initializable<S> &&
-    requires(S& s, const S& cs, torch::nn::Module& m, const torch::Tensor& t, c10::Device d) {
+    requires(S& s, const S& cs, torch::nn::Module& m, const torch::Tensor& t, c10::Device d,
+             torch::optim::Optimizer& o, detail::ProbeLoader& loader) {
   { S::name } -> std::convertible_to<std::string_view>;
+  s.setup_environment();
   s.setup_module(m, d);
+  s.process_dataloader(loader);
+  s.pre_forward(m);
+  s.zero_grad(o);
+  s.pre_backward(t, true);
+  s.post_backward(t, true);
   { cs.reduce(t, Reduce::mean) } -> std::same_as<torch::Tensor>;
-  cs.barrier();
   { cs.broadcast(true) } -> std::same_as<bool>;
+  { cs.broadcast(std::int64_t{0}) } -> std::same_as<std::int64_t>;
+  { cs.broadcast(0.0) } -> std::same_as<double>;
+  { cs.broadcast(std::string()) } -> std::same_as<std::string>;
+  cs.barrier();
+  s.teardown();
   { cs.rank() } -> std::convertible_to<std::int64_t>;
+  { cs.local_rank() } -> std::convertible_to<std::int64_t>;
   { cs.world_size() } -> std::convertible_to<std::int64_t>;
   { cs.is_global_zero() } -> std::same_as<bool>;
-  s.no_backward_sync();
 };
 
-// Precision: the numeric policy. Converts the module and floating inputs to its
-// parameter dtype, opens an autocast scope around forward, runs backward (scaled where
-// needed), unscales gradients before clipping, and steps the optimizer, returning
-// false when the step was skipped (non-finite gradients) so schedulers skip too; with a
-// closure (LBFGS) it returns the closure's loss.
+// Precision: the numeric policy.
+// - convert_module(m), convert_input(t): parameters and floating inputs in param_dtype;
+// - autocast(device): the scope around every forward;
+// - backward(loss): scaled where needed; unscale_gradients(o): before clipping;
+// - optimizer_step(o) -> false when the step was skipped (non-finite gradients). The rule
+//   (docs/architecture.md): a skipped step is not a step. The loop then steps no
+//   scheduler and does not count it in global_step. Lightning steps the scheduler anyway
+//   and only warns ("Detected call of lr_scheduler.step() before optimizer.step()").
+//   With a closure (LBFGS) it returns the closure's loss;
+// - state_dict()/load_state_dict(d): its own state (a gradient scaler's scale and growth
+//   tracker), saved in and restored from checkpoints; empty when it has none.
 template <class P>
 concept Precision = std::default_initializable<P> &&
     requires(P& p, const P& cp, torch::nn::Module& m, const torch::Tensor& t,
              torch::optim::Optimizer& o, c10::Device d,
-             const torch::optim::Optimizer::LossClosure& closure) {
+             const torch::optim::Optimizer::LossClosure& closure, const CheckpointDict& state) {
   { P::name } -> std::convertible_to<std::string_view>;
   { P::param_dtype } -> std::convertible_to<c10::ScalarType>;
   p.convert_module(m);
@@ -260,6 +317,8 @@ concept Precision = std::default_initializable<P> &&
   p.unscale_gradients(o);
   { p.optimizer_step(o) } -> std::same_as<bool>;
   { p.optimizer_step(o, closure) } -> std::same_as<torch::Tensor>;
+  { cp.state_dict() } -> std::same_as<CheckpointDict>;
+  p.load_state_dict(state);
 };
 
 // Callback: any movable class that is not a policy. It may define any subset of

@@ -47,7 +47,9 @@ struct ManualOptimization {
   void* trainer = nullptr;
   // Precision-aware backward with on_before_backward / on_after_backward around it.
   void (*backward)(void* trainer, const torch::Tensor& loss) = nullptr;
-  // on_before_optimizer_step, the precision's step, then global_step += 1.
+  // Clears gradients through the strategy (DDP's bucket views forbid Optimizer::zero_grad).
+  void (*zero_grad)(void* trainer, torch::optim::Optimizer& optimizer) = nullptr;
+  // on_before_optimizer_step, the precision's step, then global_step += 1 unless skipped.
   bool (*step)(void* trainer, torch::optim::Optimizer& optimizer) = nullptr;
   torch::Tensor (*step_closure)(void* trainer, torch::optim::Optimizer& optimizer,
                                 const torch::optim::Optimizer::LossClosure& closure) = nullptr;
@@ -91,8 +93,8 @@ class LightningOptimizer {
   LightningOptimizer(torch::optim::Optimizer& optimizer, detail::ManualOptimization& context)
       : optimizer_(&optimizer), context_(&context) {}
 
-  // Clears the gradients of this optimizer's parameters.
-  void zero_grad() { optimizer_->zero_grad(); }
+  // Clears the gradients of this optimizer's parameters (through the strategy).
+  void zero_grad() { context_->zero_grad(context_->trainer, *optimizer_); }
 
   // Runs on_before_optimizer_step (module, callbacks), then the precision's step.
   // Returns false when the precision skipped the step (non-finite gradients).

@@ -175,6 +175,18 @@ class MetricStore {
   [[nodiscard]] MetricMap callback_metrics() const {
     return collect([](const Slot&) { return true; });
   }
+  // One of callback_metrics() by its key, reading only that value (a plateau scheduler's
+  // monitor); nullopt when it was never logged.
+  [[nodiscard]] std::optional<double> callback_metric(std::string_view key) const {
+    std::optional<double> out;
+    for (const auto& s : slots_) {
+      if (s.on_step && s.has_step && s.step_key == key) out = step_value(s);
+      if (s.on_epoch && s.has_epoch && s.epoch_key == key) out = epoch_value(s);
+      if (s.on_step && s.on_epoch && (s.has_step || s.has_epoch) && s.key == key)
+        out = s.has_epoch ? epoch_value(s) : step_value(s);
+    }
+    return out;
+  }
   // Lightning's trainer.logged_metrics: metrics logged with logger=true.
   [[nodiscard]] MetricMap logged_metrics() const {
     return collect([](const Slot& s) { return s.logger; });
@@ -192,23 +204,28 @@ class MetricStore {
   }
 
   // Step values for loggers that were logged since the previous call (reads the device).
+  // All of them in one device-to-host copy, not one .item() (one sync) each.
   [[nodiscard]] MetricMap take_step_metrics() {
     MetricMap out;
+    read_.clear();
     for (auto& s : slots_)
       if (s.logger && s.on_step && s.step_fresh) {
-        out.emplace(s.step_key, step_value(s));
+        read_.push_back({&s.step_key, s.host ? nullptr : &s.step, s.host_step});
         s.step_fresh = false;
       }
+    read_together(out);
     return out;
   }
   // Epoch values for loggers of a phase finalized since the previous call.
   [[nodiscard]] MetricMap take_epoch_metrics(Phase phase) {
     MetricMap out;
+    read_.clear();
     for (auto& s : slots_)
       if (s.phase == phase && s.logger && s.epoch_fresh) {
-        out.emplace(s.epoch_key, epoch_value(s));
+        read_.push_back({&s.epoch_key, s.host ? nullptr : &s.epoch, s.host_epoch});
         s.epoch_fresh = false;
       }
+    read_together(out);
     return out;
   }
   [[nodiscard]] std::size_t size() const noexcept { return slots_.size(); }
@@ -313,6 +330,33 @@ class MetricStore {
     return slots_.back();
   }
 
+  // A value to read: on the host already, or a 0-d double tensor.
+  struct Pending {
+    const std::string* key;
+    const torch::Tensor* tensor;
+    double host;
+  };
+  // Reads every pending value with at most one copy from the device: CPU tensors are
+  // read in place, device tensors are stacked and copied to the host together.
+  void read_together(MetricMap& out) {
+    const torch::Tensor* device_value = nullptr;
+    for (const auto& p : read_)
+      if (p.tensor && !p.tensor->is_cpu()) device_value = p.tensor;
+    if (device_value) {
+      const auto options = torch::TensorOptions(torch::kDouble).device(device_value->device());
+      std::vector<torch::Tensor> values;
+      values.reserve(read_.size());
+      for (const auto& p : read_)
+        values.push_back(p.tensor ? p.tensor->to(options) : torch::full({}, p.host, options));
+      const auto host = torch::stack(values).cpu();
+      const double* v = host.data_ptr<double>();
+      for (std::size_t i = 0; i < read_.size(); ++i) out.emplace(*read_[i].key, v[i]);
+      return;
+    }
+    for (const auto& p : read_)
+      out.emplace(*p.key, p.tensor ? *p.tensor->data_ptr<double>() : p.host);
+  }
+
   static double step_value(const Slot& s) { return s.host ? s.host_step : s.step.item<double>(); }
   static double epoch_value(const Slot& s) {
     return s.host ? s.host_epoch : s.epoch.item<double>();
@@ -333,6 +377,7 @@ class MetricStore {
   }
 
   std::vector<Slot> slots_;
+  std::vector<Pending> read_;  // reused by each read: no allocation once it has grown
   std::size_t cursor_ = 0;
   LogScope scope_ = LogScope::forbidden;
   const char* hook_ = "(outside the Trainer)";

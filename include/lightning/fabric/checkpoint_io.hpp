@@ -12,6 +12,7 @@
 // load verifies.
 #pragma once
 
+#include <lightning/core/checkpoint_dict.hpp>
 #include <lightning/version.hpp>
 
 #include <caffe2/serialize/inline_container.h>
@@ -40,33 +41,10 @@
 
 namespace lightning {
 
-// What a checkpoint holds: string keys, any pickleable value (tensors, numbers, strings,
-// nested dicts and lists). Make an empty one with make_checkpoint().
-using CheckpointDict = c10::impl::GenericDict;
-inline CheckpointDict make_checkpoint() {
-  return CheckpointDict(c10::StringType::get(), c10::AnyType::get());
-}
-
 // The file or its content is not a loadable checkpoint; what() names the file and why.
 struct CheckpointError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
-
-// A dict entry of a loaded checkpoint as the typed dict it was written as (the
-// unpickler hands back dicts with generic element types).
-template <class V = c10::IValue>
-auto checkpoint_dict(const c10::IValue& value) {
-  if constexpr (std::is_same_v<V, c10::IValue>) {
-    CheckpointDict out = make_checkpoint();
-    for (const auto& kv : value.toGenericDict()) out.insert(kv.key(), kv.value());
-    return out;
-  } else {
-    c10::Dict<std::string, V> out;
-    for (const auto& kv : value.toGenericDict())
-      out.insert(kv.key().toStringRef(), kv.value().template to<V>());
-    return out;
-  }
-}
 
 namespace detail {
 

@@ -184,14 +184,4 @@ inline HParams load_hyperparameters(const std::filesystem::path& path) {
   return load_hyperparameters_state(checkpoint_dict(c.at("hyper_parameters")), path.string());
 }
 
-// The default CPU generator's state (dropout, shuffling without a seed, torch::rand).
-inline torch::Tensor cpu_rng_state() {
-  return at::detail::getDefaultCPUGenerator().get_state();
-}
-inline void set_cpu_rng_state(const torch::Tensor& state) {
-  auto gen = at::detail::getDefaultCPUGenerator();
-  std::lock_guard<std::mutex> lock(gen.mutex());
-  gen.set_state(state);
-}
-
 }  // namespace lightning

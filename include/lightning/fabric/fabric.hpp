@@ -4,6 +4,7 @@
 #pragma once
 
 #include <lightning/core/batch.hpp>
+#include <lightning/core/checkpoint_dict.hpp>
 #include <lightning/core/concepts.hpp>
 #include <lightning/core/seed.hpp>
 #include <lightning/fabric/gradient_clipping.hpp>
@@ -18,6 +19,8 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 namespace lightning {
@@ -43,11 +46,13 @@ class Fabric {
         strategy_(std::move(strategy)),
         precision_(std::move(precision)) {}
 
-  // Resolves the device (accelerator "auto" picks here) and keeps the host memory a
-  // step frees for the next one (fabric/host_memory.hpp). Idempotent.
+  // Joins the strategy's process group, resolves the device from the local rank
+  // (accelerator "auto" picks here) and keeps the host memory a step frees for the next
+  // one (fabric/host_memory.hpp). Idempotent.
   void launch() {
     if (!launched_) {
-      accelerator_.setup();
+      strategy_.setup_environment();
+      accelerator_.setup(strategy_.local_rank());
       retain_freed_host_memory();
     }
     launched_ = true;
@@ -55,44 +60,63 @@ class Fabric {
 
   [[nodiscard]] c10::Device device() const noexcept { return accelerator_.device(); }
 
-  // Moves the module to the device and converts it to the precision's dtype. Call it
-  // before creating the optimizer, so the optimizer sees the final parameters.
+  // Moves the module to the device, converts it to the precision's dtype, then lets the
+  // strategy wrap it (last: a DDP Reducer must see the final parameters). Call it before
+  // creating the optimizer, so the optimizer sees the final parameters.
   template <class M>
   M& setup_module(M& module) {
     launch();
-    strategy_.setup_module(module, device());
+    module.to(device());
     precision_.convert_module(module);
+    strategy_.setup_module(module, device());
     return module;
   }
 
-  // Prepares an optimizer for the strategy (single device: nothing to do). Module::to
-  // keeps parameter identities, so optimizers made before setup_module stay valid.
-  template <class O>
-  O& setup_optimizer(O& optimizer) {
-    return optimizer;
-  }
-
-  // Lightning Fabric's fabric.setup(model, optimizer).
+  // Lightning Fabric's fabric.setup(model, optimizer). Module::to keeps parameter
+  // identities, so an optimizer made before setup_module stays valid.
   template <class M, class O>
-  void setup(M& module, O& optimizer) {
+  void setup(M& module, O& /*optimizer*/) {
     setup_module(module);
-    setup_optimizer(optimizer);
   }
 
-  // Moves every tensor of a batch to the device and casts floating inputs to the precision.
+  // Lightning Fabric's setup_dataloaders: the loader this rank iterates (its shard).
+  template <class L>
+  decltype(auto) setup_dataloader(L&& loader) {
+    return strategy_.process_dataloader(std::forward<L>(loader));
+  }
+
+  // Moves every tensor of a batch to the device (the accelerator's transfer) and casts
+  // floating inputs to the precision: one rebuild of the batch, moved through the cast.
   template <class B>
-  [[nodiscard]] B to_device(const B& batch) const {
-    if constexpr (requires { precision_.convert_batch(batch); })
-      return precision_.convert_batch(transfer_batch(batch, device()));
+  [[nodiscard]] std::remove_cvref_t<B> to_device(const B& batch) const {
+    auto moved =
+        map_tensors(batch, [this](const torch::Tensor& t) { return accelerator_.to_device(t); });
+    if constexpr (requires { precision_.convert_batch(std::move(moved)); })
+      return precision_.convert_batch(std::move(moved));
     else
-      return map_tensors(transfer_batch(batch, device()),
+      return map_tensors(moved,
                          [this](const torch::Tensor& t) { return precision_.convert_input(t); });
   }
 
   // The forward-pass scope of the precision (autocast for mixed precision; else nothing).
   [[nodiscard]] auto autocast() const { return precision_.autocast(device()); }
 
-  void backward(const torch::Tensor& loss) { precision_.backward(loss); }
+  // Before each forward of a training step (a DDP Reducer prepares its buckets here).
+  void pre_forward(torch::nn::Module& module) { strategy_.pre_forward(module); }
+
+  // Back-propagates through the precision (scaled where it scales), between the
+  // strategy's hooks; `sync` says whether gradients are synchronised across ranks after
+  // it (false on gradient-accumulation micro-batches). Without `sync`, it is false
+  // inside a no_backward_sync() scope.
+  void backward(const torch::Tensor& loss, bool sync) {
+    strategy_.pre_backward(loss, sync);
+    precision_.backward(loss);
+    strategy_.post_backward(loss, sync);
+  }
+  void backward(const torch::Tensor& loss) { backward(loss, backward_sync_); }
+
+  // Clears the gradients of an optimizer's parameters, through the strategy.
+  void zero_grad(torch::optim::Optimizer& optimizer) { strategy_.zero_grad(optimizer); }
 
   // Clips the gradients of the optimizer's parameters: by value if clip_val is set,
   // else by norm. Unscales first (mixed precision). Returns the total norm when
@@ -131,13 +155,46 @@ class Fabric {
     return strategy_.reduce(t, op);
   }
   void barrier() const { strategy_.barrier(); }
-  [[nodiscard]] bool broadcast(bool decision) const { return strategy_.broadcast(decision); }
+  // Rank zero's value for every rank (a decision, a path, a number).
+  template <class T>
+  [[nodiscard]] T broadcast(T value) const {
+    return strategy_.broadcast(std::move(value));
+  }
   [[nodiscard]] std::int64_t global_rank() const { return strategy_.rank(); }
+  [[nodiscard]] std::int64_t local_rank() const { return strategy_.local_rank(); }
   [[nodiscard]] std::int64_t world_size() const { return strategy_.world_size(); }
   [[nodiscard]] bool is_global_zero() const { return strategy_.is_global_zero(); }
 
-  // Suspends gradient synchronisation across ranks (gradient accumulation).
-  [[nodiscard]] auto no_backward_sync() { return strategy_.no_backward_sync(); }
+  // Backward calls inside this scope leave gradients unsynchronised across ranks
+  // (gradient accumulation; Lightning Fabric's no_backward_sync).
+  class BackwardSyncSuspension {
+   public:
+    explicit BackwardSyncSuspension(Fabric& f) noexcept
+        : fabric_(f), previous_(std::exchange(f.backward_sync_, false)) {}
+    ~BackwardSyncSuspension() { fabric_.backward_sync_ = previous_; }
+    BackwardSyncSuspension(const BackwardSyncSuspension&) = delete;
+    BackwardSyncSuspension& operator=(const BackwardSyncSuspension&) = delete;
+
+   private:
+    Fabric& fabric_;
+    bool previous_;
+  };
+  [[nodiscard]] BackwardSyncSuspension no_backward_sync() noexcept {
+    return BackwardSyncSuspension(*this);
+  }
+
+  // What a checkpoint keeps of the policies: the accelerator's generators, the
+  // precision's state (a gradient scaler's).
+  [[nodiscard]] CheckpointDict rng_state() const { return accelerator_.rng_state(); }
+  void set_rng_state(const CheckpointDict& state) { accelerator_.set_rng_state(state); }
+  [[nodiscard]] CheckpointDict precision_state() const { return precision_.state_dict(); }
+  void load_precision_state(const CheckpointDict& state) { precision_.load_state_dict(state); }
+
+  // Ends a run: the strategy unwraps the module and frees what setup_module made (the
+  // process group lives as long as the process). The Trainer calls it after each entry.
+  void teardown() {
+    if (launched_) strategy_.teardown();
+  }
 
   void seed_everything(std::uint64_t seed) const { lightning::seed_everything(seed); }
 
@@ -150,6 +207,7 @@ class Fabric {
   S strategy_{};
   P precision_{};
   bool launched_ = false;
+  bool backward_sync_ = true;         // false inside no_backward_sync()
   std::vector<torch::Tensor> grads_;  // reused by clip_gradients: no allocation per step
 };
 

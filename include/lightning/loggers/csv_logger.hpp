@@ -157,7 +157,7 @@ class CSVRun {
                                   value == std::trunc(value) && std::abs(value) < 1e15;
       row.insert_or_assign(prefixed(prefix_, name),
                            integral_epoch ? std::to_string(static_cast<std::int64_t>(value))
-                                          : python_float_repr(value));
+                                          : lightning::python_float_repr(value));
     }
     row.insert_or_assign("step", std::to_string(step));
     pending_.push_back(std::move(row));

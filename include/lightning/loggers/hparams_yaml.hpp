@@ -1,11 +1,11 @@
 // hparams.yaml as Lightning writes it (save_hparams_to_yaml, i.e. PyYAML's yaml.dump of a
 // flat dict): keys sorted, one `key: value` line each, scalars spelled and quoted the way
 // PyYAML spells them, so that yaml.safe_load (and Lightning's load_hparams_from_yaml)
-// reads back the same values and types. Also Python's repr() of a float, which the CSV
-// logger writes too.
+// reads back the same values and types.
 #pragma once
 
 #include <lightning/core/hyperparameters.hpp>
+#include <lightning/core/python_format.hpp>
 #include <lightning/loggers/experiment_dir.hpp>
 
 #include <algorithm>
@@ -24,61 +24,12 @@ namespace lightning::loggers {
 
 namespace detail {
 
-// Python's repr(float): the shortest text that reads back the same double, positional
-// when 1e-4 <= |v| < 1e16 (always with a fraction: "1.0"), scientific otherwise ("1e-05").
-inline std::string python_float_repr(double v) {
-  if (std::isnan(v)) return "nan";
-  if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
-  char buffer[64];
-  const auto result =
-      std::to_chars(buffer, buffer + sizeof buffer, v, std::chars_format::scientific);
-  std::string_view text(buffer, static_cast<std::size_t>(result.ptr - buffer));
-  std::string out;
-  if (text.front() == '-') {
-    out += '-';
-    text.remove_prefix(1);
-  }
-  const auto e_at = text.find('e');
-  std::string digits;
-  for (char c : text.substr(0, e_at))
-    if (c != '.') digits += c;
-  int exponent = 0;
-  const auto exponent_text = text.substr(e_at + 1);
-  std::from_chars(exponent_text.data() + (exponent_text.front() == '+' ? 1 : 0),
-                  exponent_text.data() + exponent_text.size(), exponent);
-  const auto n = static_cast<int>(digits.size());
-  if (exponent >= -4 && exponent < 16) {
-    if (exponent >= 0) {
-      const int whole = exponent + 1;
-      out += digits.substr(0, static_cast<std::size_t>(std::min(whole, n)));
-      if (n < whole) out.append(static_cast<std::size_t>(whole - n), '0');
-      out += '.';
-      out += n > whole ? digits.substr(static_cast<std::size_t>(whole)) : "0";
-    } else {
-      out += "0.";
-      out.append(static_cast<std::size_t>(-exponent - 1), '0');
-      out += digits;
-    }
-    return out;
-  }
-  out += digits.front();
-  if (n > 1) {
-    out += '.';
-    out += digits.substr(1);
-  }
-  out += exponent < 0 ? "e-" : "e+";
-  const int magnitude = exponent < 0 ? -exponent : exponent;
-  if (magnitude < 10) out += '0';
-  out += std::to_string(magnitude);
-  return out;
-}
-
 // PyYAML's float: repr() in lower case, ".0" added before a bare exponent ("1.0e-05"),
 // and YAML's own names for the special values.
 inline std::string yaml_float(double v) {
   if (std::isnan(v)) return ".nan";
   if (std::isinf(v)) return v > 0 ? ".inf" : "-.inf";
-  auto text = python_float_repr(v);
+  auto text = lightning::python_float_repr(v);
   if (text.find('.') == std::string::npos) {
     const auto e_at = text.find('e');
     if (e_at != std::string::npos) text.insert(e_at, ".0");

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <lightning/core/batch.hpp>
+#include <lightning/core/checkpoint_dict.hpp>
 #include <lightning/core/concepts.hpp>
 
 #include <torch/torch.h>
@@ -29,8 +30,9 @@ struct FullPrecision {
       return t.defined() && t.is_floating_point() && t.scalar_type() != DType ? t.to(DType) : t;
     }
   }
+  // Takes the batch by value: a batch fresh from the transfer is moved through, not copied.
   template <class B>
-  [[nodiscard]] B convert_batch(const B& batch) const {
+  [[nodiscard]] B convert_batch(B batch) const {
     if constexpr (DType == c10::kFloat)
       return batch;
     else
@@ -47,6 +49,9 @@ struct FullPrecision {
                                const torch::optim::Optimizer::LossClosure& closure) {
     return optimizer.step(closure);
   }
+  // Nothing to save: the dtype is the type's.
+  [[nodiscard]] CheckpointDict state_dict() const { return make_checkpoint(); }
+  void load_state_dict(const CheckpointDict&) noexcept {}
 };
 
 // 32-bit floating point (Lightning's precision="32-true"), the default.

@@ -2,7 +2,7 @@
 // declaration order, e.g. `Trainer trainer({.max_epochs = 3, .limit_train_batches = 0.5});`
 #pragma once
 
-#include <lightning/fabric/gradient_clipping.hpp>
+#include <lightning/core/optimizers.hpp>
 
 #include <cmath>
 #include <concepts>
@@ -84,6 +84,9 @@ struct TrainerOptions {
   bool enable_progress_bar = true;
   bool enable_checkpointing = true;  // a default ModelCheckpoint (last epoch) unless one is given
   bool enable_model_summary = true;  // a default ModelSummary at fit start unless one is given
+  // Lightning's logger=True: a TensorBoardLogger under default_root_dir/lightning_logs
+  // unless a logger is among the callbacks; false: no default logger.
+  bool logger = true;
 
   // Reproducibility.
   std::optional<std::uint64_t> seed = std::nullopt;  // seed_everything(seed) at fit start

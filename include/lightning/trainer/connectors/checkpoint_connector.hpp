@@ -1,0 +1,345 @@
+// The Trainer's checkpoints (Lightning's trainer/connectors/checkpoint_connector.py):
+// what a checkpoint holds and how it is restored, where a run starts from (a path,
+// "last" or "best"), and the background writer that keeps durable saves off the
+// training thread.
+#pragma once
+
+#include <lightning/core/checkpoint_dict.hpp>
+#include <lightning/core/hooks.hpp>
+#include <lightning/core/module.hpp>
+#include <lightning/core/optimizers.hpp>
+#include <lightning/fabric/checkpoint_io.hpp>
+#include <lightning/fabric/checkpoint_state.hpp>
+#include <lightning/fabric/checkpoint_writer.hpp>
+#include <lightning/trainer/connectors/callback_connector.hpp>
+
+#include <algorithm>
+#include <concepts>
+#include <cstddef>
+#include <filesystem>
+#include <functional>
+#include <iostream>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+namespace lightning {
+
+// The checkpoint a run starts from (Lightning's ckpt_path): fit resumes training from it,
+// validate/test/predict load its weights. "last" and "best" name what ModelCheckpoint
+// (and OnExceptionCheckpoint) saved: trainer.fit(model, loader, L::CheckpointPath{"last"}).
+struct CheckpointPath {
+  std::filesystem::path path;
+};
+
+namespace connectors {
+
+// The module's part of a checkpoint, for every entry point (Lightning's restore_model):
+// its on_load_checkpoint hook, the weights, the hyperparameters.
+template <class M>
+void restore_module(M& model, const CheckpointDict& c, const std::string& source) {
+  hooks::call_module<hooks::on_load_checkpoint>(model, c);
+  load_module_state_dict(model, checkpoint_dict<at::Tensor>(c.at("state_dict")), source);
+  if constexpr (std::derived_from<M, LightningModule>)
+    if (c.contains("hyper_parameters"))
+      model.save_hyperparameters(
+          load_hyperparameters_state(checkpoint_dict(c.at("hyper_parameters")), source));
+}
+
+// The generator state a checkpoint holds (older files have only the CPU generator).
+inline CheckpointDict rng_states(const CheckpointDict& c) {
+  if (c.contains("rng_states")) return checkpoint_dict(c.at("rng_states"));
+  auto state = make_checkpoint();
+  if (c.contains("rng_cpu")) state.insert("cpu", c.at("rng_cpu"));
+  return state;
+}
+
+template <class Trainer>
+class CheckpointConnector {
+ public:
+  // --- Where a run starts from ---
+
+  // Runs `run` (an entry point) starting from `ckpt`; a run that fails before it reads
+  // the path must not leave it for the next one.
+  template <class F>
+  decltype(auto) resuming_from(CheckpointPath ckpt, F&& run) {
+    resume_path_ = std::move(ckpt.path);
+    struct Clear {
+      std::optional<std::filesystem::path>& p;
+      ~Clear() { p.reset(); }
+    } clear{resume_path_};
+    return run();
+  }
+
+  // The checkpoint a run was asked to start from, with "last" and "best" resolved
+  // (after the setup hooks: ModelCheckpoint knows its directory then), the same on every
+  // rank (rank zero's). Consumes it.
+  std::optional<std::filesystem::path> take_resume_path(Trainer& trainer) {
+    if (!resume_path_) return std::nullopt;
+    wait_for_writes();
+    auto path = *std::exchange(resume_path_, std::nullopt);
+    if (path == "best") path = best_checkpoint(trainer);
+    if (path == "last") {
+      auto last = last_checkpoint(trainer);
+      if (!last) return std::nullopt;
+      path = *last;
+    }
+    return std::filesystem::path(trainer.fabric().broadcast(path.string()));
+  }
+
+  [[nodiscard]] const std::optional<std::filesystem::path>& loaded_path() const noexcept {
+    return loaded_;
+  }
+  void set_loaded(std::filesystem::path path) { loaded_ = std::move(path); }
+  void clear_loaded() noexcept { loaded_.reset(); }
+
+  // Loads the weights of the checkpoint validate/test/predict were given, if any.
+  template <class M>
+  void load_evaluation_checkpoint(Trainer& trainer, M& model) {
+    if (auto path = take_resume_path(trainer)) {
+      const auto c = load_checkpoint_file(*path);
+      restore_module(model, c, path->string());
+      loaded_ = *path;
+    }
+  }
+
+  // --- Saving ---
+
+  // Binds what save_checkpoint writes to a fitted module and its optimizers (shared:
+  // save_checkpoint may still read them after fit() returns).
+  template <class M, class Configs>
+  void bind(Trainer& trainer, M& model, std::shared_ptr<Configs> configs) {
+    source_ = [&trainer, &model, configs](bool weights_only) {
+      return collect(trainer, model, *configs, weights_only);
+    };
+  }
+  [[nodiscard]] bool bound() const noexcept { return static_cast<bool>(source_); }
+
+  // Lightning's trainer.save_checkpoint: written before it returns.
+  void save(Trainer& trainer, const std::filesystem::path& path, bool weights_only) {
+    auto content = content_for(path, weights_only);
+    wait_for_writes();
+    if (trainer.is_global_zero()) save_checkpoint_file(path, content);
+  }
+  // The same content, written by the background writer: the training thread only copies
+  // the tensors. A failed write is raised by raise_if_write_failed (every step) or later.
+  void save_in_background(Trainer& trainer, const std::filesystem::path& path, bool weights_only) {
+    auto content = content_for(path, weights_only);
+    if (!trainer.is_global_zero()) return;
+    writer_.submit(path, checkpoint_snapshot(content).toGenericDict());
+  }
+  void raise_if_write_failed() { writer_.raise_if_failed(); }
+  void remove_after_write(std::filesystem::path path) {
+    writer_.remove_after_write(std::move(path));
+  }
+  void wait_for_writes() { writer_.wait(); }
+
+  // Everything fit() needs to resume: module, callbacks, optimizers and schedulers,
+  // generators, precision; the loop's position is restored when the loop starts.
+  template <class M, class Configs>
+  static void restore(Trainer& trainer, M& model, Configs& configs, const CheckpointDict& c,
+                      const std::string& source) {
+    if (!c.contains("optimizer_states") || !c.contains("loops"))
+      throw CheckpointError("lightning: " + source +
+                            " holds only the module's weights (save_weights_only), so training "
+                            "cannot resume from it; pass it to validate/test/predict, or resume "
+                            "from a full checkpoint");
+    restore_module(model, c, source);
+    hooks::call_callbacks<hooks::on_load_checkpoint>(trainer.callbacks(), trainer, model, c);
+    if (c.contains("callbacks")) restore_callbacks(trainer, checkpoint_dict(c.at("callbacks")));
+    if (c.contains("precision"))
+      trainer.fabric().load_precision_state(checkpoint_dict(c.at("precision")));
+    const auto optimizers = checkpoint_dict(c.at("optimizer_states"));
+    const auto schedulers = checkpoint_dict(c.at("lr_schedulers"));
+    if (optimizers.size() != std::tuple_size_v<Configs>)
+      throw CheckpointError("lightning: " + source + " holds " + std::to_string(optimizers.size()) +
+                            " optimizer state(s), configure_optimizers returned " +
+                            std::to_string(std::tuple_size_v<Configs>));
+    std::size_t next_optimizer = 0, next_scheduler = 0;
+    std::apply(
+        [&](auto&... config) {
+          (restore_config(config, optimizers, schedulers, next_optimizer, next_scheduler, source),
+           ...);
+        },
+        configs);
+    if (next_scheduler != schedulers.size())
+      throw CheckpointError("lightning: " + source + " holds " + std::to_string(schedulers.size()) +
+                            " scheduler state(s), configure_optimizers returned " +
+                            std::to_string(next_scheduler));
+  }
+
+ private:
+  CheckpointDict content_for(const std::filesystem::path& path, bool weights_only) {
+    if (!source_)
+      throw std::logic_error(
+          "lightning: save_checkpoint(\"" + path.string() +
+          "\") needs a module fitted by this trainer: call it during or after fit()");
+    return source_(weights_only);
+  }
+
+  template <class M, class Configs>
+  static CheckpointDict collect(Trainer& trainer, M& model, Configs& configs, bool weights_only) {
+    CheckpointDict c = make_checkpoint();
+    c.insert("epoch", trainer.current_epoch);
+    c.insert("global_step", trainer.global_step);
+    c.insert("state_dict", module_state_dict(model));
+    if constexpr (std::derived_from<M, LightningModule>)
+      if (!model.hparams().empty())
+        c.insert("hyper_parameters", hyperparameters_state(model.hparams()));
+    if (!weights_only) {
+      CheckpointDict optimizers = make_checkpoint(), schedulers = make_checkpoint();
+      std::apply([&](auto&... config) { (save_config(config, optimizers, schedulers), ...); },
+                 configs);
+      c.insert("optimizer_states", optimizers);
+      c.insert("lr_schedulers", schedulers);
+      c.insert("loops", trainer.progress().to_checkpoint(trainer.metrics));
+      c.insert("rng_states", trainer.fabric().rng_state());
+      if (auto precision = trainer.fabric().precision_state(); !precision.empty())
+        c.insert("precision", precision);
+      if (trainer.progress().train_loader_state.defined())
+        c.insert("train_loader", trainer.progress().train_loader_state);
+      c.insert("callbacks", callback_states(trainer));
+      hooks::call_callbacks<hooks::on_save_checkpoint>(trainer.callbacks(), trainer, model, c);
+    }
+    hooks::call_module<hooks::on_save_checkpoint>(model, c);
+    return c;
+  }
+
+  static CheckpointDict callback_states(Trainer& trainer) {
+    CheckpointDict states = make_checkpoint();
+    std::apply(
+        [&](auto&... cb) {
+          const auto add = [&](auto& c) {
+            if constexpr (hooks::state_dict::declared<std::remove_cvref_t<decltype(c)>>) {
+              if (!detail::callback_enabled(c)) return;
+              const auto key = detail::callback_state_key(c);
+              if (states.contains(key))
+                throw std::logic_error(
+                    "lightning: two callbacks save their state under the key \"" + key +
+                    "\"; give one of them a distinct `std::string state_key() const`");
+              states.insert(key, hooks::state_dict::on_callback(c));
+            }
+          };
+          (add(cb), ...);
+        },
+        trainer.callbacks());
+    return states;
+  }
+
+  static void restore_callbacks(Trainer& trainer, const CheckpointDict& states) {
+    std::apply(
+        [&](auto&... cb) {
+          const auto load = [&](auto& one) {
+            if constexpr (hooks::load_state_dict::declared<std::remove_cvref_t<decltype(one)>>) {
+              const auto key = detail::callback_state_key(one);
+              if (states.contains(key))
+                hooks::load_state_dict::on_callback(one, checkpoint_dict(states.at(key)));
+            }
+          };
+          (load(cb), ...);
+        },
+        trainer.callbacks());
+  }
+
+  template <class Config>
+  static void save_config(Config& config, CheckpointDict& optimizers, CheckpointDict& schedulers) {
+    optimizers.insert(std::to_string(optimizers.size()), optimizer_state(config.optimizer));
+    std::apply(
+        [&](auto&... sc) {
+          (schedulers.insert(std::to_string(schedulers.size()), scheduler_state(sc.scheduler)),
+           ...);
+        },
+        config.lr_schedulers);
+  }
+
+  template <class Config>
+  static void restore_config(Config& config, const CheckpointDict& optimizers,
+                             const CheckpointDict& schedulers, std::size_t& next_optimizer,
+                             std::size_t& next_scheduler, const std::string& source) {
+    // Schedulers first: restoring one re-applies its lr; the optimizer's saved lrs, the
+    // values the run really had, are restored last.
+    std::apply(
+        [&](auto&... sc) {
+          [[maybe_unused]] const auto restore_one = [&](auto& one) {
+            const auto key = std::to_string(next_scheduler++);
+            if (!schedulers.contains(key))
+              throw CheckpointError("lightning: " + source +
+                                    " holds fewer scheduler states than configure_optimizers "
+                                    "returns schedulers");
+            load_scheduler_state(one.scheduler, config.optimizer,
+                                 checkpoint_dict(schedulers.at(key)));
+          };
+          (restore_one(sc), ...);
+        },
+        config.lr_schedulers);
+    load_optimizer_state(config.optimizer,
+                         checkpoint_dict(optimizers.at(std::to_string(next_optimizer++))));
+  }
+
+  static std::filesystem::path best_checkpoint(Trainer& trainer) {
+    std::optional<std::string> best;
+    bool any = false;
+    std::apply(
+        [&](auto&... cb) {
+          const auto first = [&](auto& c) {
+            if constexpr (detail::is_model_checkpoint<std::remove_cvref_t<decltype(c)>>) {
+              if (!any && detail::callback_enabled(c)) {
+                best = c.best_model_path();
+                any = true;
+              }
+            }
+          };
+          (first(cb), ...);
+        },
+        trainer.callbacks());
+    if (!any)
+      throw std::invalid_argument(
+          "lightning: ckpt_path = \"best\" needs a ModelCheckpoint among the callbacks (or "
+          "enable_checkpointing = true)");
+    if (!best || best->empty())
+      throw std::invalid_argument(
+          "lightning: ckpt_path = \"best\", but the ModelCheckpoint has no best model yet: "
+          "run fit() with it first (with a monitor to rank checkpoints by)");
+    return *best;
+  }
+
+  static std::optional<std::filesystem::path> last_checkpoint(Trainer& trainer) {
+    std::vector<std::filesystem::path> candidates;
+    std::apply(
+        [&](auto&... cb) {
+          const auto add = [&](auto& c) {
+            if constexpr (detail::is_model_checkpoint<std::remove_cvref_t<decltype(c)>>) {
+              for (auto& p : c.find_last_checkpoints(trainer)) candidates.push_back(std::move(p));
+            } else if constexpr (requires { c.ckpt_path(); }) {
+              if (std::filesystem::exists(c.ckpt_path())) candidates.push_back(c.ckpt_path());
+            }
+          };
+          (add(cb), ...);
+        },
+        trainer.callbacks());
+    if (candidates.empty()) {
+      std::cerr << "lightning: ckpt_path = \"last\" found no last checkpoint; "
+                << (trainer.stage == Stage::fit ? "training starts from scratch"
+                                                : "using the module's current weights")
+                << '\n';
+      return std::nullopt;
+    }
+    return *std::max_element(
+        candidates.begin(), candidates.end(), [](const auto& a, const auto& b) {
+          return std::filesystem::last_write_time(a) < std::filesystem::last_write_time(b);
+        });
+  }
+
+  std::function<CheckpointDict(bool weights_only)> source_;
+  std::optional<std::filesystem::path> resume_path_;
+  std::optional<std::filesystem::path> loaded_;
+  BackgroundCheckpointWriter writer_;
+};
+
+}  // namespace connectors
+}  // namespace lightning

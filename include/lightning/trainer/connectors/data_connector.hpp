@@ -1,0 +1,129 @@
+// The Trainer's data plumbing (Lightning's trainer/connectors/data_connector.py): the
+// shapes of loaders an entry point takes, their lengths after the limit options, the
+// DataModule lifecycle, and the transfer of a batch to the device through the module's
+// transfer hooks.
+#pragma once
+
+#include <lightning/core/concepts.hpp>
+#include <lightning/core/hooks.hpp>
+#include <lightning/core/stage.hpp>
+#include <lightning/trainer/options.hpp>
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+namespace lightning {
+namespace detail {
+
+// Passed as the validation loader when fit() gets none.
+struct NoLoader {};
+
+// Several validation/test loaders: a std::tuple of loaders, or of references (std::tie).
+template <class T>
+struct is_loader_tuple : std::false_type {};
+template <class... L>
+struct is_loader_tuple<std::tuple<L...>>
+    : std::bool_constant<(sizeof...(L) > 0 && (BatchLoader<std::remove_cvref_t<L>> && ...))> {};
+template <class T>
+concept EvaluationLoaders = BatchLoader<T> || is_loader_tuple<T>::value;
+
+// The evaluation loaders as a tuple of references: one loader is a tuple of one.
+template <class L>
+auto loader_refs(L& loaders) {
+  if constexpr (is_loader_tuple<std::remove_cvref_t<L>>::value)
+    return std::apply([](auto&... each) { return std::tie(each...); }, loaders);
+  else
+    return std::tie(loaders);
+}
+template <class L>
+using loader_refs_t = decltype(loader_refs(std::declval<L&>()));
+
+}  // namespace detail
+
+namespace connectors {
+
+template <class L>
+std::optional<std::int64_t> loader_length(L& loader) {
+  if constexpr (SizedLoader<L>)
+    return static_cast<std::int64_t>(loader.size());
+  else
+    return std::nullopt;
+}
+
+// Applies a BatchLimit, refusing a fraction that leaves no batch of a non-empty loader.
+inline std::optional<std::int64_t> limited(const BatchLimit& limit, std::optional<std::int64_t> n,
+                                           const char* option) {
+  if (!limit.is_count() && !limit.is_all() && !n)
+    detail::bad_option(option, limit.str(),
+                       "a fraction needs a loader with size(); pass a batch count instead");
+  auto r = limit.apply(n);
+  if (r && *r == 0 && !limit.is_count() && limit.fraction() > 0.0 && n && *n > 0)
+    detail::bad_option(
+        option, limit.str(),
+        ("less than one batch of the loader's " + std::to_string(*n) + "; raise it or pass a count")
+            .c_str());
+  return r;
+}
+
+// Each evaluation loader's batch count after the limit (unknown: no size()).
+template <class Loaders>
+using Limits = std::array<std::optional<std::int64_t>, std::tuple_size_v<Loaders>>;
+template <class Loaders>
+Limits<Loaders> loader_limits(Loaders& loaders, const BatchLimit& limit, const char* option) {
+  return std::apply(
+      [&](auto&... l) { return Limits<Loaders>{limited(limit, loader_length(l), option)...}; },
+      loaders);
+}
+template <std::size_t N>
+std::optional<std::int64_t> total_batches(
+    const std::array<std::optional<std::int64_t>, N>& limits) {
+  std::int64_t total = 0;
+  for (const auto& n : limits) {
+    if (!n) return std::nullopt;
+    total += *n;
+  }
+  return total;
+}
+
+// Runs a DataModule's prepare_data and setup(stage) before, teardown(stage) after.
+template <class D, class F>
+void with_datamodule(D& dm, Stage stage, F&& body) {
+  hooks::call_module<hooks::prepare_data>(dm);
+  hooks::call_module<hooks::setup>(dm, stage);
+  body();
+  hooks::call_module<hooks::teardown>(dm, stage);
+}
+
+// A batch on the device, through the module's transfer hooks if it has any; the
+// accelerator moves it and the precision casts it (Fabric::to_device), one rebuild.
+template <class F, class M, class B>
+auto prepare_batch(F& fabric, M& model, B&& raw, std::int64_t dataloader_idx = 0) {
+  if constexpr (hooks::on_before_batch_transfer::declared<M> ||
+                hooks::on_after_batch_transfer::declared<M>) {
+    auto before = [&] {
+      if constexpr (hooks::on_before_batch_transfer::declared<M>)
+        return hooks::call_module<hooks::on_before_batch_transfer>(model, std::forward<B>(raw),
+                                                                   dataloader_idx);
+      else
+        return std::remove_cvref_t<B>(std::forward<B>(raw));
+    }();
+    auto moved = fabric.to_device(before);
+    if constexpr (hooks::on_after_batch_transfer::declared<M>)
+      return hooks::call_module<hooks::on_after_batch_transfer>(model, std::move(moved),
+                                                                dataloader_idx);
+    else
+      return moved;
+  } else {
+    return fabric.to_device(std::forward<B>(raw));
+  }
+}
+
+}  // namespace connectors
+}  // namespace lightning

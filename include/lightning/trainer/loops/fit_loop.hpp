@@ -1,0 +1,207 @@
+// The fit loop (Lightning's loops/fit_loop.py): optimizers and schedulers from the
+// module, the resume from a checkpoint, the validation schedule, the sanity check, then
+// epochs until a stopping rule holds. Policy points: the strategy's process_dataloader
+// (this rank's shard of the train loader) and broadcast (the stop decision after each
+// epoch's end hooks), the accelerator's generators (restored on resume).
+#pragma once
+
+#include <lightning/core/checkpoint_dict.hpp>
+#include <lightning/core/concepts.hpp>
+#include <lightning/core/hooks.hpp>
+#include <lightning/core/metrics.hpp>
+#include <lightning/core/optimizers.hpp>
+#include <lightning/fabric/host_memory.hpp>
+#include <lightning/trainer/connectors/callback_connector.hpp>
+#include <lightning/trainer/connectors/checkpoint_connector.hpp>
+#include <lightning/trainer/connectors/data_connector.hpp>
+#include <lightning/trainer/connectors/logger_connector.hpp>
+#include <lightning/trainer/loops/evaluation_loop.hpp>
+#include <lightning/trainer/loops/optimization/automatic.hpp>
+#include <lightning/trainer/loops/optimization/manual.hpp>
+#include <lightning/trainer/loops/training_epoch_loop.hpp>
+
+#include <boost/core/demangle.hpp>
+
+#include <algorithm>
+#include <cstdint>
+#include <iostream>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+#include <typeinfo>
+#include <vector>
+
+namespace lightning::loops {
+
+// When validation runs within an epoch: check_batch (0: at the epoch's last batch).
+template <class T, class Loaders>
+void resolve_validation_schedule(T& trainer, ValidationSchedule<Loaders>& v) {
+  const auto& run = trainer.run_options();
+  v.limits = connectors::loader_limits(v.loaders, run.limit_val_batches, "limit_val_batches");
+  trainer.num_val_batches = connectors::total_batches(v.limits);
+  v.enabled = !trainer.num_val_batches || *trainer.num_val_batches > 0;
+  if (run.val_check_interval.is_count()) {
+    v.check_batch = run.val_check_interval.count();
+    if (run.check_val_every_n_epoch && trainer.num_training_batches &&
+        v.check_batch > *trainer.num_training_batches)
+      detail::bad_option("val_check_interval", std::to_string(v.check_batch),
+                         ("must be <= the number of training batches (" +
+                          std::to_string(*trainer.num_training_batches) +
+                          "); unset check_val_every_n_epoch to count batches across epochs")
+                             .c_str());
+  } else if (trainer.num_training_batches) {
+    v.check_batch = std::max<std::int64_t>(
+        1, static_cast<std::int64_t>(static_cast<double>(*trainer.num_training_batches) *
+                                     run.val_check_interval.fraction()));
+  } else if (!run.val_check_interval.is_all()) {
+    detail::bad_option("val_check_interval", run.val_check_interval.str(),
+                       "a fraction needs a training loader with size(); pass a batch count");
+  }
+}
+
+// The sanity check: num_sanity_val_steps batches of each validation loader.
+template <class T, class M, class Loaders>
+void run_sanity_check(T& trainer, M& model, ValidationSchedule<Loaders>& v) {
+  const auto& run = trainer.run_options();
+  if (!v.enabled || run.num_sanity_val_steps == 0) return;
+  trainer.sanity_checking = true;
+  connectors::scope(trainer, LogScope::forbidden, "on_sanity_check_start");
+  hooks::call_callbacks<hooks::on_sanity_check_start>(trainer.callbacks(), trainer, model);
+  auto limits = v.limits;
+  if (run.num_sanity_val_steps != -1)
+    for (auto& n : limits)
+      n = n ? std::min(*n, run.num_sanity_val_steps) : run.num_sanity_val_steps;
+  trainer.num_sanity_val_batches = connectors::total_batches(limits);
+  run_evaluation<ValidationLoop>(trainer, model, v.loaders, limits);
+  connectors::scope(trainer, LogScope::forbidden, "on_sanity_check_end");
+  hooks::call_callbacks<hooks::on_sanity_check_end>(trainer.callbacks(), trainer, model);
+  trainer.sanity_checking = false;
+  trainer.metrics.clear(MetricStore::Phase::validation);
+}
+
+template <class Opt>
+std::string optimizer_type_name() {
+  auto name = boost::core::demangle(typeid(Opt).name());
+  if (const auto colon = name.rfind("::"); colon != std::string::npos) name.erase(0, colon + 2);
+  return name;
+}
+
+template <class Opt, class... Scheds>
+OptimizerInfo optimizer_info(OptimizerConfig<Opt, Scheds...>& config) {
+  OptimizerInfo info;
+  info.optimizer = &config.optimizer;
+  info.type_name = optimizer_type_name<Opt>();
+  std::apply(
+      [&](auto&... sc) {
+        (info.schedulers.emplace_back(sc.options.name, sc.options.interval), ...);
+      },
+      config.lr_schedulers);
+  return info;
+}
+
+// trainer.fit's body, inside the Trainer's entry (setup hooks done, module on the device).
+template <class T, class M, class TL, class VL>
+void run_fit(T& trainer, M& model, TL& given_train_loader, VL& val_loader) {
+  using Callbacks = std::remove_cvref_t<decltype(trainer.callbacks())>;
+  constexpr bool has_val = has_validation_loop<M, VL>;
+  constexpr bool manual = uses_manual_optimization<M>;
+  auto& progress = trainer.progress();
+  auto& checkpoints = trainer.checkpoint_connector();
+  const auto& run = trainer.run_options();
+  if constexpr (manual) check_manual_options(run);
+
+  connectors::scope(trainer, LogScope::forbidden, "configure_optimizers");
+  // On the heap: save_checkpoint() may still read them after fit() returns.
+  using Configs = decltype(detail::to_optimizer_configs(model.configure_optimizers()));
+  auto configs_owner =
+      std::make_shared<Configs>(detail::to_optimizer_configs(model.configure_optimizers()));
+  auto& configs = *configs_owner;
+  std::apply([](auto&... config) { (attach_schedulers(config), ...); }, configs);
+  trainer.optimizer_infos_ = std::apply(
+      [](auto&... config) { return std::vector<OptimizerInfo>{optimizer_info(config)...}; },
+      configs);
+  checkpoints.bind(trainer, model, configs_owner);
+  std::optional<CheckpointDict> resume;
+  if (auto path = checkpoints.take_resume_path(trainer)) {
+    resume = load_checkpoint_file(*path);
+    checkpoints.restore(trainer, model, configs, *resume, path->string());
+    checkpoints.set_loaded(*path);
+  }
+  connectors::log_hyperparameters(trainer, model);
+  std::conditional_t<manual, ManualRun<T, M>, NoManualRun> manual_run(trainer, model, configs);
+
+  auto&& train_loader = trainer.fabric().setup_dataloader(given_train_loader);
+  trainer.num_training_batches = connectors::limited(
+      run.limit_train_batches, connectors::loader_length(train_loader), "limit_train_batches");
+  if (auto n = connectors::loader_length(train_loader); n && *n == 0)
+    throw std::invalid_argument(
+        "lightning: the training loader is empty (0 batches); check the number of examples, "
+        "batch_size and drop_last");
+  ValidationSchedule<detail::loader_refs_t<VL>> validation{detail::loader_refs(val_loader)};
+  if constexpr (has_val) {
+    resolve_validation_schedule(trainer, validation);
+    trainer.fit_has_validation_ = validation.enabled;
+  }
+
+  connectors::scope(trainer, LogScope::forbidden, "on_fit_start");
+  connectors::call_hooks<hooks::on_fit_start>(trainer, model);
+  if constexpr (has_val) run_sanity_check(trainer, model, validation);
+
+  model.train();
+  trainer.training = true;
+  connectors::scope(trainer, LogScope::train_epoch, "on_train_start");
+  connectors::call_hooks<hooks::on_train_start>(trainer, model);
+
+  if (resume) {
+    const auto loops = checkpoint_dict(resume->at("loops"));
+    const bool completed = progress.from_checkpoint(loops, connectors::rng_states(*resume));
+    trainer.current_epoch = resume->at("epoch").toInt() + (completed ? 1 : 0);
+    trainer.global_step = resume->at("global_step").toInt();
+    if constexpr (requires { train_loader.load_state_dict(torch::Tensor()); })
+      if (resume->contains("train_loader"))
+        train_loader.load_state_dict(resume->at("train_loader").toTensor());
+    if (!progress.mid_epoch_resume) trainer.fabric().set_rng_state(connectors::rng_states(*resume));
+  }
+  if (!progress.mid_epoch_resume) progress.epoch_boundary(train_loader);
+  while (!fit_done(trainer)) {
+    progress.in_epoch = true;
+    trainer.metrics.reset_epoch(MetricStore::Phase::train);
+    if (progress.mid_epoch_resume)
+      trainer.metrics.resume_epoch(MetricStore::Phase::train,
+                                   progress.mid_epoch_resume->accumulators);
+    connectors::scope(trainer, LogScope::train_epoch, "on_train_epoch_start");
+    connectors::call_hooks<hooks::on_train_epoch_start>(trainer, model);
+    const bool completed = run_training_epoch(trainer, model, configs, train_loader, validation);
+    // As Lightning: the epoch's values are visible to the hook, and the monitoring
+    // callbacks (ModelCheckpoint, EarlyStopping) run after the module's hook, so they see
+    // what it logged. Plateau schedulers step before them: a checkpoint saved there holds
+    // the finished epoch and resumes at the next one exactly.
+    trainer.metrics.finalize_epoch(MetricStore::Phase::train);
+    connectors::scope(trainer, LogScope::train_epoch, "on_train_epoch_end");
+    connectors::call_monitoring_hooks<hooks::on_train_epoch_end, false>(trainer, model);
+    hooks::call_module<hooks::on_train_epoch_end>(model);
+    trainer.metrics.finalize_epoch(MetricStore::Phase::train);
+    if constexpr (!manual)
+      if (completed)
+        step_schedulers(trainer, std::get<0>(configs), Interval::epoch, /*plateau=*/true);
+    progress.epoch_end(train_loader);
+    connectors::call_monitoring_hooks<hooks::on_train_epoch_end, true>(trainer, model);
+    trainer.should_stop = trainer.fabric().broadcast(static_cast<bool>(trainer.should_stop));
+    if constexpr (connectors::has_loggers<Callbacks>)
+      connectors::emit_logs(trainer, trainer.metrics.take_epoch_metrics(MetricStore::Phase::train),
+                            std::max<std::int64_t>(trainer.global_step - 1, 0));
+    ++trainer.current_epoch;
+    progress.epoch_boundary(train_loader);
+  }
+  trainer.training = false;
+
+  connectors::scope(trainer, LogScope::forbidden, "on_train_end");
+  connectors::call_hooks<hooks::on_train_end>(trainer, model);
+  connectors::scope(trainer, LogScope::forbidden, "on_fit_end");
+  connectors::call_hooks<hooks::on_fit_end>(trainer, model);
+  checkpoints.wait_for_writes();  // fit returns with every checkpoint on disk
+}
+
+}  // namespace lightning::loops

@@ -1,0 +1,100 @@
+// One batch of automatic optimization (Lightning's loops/optimization/automatic.py), and
+// the stepping of learning-rate schedulers. Every policy point of a training step is
+// called here, in this order:
+//   zero_grad (first micro-batch of an accumulation window, through the strategy)
+//   -> pre_backward(sync) / precision backward / post_backward(sync), where sync is true
+//      only on the micro-batch that steps
+//   -> on the stepping micro-batch: unscale + clip (through the precision), the
+//      precision's optimizer step; a skipped step (non-finite gradients under a scaler)
+//      is not a step: no global_step, no step-interval scheduler.
+#pragma once
+
+#include <lightning/core/concepts.hpp>
+#include <lightning/core/hooks.hpp>
+#include <lightning/core/optimizers.hpp>
+#include <lightning/trainer/connectors/callback_connector.hpp>
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <tuple>
+
+namespace lightning::loops {
+
+// Binds each scheduler of an optimizer to it (records the base learning rates).
+template <class Config>
+void attach_schedulers(Config& config) {
+  std::apply([&](auto&... sc) { (sc.scheduler.attach(config.optimizer), ...); },
+             config.lr_schedulers);
+}
+
+// Steps the schedulers of `config` that run at this interval (plateau ones separately, as
+// Lightning does: after on_train_epoch_end, reading their monitored metric, and only it).
+template <class T, class Config>
+void step_schedulers(T& trainer, Config& config, Interval interval, bool plateau) {
+  const auto one = [&]<class Sched>(SchedulerConfig<Sched>& s) {
+    if (s.options.interval != interval || SchedulerConfig<Sched>::reduce_on_plateau != plateau)
+      return;
+    const std::int64_t idx =
+        interval == Interval::step ? trainer.global_step : trainer.current_epoch + 1;
+    if (s.options.frequency <= 0 || idx % s.options.frequency != 0) return;
+    if constexpr (SchedulerConfig<Sched>::reduce_on_plateau) {
+      const auto value = trainer.metrics.callback_metric(s.options.monitor);
+      if (!value) {
+        if (!s.options.strict) return;
+        std::string names;
+        for (const auto& kv : trainer.metrics.callback_metrics())
+          names += (names.empty() ? "" : ", ") + kv.first;
+        throw std::runtime_error("lightning: ReduceLROnPlateau monitors \"" + s.options.monitor +
+                                 "\", which was never logged. Logged metrics: [" + names +
+                                 "]. Log it (e.g. log(\"" + s.options.monitor +
+                                 "\", loss) in validation_step) or set SchedulerOptions.monitor");
+      }
+      s.scheduler.step(config.optimizer, *value);
+    } else {
+      s.scheduler.step(config.optimizer);
+    }
+  };
+  std::apply([&](auto&... s) { (one(s), ...); }, config.lr_schedulers);
+}
+
+// The settings of automatic optimization for one epoch (read once, not per step).
+struct AutomaticSettings {
+  std::int64_t accumulate = 1;
+  double clip_value = 0.0;  // 0: no clipping
+  bool clip_by_norm = true;
+};
+
+// The optimizer part of one training batch; `loss` is what training_step returned.
+template <class T, class M, class Config>
+void automatic_optimization_step(T& trainer, M& model, Config& config, const torch::Tensor& loss,
+                                 std::int64_t idx, bool is_last, const AutomaticSettings& s) {
+  auto& fabric = trainer.fabric();
+  auto& optimizer = static_cast<torch::optim::Optimizer&>(config.optimizer);
+  const bool step_now = (idx + 1) % s.accumulate == 0 || is_last;
+  if (idx % s.accumulate == 0) {
+    connectors::call_hooks<hooks::on_before_zero_grad>(trainer, model, optimizer);
+    fabric.zero_grad(optimizer);
+  }
+  connectors::call_hooks<hooks::on_before_backward>(trainer, model, loss);
+  fabric.backward(s.accumulate == 1 ? loss : loss / static_cast<double>(s.accumulate), step_now);
+  connectors::call_hooks<hooks::on_after_backward>(trainer, model);
+  if (!step_now) return;
+  connectors::call_hooks<hooks::on_before_optimizer_step>(trainer, model, optimizer);
+  if (s.clip_value > 0.0) {
+    if (s.clip_by_norm)
+      fabric.clip_gradients_by_norm(optimizer, s.clip_value);
+    else
+      fabric.clip_gradients_by_value(optimizer, s.clip_value);
+  }
+  if (fabric.step(optimizer)) {
+    ++trainer.global_step;
+    step_schedulers(trainer, config, Interval::step, /*plateau=*/false);
+    step_schedulers(trainer, config, Interval::step, /*plateau=*/true);
+  }
+}
+
+}  // namespace lightning::loops

@@ -1,0 +1,109 @@
+// Where the fit loop is, in one place (Lightning's loops/progress.py): the running batch,
+// what is done, and what a checkpoint saved now must replay to resume exactly.
+#pragma once
+
+#include <lightning/core/checkpoint_dict.hpp>
+#include <lightning/core/metrics.hpp>
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace lightning::loops {
+
+struct Progress {
+  bool in_epoch = false;
+  bool epoch_completed = false;         // in on_train_epoch_end, after the epoch's work
+  std::int64_t total_batch_idx = 0;     // the running batch, counted over all epochs
+  std::int64_t batches_done = 0;        // batches completed over all epochs
+  std::int64_t epoch_batches_done = 0;  // batches completed in the running epoch
+  torch::Tensor train_loader_state;     // the train loader's generator as the epoch began
+  torch::Tensor epoch_rng_cpu;          // the CPU generator as the epoch's loader began
+  bool min_limits_warned = false;       // the "min_epochs/min_steps not met" warning was given
+
+  // What a checkpoint saved inside an epoch restores when that epoch starts again.
+  struct MidEpochResume {
+    std::int64_t batches_done = 0;
+    torch::Tensor epoch_rng_cpu;             // replayed before the loader starts: the same shuffle
+    CheckpointDict rng = make_checkpoint();  // the accelerator's generators at the save
+    std::vector<MetricStore::EpochAccumulator> accumulators;
+  };
+  std::optional<MidEpochResume> mid_epoch_resume;
+
+  // The epoch's batches and schedulers are done: a checkpoint saved now resumes at the
+  // next epoch (ModelCheckpoint saves here, in on_train_epoch_end).
+  template <class TL>
+  void epoch_end(TL& train_loader) {
+    in_epoch = false;
+    epoch_completed = true;
+    if constexpr (requires { train_loader.state_dict(); })
+      train_loader_state = train_loader.state_dict();
+  }
+
+  // Between epochs: a checkpoint saved now resumes exactly at the next epoch.
+  template <class TL>
+  void epoch_boundary(TL& train_loader) {
+    in_epoch = false;
+    epoch_completed = false;
+    batches_done = total_batch_idx;
+    epoch_batches_done = 0;
+    if constexpr (requires { train_loader.state_dict(); })
+      train_loader_state = train_loader.state_dict();
+  }
+
+  // A batch finished: a checkpoint saved from here on resumes after it.
+  void batch_done(std::int64_t idx) noexcept {
+    epoch_batches_done = idx + 1;
+    batches_done = total_batch_idx + 1;
+  }
+
+  // The checkpoint's "loops" entry: between epochs, or inside one (then also the CPU
+  // generator as the epoch began, to replay its shuffle, and the epoch's accumulators).
+  [[nodiscard]] CheckpointDict to_checkpoint(const MetricStore& metrics) const {
+    CheckpointDict loops = make_checkpoint();
+    loops.insert("mid_epoch", in_epoch);
+    loops.insert("epoch_completed", epoch_completed);
+    loops.insert("total_batch_idx", batches_done);
+    loops.insert("epoch_batch_idx", epoch_batches_done);
+    if (in_epoch) {
+      loops.insert("epoch_rng_cpu", epoch_rng_cpu);
+      c10::impl::GenericList accumulators(c10::AnyType::get());
+      for (const auto& a : metrics.epoch_state(MetricStore::Phase::train)) {
+        CheckpointDict one = make_checkpoint();
+        one.insert("name", a.name);
+        one.insert("dataloader", a.dataloader);
+        one.insert("value", a.value);
+        one.insert("weight", a.weight);
+        accumulators.push_back(one);
+      }
+      loops.insert("train_metrics", accumulators);
+    }
+    return loops;
+  }
+
+  // Restores the position a checkpoint's "loops" entry names; `rng` is the generator
+  // state saved with it. Returns whether the saved epoch had completed (the next starts).
+  bool from_checkpoint(const CheckpointDict& loops, CheckpointDict rng) {
+    total_batch_idx = loops.at("total_batch_idx").toInt();
+    mid_epoch_resume.reset();
+    if (loops.at("mid_epoch").toBool()) {
+      MidEpochResume r;
+      r.batches_done = loops.at("epoch_batch_idx").toInt();
+      r.epoch_rng_cpu = loops.at("epoch_rng_cpu").toTensor();
+      r.rng = std::move(rng);
+      for (const auto& a : loops.at("train_metrics").toListRef()) {
+        const auto one = checkpoint_dict(a);
+        r.accumulators.push_back({one.at("name").toStringRef(), one.at("dataloader").toInt(),
+                                  one.at("value").toDouble(), one.at("weight").toInt()});
+      }
+      mid_epoch_resume = std::move(r);
+    }
+    return loops.at("epoch_completed").toBool();
+  }
+};
+
+}  // namespace lightning::loops

@@ -1,0 +1,98 @@
+// Background checkpoint writes: the snapshot is independent of training, a failure is
+// raised (never lost), and a replaced file goes only after its successor is on disk.
+#include <gtest/gtest.h>
+
+#include <lightning/lightning.hpp>
+
+#include "support/models.hpp"
+
+#include <filesystem>
+
+namespace L = lightning;
+namespace fs = std::filesystem;
+
+namespace {
+L::CheckpointDict content_with(const torch::Tensor& t) {
+  auto c = L::make_checkpoint();
+  auto inner = L::make_checkpoint();
+  inner.insert("weight", t);
+  c.insert("state_dict", inner);
+  c.insert("epoch", std::int64_t{3});
+  return c;
+}
+// A path no process can create, root included.
+const fs::path unwritable = "/proc/lightning-cannot-write-here/x.ckpt";
+}  // namespace
+
+TEST(CheckpointWriter, TheSnapshotIsWhatIsWrittenWhateverTrainingDoesAfter) {
+  auto weight = torch::ones({3});
+  const auto content = content_with(weight);
+  L::BackgroundCheckpointWriter writer;
+  writer.submit("snap.ckpt", L::checkpoint_snapshot(content).toGenericDict());
+  weight.mul_(5);  // training goes on with the live tensor
+  writer.wait();
+  const auto loaded = L::load_checkpoint_file("snap.ckpt");
+  const auto sd = L::checkpoint_dict<at::Tensor>(loaded.at("state_dict"));
+  EXPECT_TRUE(torch::equal(sd.at("weight"), torch::ones({3})));
+  EXPECT_EQ(loaded.at("epoch").toInt(), 3);
+}
+
+TEST(CheckpointWriter, AFailedWriteIsRaisedNotLost) {
+  L::BackgroundCheckpointWriter writer;
+  writer.submit(unwritable, content_with(torch::ones({1})));
+  try {
+    writer.wait();
+    FAIL() << "writing under /proc must fail";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("lightning-cannot-write-here"), std::string::npos)
+        << e.what();
+  }
+  writer.wait();  // raised once: the writer is usable again
+  writer.submit(unwritable, content_with(torch::ones({1})));
+  // The next submission raises the previous failure before starting its own write.
+  EXPECT_ANY_THROW(writer.submit("next.ckpt", content_with(torch::ones({1}))));
+}
+
+TEST(CheckpointWriter, AReplacedFileGoesOnlyOnceItsSuccessorIsCommitted) {
+  L::save_checkpoint_file("old.ckpt", content_with(torch::ones({1})));
+  L::BackgroundCheckpointWriter writer;
+  writer.submit(unwritable, content_with(torch::ones({1})));
+  writer.remove_after_write("old.ckpt");
+  EXPECT_ANY_THROW(writer.wait());
+  EXPECT_TRUE(fs::exists("old.ckpt"));  // the successor failed: the old file stays
+
+  writer.submit("new.ckpt", content_with(torch::ones({1})));
+  writer.remove_after_write("old.ckpt");
+  writer.wait();
+  EXPECT_TRUE(fs::exists("new.ckpt"));
+  EXPECT_FALSE(fs::exists("old.ckpt"));
+}
+
+namespace {
+// Saves into a place that cannot be written, in the background, at the first batch.
+struct UnwritableSaver {
+  template <class T, class M, class O, class B>
+  void on_train_batch_end(T& trainer, M&, const O&, const B&, std::int64_t batch_idx) {
+    if (batch_idx == 0 && trainer.current_epoch == 0)
+      trainer.save_checkpoint_in_background(unwritable);
+  }
+};
+}  // namespace
+
+TEST(CheckpointWriter, TheTrainerRaisesABackgroundFailureFromFit) {
+  lightning::testing::SimpleModel model;
+  auto [X, y] = lightning::testing::seed_data(64);
+  lightning::testing::CpuTrainer<UnwritableSaver> trainer({.max_epochs = 2,
+                                                           .enable_progress_bar = false,
+                                                           .enable_checkpointing = false,
+                                                           .enable_model_summary = false,
+                                                           .logger = false},
+                                                          UnwritableSaver{});
+  try {
+    trainer.fit(model, L::data::TensorLoader({X, y}, {.batch_size = 32}));
+    FAIL() << "fit must raise the failed checkpoint write";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("lightning-cannot-write-here"), std::string::npos)
+        << e.what();
+  }
+}
