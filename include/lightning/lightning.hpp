@@ -66,6 +66,7 @@
 #include <lightning/fabric/fabric.hpp>
 #include <lightning/fabric/gradient_clipping.hpp>
 
+#include <lightning/trainer/arguments.hpp>
 #include <lightning/trainer/connectors/callback_connector.hpp>
 #include <lightning/trainer/connectors/checkpoint_connector.hpp>
 #include <lightning/trainer/connectors/data_connector.hpp>

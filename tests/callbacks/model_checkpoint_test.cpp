@@ -83,6 +83,11 @@ TEST(CheckpointName, FormatsLightningTemplates) {
   EXPECT_EQ(format_checkpoint_name("", m, 3, 40), "epoch=3-step=40");
   EXPECT_EQ(format_checkpoint_name("run_{epoch:02d}", m, 3, 40, false), "run_03");
   EXPECT_EQ(format_checkpoint_name("{acc}-{one}", m, 0, 0), "acc=0.5-one=1.0");
+  // Python's str(float) at the edges of its positional range (this printed "1e-04" and
+  // "2.5e+15" before the formatter was shared with the loggers).
+  const L::MetricMap edges{{"small", 0.0001}, {"large", 2.5e15}, {"tiny", 1e-5}};
+  EXPECT_EQ(format_checkpoint_name("{small}-{large}-{tiny}", edges, 0, 0),
+            "small=0.0001-large=2500000000000000.0-tiny=1e-05");
   EXPECT_EQ(format_checkpoint_name("{missing}", m, 0, 0), "missing=0");
   EXPECT_EQ(format_checkpoint_name("{acc:.1%}", m, 0, 0), "acc=50.0%");
   EXPECT_EQ(format_checkpoint_name("{val_loss:+.3e}", m, 0, 0), "val_loss=+1.234e-01");

@@ -34,6 +34,9 @@ struct FakeTrainer {
   std::int64_t current_epoch = 0;
   std::optional<std::int64_t> num_training_batches{};
   std::optional<std::int64_t> num_val_batches{};
+  std::optional<std::int64_t> num_sanity_val_batches{};
+  std::optional<std::int64_t> num_test_batches{};
+  std::optional<std::int64_t> num_predict_batches{};
   bool sanity_checking = false;
   int metric_reads = 0;
   L::MetricMap progress_bar_metrics() {
@@ -178,9 +181,8 @@ TEST(ProgressBar, TerminalOutputRedrawsEveryRefreshRateBatches) {
 
 TEST(ProgressBar, TerminalValidationLinesGoBelowAndAreErased) {
   const auto text = run({.interactive = true}, true, /*validate=*/true);
-  // The sanity check's line is erased at its end (its total is shown when the Trainer
-  // tells it: TrainerState has no num_sanity_val_batches yet).
-  EXPECT_TRUE(std::regex_search(text, std::regex("\rSanity Checking: (100%\\|#+\\| 2/2|2it) \\[")))
+  // The sanity check's line (its total from the Trainer) is erased at its end.
+  EXPECT_NE(text.find("\rSanity Checking: 100%|####################| 2/2 ["), std::string::npos)
       << text;
   EXPECT_NE(text.find("]\033[K\r\033[K"), std::string::npos) << text;
   // Validation at each epoch's end: below the epoch's line, erased, the line redrawn.
@@ -205,7 +207,7 @@ TEST(ProgressBar, PlainValidateTestPredictLines) {
   const auto text = out.str();
   EXPECT_NE(text.find("Validation: 100% 2/2 ["), std::string::npos) << text;
   EXPECT_NE(text.find("Testing: 100% 2/2 ["), std::string::npos) << text;
-  EXPECT_TRUE(std::regex_search(text, std::regex("Predicting: (100% 2/2|2it) \\[")));
+  EXPECT_NE(text.find("Predicting: 100% 2/2 ["), std::string::npos) << text;
   EXPECT_EQ(text.find("shown="), std::string::npos) << text;  // metrics: training line only
   EXPECT_EQ(count(text, "\n"), 3) << text;
 }

@@ -137,4 +137,7 @@ using Own =
 static_assert(
     std::is_same_v<Own::callback_tuple, std::tuple<ProgressBar, EmptyCallback, ModelSummary,
                                                    L::loggers::CSVLogger, ModelCheckpoint>>);
+// Loops and connectors hold references to their Trainer: it is neither copied nor moved.
+static_assert(!std::is_copy_constructible_v<Deduced> && !std::is_move_constructible_v<Deduced>);
+static_assert(!std::is_copy_assignable_v<Deduced> && !std::is_move_assignable_v<Deduced>);
 }  // namespace trainer_callbacks

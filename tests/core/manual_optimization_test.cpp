@@ -343,7 +343,8 @@ TEST(ManualOptimization, ClosureStepForLbfgs) {
 }
 
 // F64: manual_backward and step go through the precision policy (double parameters).
-TEST(ManualOptimization, PrecisionPolicyAppliesToManualModules) {
+// (That manual_backward and opt.step() go through the precision is policy_points_test's.)
+TEST(ManualOptimization, F64ConvertsAManualModuleAndItsGradients) {
   auto [X, y] = seed_data(64);
   ManualLinear m;
   L::Trainer<L::accelerators::CPU, L::strategies::SingleDevice, L::precision::F64> t(

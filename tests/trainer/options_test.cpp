@@ -25,7 +25,7 @@ TEST(TrainerOptions, InvalidValuesNameTheOptionAndValue) {
   expect_rejected({.check_val_every_n_epoch = 0}, "check_val_every_n_epoch = 0");
   expect_rejected({.num_sanity_val_steps = -2}, "num_sanity_val_steps = -2");
   expect_rejected({.accumulate_grad_batches = 0}, "accumulate_grad_batches = 0");
-  expect_rejected({.gradient_clip_val = -1.0}, "gradient_clip_val");
+  expect_rejected({.gradient_clip_val = -1.0}, "gradient_clip_val = -1.0 is invalid");
   expect_rejected({.log_every_n_steps = 0}, "log_every_n_steps = 0");
   expect_rejected({.fast_dev_run = -1}, "fast_dev_run = -1");
 }

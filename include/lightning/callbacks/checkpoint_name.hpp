@@ -5,6 +5,7 @@
 #pragma once
 
 #include <lightning/callbacks/monitor.hpp>
+#include <lightning/core/bad_option.hpp>
 #include <lightning/core/metric_map.hpp>
 
 #include <charconv>
@@ -21,11 +22,7 @@ namespace lightning::callbacks {
 namespace detail {
 
 [[noreturn]] inline void bad_template(std::string_view tmpl, const std::string& why) {
-  std::string m = "lightning: ModelCheckpointOptions.filename = \"";
-  m += tmpl;
-  m += "\" is invalid: ";
-  m += why;
-  throw std::invalid_argument(m);
+  throw_bad_option("ModelCheckpointOptions", "filename", "\"" + std::string(tmpl) + "\"", why);
 }
 
 // One value under a Python format spec; `integral` values (epoch, step) also take 'd'.

@@ -3,6 +3,8 @@
 // check (after validation, or at train epoch end), never per step.
 #pragma once
 
+#include <lightning/core/bad_option.hpp>
+
 #include <lightning/callbacks/monitor.hpp>
 #include <lightning/core/metric_map.hpp>
 #include <lightning/core/stage.hpp>
@@ -42,14 +44,13 @@ class EarlyStopping {
   static constexpr bool is_monitoring_callback = true;
   explicit EarlyStopping(EarlyStoppingOptions options) : o_(std::move(options)) {
     if (o_.monitor.empty())
-      throw std::invalid_argument(
-          "lightning: EarlyStoppingOptions.monitor = \"\" is invalid: name the metric to "
-          "watch, e.g. {.monitor = \"val_loss\"}");
+      throw_bad_option("EarlyStoppingOptions", "monitor", "\"\"",
+                       "name the metric to watch, e.g. {.monitor = \"val_loss\"}");
     if (o_.patience < 0)
-      throw std::invalid_argument(std::string("lightning: EarlyStoppingOptions.patience = ") +
-                                  std::to_string(o_.patience) + " is invalid: must be >= 0");
+      throw_bad_option("EarlyStoppingOptions", "patience", std::to_string(o_.patience),
+                       "must be >= 0");
     if (std::isnan(o_.min_delta))
-      throw std::invalid_argument("lightning: EarlyStoppingOptions.min_delta = nan is invalid");
+      throw_bad_option("EarlyStoppingOptions", "min_delta", "nan", "must be a number");
     // An improvement must beat the best by min_delta in the mode's direction.
     min_delta_ = o_.mode == Mode::min ? -std::abs(o_.min_delta) : std::abs(o_.min_delta);
     best_score_ = detail::worst(o_.mode);

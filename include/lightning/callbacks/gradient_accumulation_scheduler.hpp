@@ -3,6 +3,8 @@
 // optimizer step for epochs 0-3, 4 for epochs 4-7, then 1.
 #pragma once
 
+#include <lightning/core/bad_option.hpp>
+
 #include <lightning/core/concepts.hpp>
 
 #include <cstdint>
@@ -57,11 +59,10 @@ class GradientAccumulationScheduler {
                   "lightning: GradientAccumulationScheduler needs automatic optimization; a "
                   "module with automatic_optimization = false accumulates by itself");
     if (trainer.options().accumulate_grad_batches != 1)
-      throw std::invalid_argument(
-          std::string("lightning: TrainerOptions.accumulate_grad_batches = ") +
-          std::to_string(trainer.options().accumulate_grad_batches) +
-          " conflicts with GradientAccumulationScheduler; leave it at 1 and put the factor "
-          "in the scheduler");
+      throw_bad_option("TrainerOptions", "accumulate_grad_batches",
+                       std::to_string(trainer.options().accumulate_grad_batches),
+                       "it conflicts with GradientAccumulationScheduler; leave it at 1 and put "
+                       "the factor in the scheduler");
   }
   template <class Trainer, class Module>
   void on_train_epoch_start(Trainer& trainer, Module&) {

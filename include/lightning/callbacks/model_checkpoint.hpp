@@ -6,6 +6,7 @@
 
 #include <lightning/callbacks/checkpoint_name.hpp>
 #include <lightning/callbacks/monitor.hpp>
+#include <lightning/core/bad_option.hpp>
 #include <lightning/core/metric_map.hpp>
 #include <lightning/core/stage.hpp>
 #include <lightning/fabric/checkpoint_io.hpp>
@@ -58,13 +59,7 @@ class ModelCheckpoint {
 
   explicit ModelCheckpoint(ModelCheckpointOptions options = {}) : o_(std::move(options)) {
     const auto bad = [](const char* name, const std::string& value, const char* rule) {
-      std::string m = "lightning: ModelCheckpointOptions.";
-      m += name;
-      m += " = ";
-      m += value;
-      m += " is invalid: ";
-      m += rule;
-      throw std::invalid_argument(m);
+      throw_bad_option("ModelCheckpointOptions", name, value, rule);
     };
     if (o_.save_top_k < -1)
       bad("save_top_k", std::to_string(o_.save_top_k), "must be >= -1 (-1: keep every file)");

@@ -3,6 +3,8 @@
 // a run that ends well removes it.
 #pragma once
 
+#include <lightning/core/bad_option.hpp>
+
 #include <lightning/core/stage.hpp>
 
 #include <exception>
@@ -23,12 +25,10 @@ class OnExceptionCheckpoint {
  public:
   explicit OnExceptionCheckpoint(OnExceptionCheckpointOptions options) : o_(std::move(options)) {
     if (o_.filename.empty())
-      throw std::invalid_argument(
-          "lightning: OnExceptionCheckpointOptions.filename = \"\" is invalid: name the file "
-          "(without .ckpt)");
+      throw_bad_option("OnExceptionCheckpointOptions", "filename", "\"\"",
+                       "name the file (without .ckpt)");
     if (o_.dirpath.empty())
-      throw std::invalid_argument(
-          "lightning: OnExceptionCheckpointOptions.dirpath is empty: say where to save");
+      throw_bad_option("OnExceptionCheckpointOptions", "dirpath", "\"\"", "say where to save");
   }
 
   [[nodiscard]] std::filesystem::path ckpt_path() const {

@@ -15,6 +15,8 @@
 // training line is drawn; a batch that draws nothing costs a counter and a comparison.
 #pragma once
 
+#include <lightning/core/bad_option.hpp>
+
 #include <unistd.h>
 
 #include <algorithm>
@@ -103,7 +105,7 @@ class ProgressBar {
   void on_validation_start(T& trainer, M&) {
     if (!enabled()) return;
     if (trainer.sanity_checking)
-      start_eval(Kind::sanity, sanity_total(trainer));
+      start_eval(Kind::sanity, trainer.num_sanity_val_batches);
     else
       start_eval(Kind::validation, trainer.num_val_batches);
   }
@@ -131,10 +133,7 @@ class ProgressBar {
   template <class T, class M>
   void on_test_start(T& trainer, M&) {
     if (!enabled()) return;
-    if constexpr (requires { trainer.num_test_batches; })
-      start_eval(Kind::test, trainer.num_test_batches);
-    else
-      start_eval(Kind::test, trainer.num_val_batches);  // the Trainer counts test batches there
+    start_eval(Kind::test, trainer.num_test_batches);
   }
   template <class T, class M, class O, class B>
   void on_test_batch_end(T&, M&, const O&, const B&, std::int64_t) {
@@ -147,9 +146,7 @@ class ProgressBar {
   template <class T, class M>
   void on_predict_start(T& trainer, M&) {
     if (!enabled()) return;
-    std::optional<std::int64_t> total;
-    if constexpr (requires { trainer.num_predict_batches; }) total = trainer.num_predict_batches;
-    start_eval(Kind::predict, total);
+    start_eval(Kind::predict, trainer.num_predict_batches);
   }
   template <class T, class M, class O, class B>
   void on_predict_batch_end(T&, M&, const O&, const B&, std::int64_t) {
@@ -184,22 +181,7 @@ class ProgressBar {
   };
 
   static void require(bool ok, const char* name, std::int64_t value, const char* rule) {
-    if (ok) return;
-    std::string message = "lightning: ProgressBarOptions.";
-    message += name;
-    message += " = ";
-    message += std::to_string(value);
-    message += ' ';
-    message += rule;
-    throw std::invalid_argument(message);
-  }
-
-  template <class T>
-  static std::optional<std::int64_t> sanity_total(const T& trainer) {
-    if constexpr (requires { trainer.num_sanity_val_batches; })
-      return trainer.num_sanity_val_batches;
-    else
-      return std::nullopt;
+    if (!ok) throw_bad_option("ProgressBarOptions", name, std::to_string(value), rule);
   }
 
   // Off a terminal: batches between plain lines, from the stage's total when known.

@@ -6,6 +6,8 @@
 // checkpoint keeps counting from where the saved run was (Lightning's offset).
 #pragma once
 
+#include <lightning/core/bad_option.hpp>
+
 #include <lightning/core/optimizers.hpp>
 #include <lightning/core/stage.hpp>
 #include <lightning/fabric/checkpoint_io.hpp>
@@ -45,18 +47,13 @@ class Timer {
   using Clock = std::chrono::steady_clock;
 
   explicit Timer(TimerOptions options = {}) : options_(options) {
-    if (options_.duration && options_.duration->count() < 0) {
-      std::string message = "lightning: TimerOptions.duration = ";
-      message += std::to_string(options_.duration->count());
-      message += "s must be >= 0 (or unset to only measure time)";
-      throw std::invalid_argument(message);
-    }
-    if (options_.interval != Interval::step && options_.interval != Interval::epoch) {
-      std::string message = "lightning: TimerOptions.interval = ";
-      message += std::to_string(static_cast<int>(options_.interval));
-      message += " must be Interval::step or Interval::epoch";
-      throw std::invalid_argument(message);
-    }
+    if (options_.duration && options_.duration->count() < 0)
+      throw_bad_option("TimerOptions", "duration", std::to_string(options_.duration->count()) + "s",
+                       "must be >= 0 (or unset to only measure time)");
+    if (options_.interval != Interval::step && options_.interval != Interval::epoch)
+      throw_bad_option("TimerOptions", "interval",
+                       std::to_string(static_cast<int>(options_.interval)),
+                       "must be Interval::step or Interval::epoch");
   }
 
   [[nodiscard]] const TimerOptions& options() const noexcept { return options_; }

@@ -258,8 +258,4 @@ constexpr void call_callbacks(Tuple& callbacks, Trainer& trainer, M& module, A&&
              callbacks);
 }
 
-// True when at least one of the types declares the hook (used to skip work entirely).
-template <class Hook, class... T>
-inline constexpr bool any_declares = (Hook::template declared<T> || ...);
-
 }  // namespace lightning::hooks

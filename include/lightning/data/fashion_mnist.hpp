@@ -5,6 +5,8 @@
 // batch: the images are kept as the file's uint8).
 #pragma once
 
+#include <lightning/core/bad_option.hpp>
+
 #include <lightning/core/stage.hpp>
 #include <lightning/data/idx.hpp>
 #include <lightning/data/tensor_loader.hpp>
@@ -40,11 +42,11 @@ class FashionMNIST {
 
   explicit FashionMNIST(FashionMNISTOptions options = {}) : o_(std::move(options)) {
     if (o_.batch_size < 1)
-      throw std::invalid_argument("lightning: FashionMNISTOptions.batch_size = " +
-                                  std::to_string(o_.batch_size) + " is invalid: must be >= 1");
+      throw_bad_option("FashionMNISTOptions", "batch_size", std::to_string(o_.batch_size),
+                       "must be >= 1");
     if (o_.val_size < 0)
-      throw std::invalid_argument("lightning: FashionMNISTOptions.val_size = " +
-                                  std::to_string(o_.val_size) + " is invalid: must be >= 0");
+      throw_bad_option("FashionMNISTOptions", "val_size", std::to_string(o_.val_size),
+                       "must be >= 0");
   }
 
   // Checks that the four files are there (Lightning's prepare_data: no download here).
@@ -64,9 +66,8 @@ class FashionMNIST {
     if ((stage == Stage::fit || stage == Stage::validate) && !train_x_.defined()) {
       auto [x, y] = load("train");
       if (o_.val_size >= x.size(0))
-        throw std::invalid_argument(
-            "lightning: FashionMNISTOptions.val_size = " + std::to_string(o_.val_size) +
-            " leaves no training images out of " + std::to_string(x.size(0)));
+        throw_bad_option("FashionMNISTOptions", "val_size", std::to_string(o_.val_size),
+                         "it leaves no training images out of " + std::to_string(x.size(0)));
       auto g = at::make_generator<at::CPUGeneratorImpl>(o_.seed);
       const auto perm = torch::randperm(x.size(0), g);
       const auto n_train = x.size(0) - o_.val_size;

@@ -11,6 +11,8 @@
 // the loader fast on a memory-bound machine (docs/performance.md).
 #pragma once
 
+#include <lightning/core/bad_option.hpp>
+
 #include <lightning/core/batch.hpp>
 
 #include <ATen/CPUGeneratorImpl.h>
@@ -213,13 +215,11 @@ class TensorLoader {
 
   void validate() const {
     if (options_.normalize && !(options_.normalize->std > 0.0))
-      throw std::invalid_argument(
-          "lightning: LoaderOptions.normalize.std = " + std::to_string(options_.normalize->std) +
-          " is invalid; it must be > 0");
+      throw_bad_option("LoaderOptions", "normalize.std", std::to_string(options_.normalize->std),
+                       "must be > 0");
     if (options_.batch_size <= 0)
-      throw std::invalid_argument(
-          "lightning: LoaderOptions.batch_size = " + std::to_string(options_.batch_size) +
-          " is invalid; it must be >= 1");
+      throw_bad_option("LoaderOptions", "batch_size", std::to_string(options_.batch_size),
+                       "must be >= 1");
     for (std::size_t i = 0; i < N; ++i) {
       if (!tensors_[i].defined() || tensors_[i].dim() == 0)
         throw std::invalid_argument("lightning: TensorLoader tensor #" + std::to_string(i) +

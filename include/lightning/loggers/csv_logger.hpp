@@ -257,7 +257,6 @@ class CSVRun {
 // Trainer holds and the one the caller kept write to, and report, the same directory.
 class CSVLogger : public detail::FinalizeHooks<CSVLogger> {
  public:
-  static constexpr bool is_logger = true;
   static constexpr std::string_view kind = "CSVLogger";
 
   explicit CSVLogger(CSVLoggerOptions options = {})

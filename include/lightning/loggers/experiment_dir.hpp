@@ -3,6 +3,8 @@
 // Torch-free, so logger tests build without LibTorch.
 #pragma once
 
+#include <lightning/core/bad_option.hpp>
+
 #include <lightning/core/stage.hpp>
 
 #include <algorithm>
@@ -33,19 +35,7 @@ namespace lightning::loggers::detail {
   throw std::runtime_error(message);
 }
 
-// `options` is the options struct's name, so that the message points at the field to fix.
-[[noreturn]] inline void throw_bad_option(std::string_view options, std::string_view field,
-                                          std::string_view value, std::string_view rule) {
-  std::string message = "lightning: ";
-  message += options;
-  message += '.';
-  message += field;
-  message += " = ";
-  message += value;
-  message += ": ";
-  message += rule;
-  throw std::invalid_argument(message);
-}
+using lightning::throw_bad_option;
 
 inline void make_directories(const std::filesystem::path& dir) {
   std::error_code ec;

@@ -143,7 +143,6 @@ class TensorBoardRun {
 // Trainer holds and the one the caller kept write to, and report, the same files.
 class TensorBoardLogger : public detail::FinalizeHooks<TensorBoardLogger> {
  public:
-  static constexpr bool is_logger = true;
   static constexpr std::string_view kind = "TensorBoardLogger";
 
   explicit TensorBoardLogger(TensorBoardLoggerOptions options = {})

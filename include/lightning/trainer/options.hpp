@@ -2,7 +2,9 @@
 // declaration order, e.g. `Trainer trainer({.max_epochs = 3, .limit_train_batches = 0.5});`
 #pragma once
 
+#include <lightning/core/bad_option.hpp>
 #include <lightning/core/optimizers.hpp>
+#include <lightning/core/python_format.hpp>
 
 #include <cmath>
 #include <concepts>
@@ -12,6 +14,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <variant>
 
 namespace lightning {
@@ -97,9 +100,9 @@ struct TrainerOptions {
 };
 
 namespace detail {
-[[noreturn]] inline void bad_option(const char* name, const std::string& value, const char* rule) {
-  throw std::invalid_argument(std::string("lightning: TrainerOptions.") + name + " = " + value +
-                              " is invalid: " + rule);
+[[noreturn]] inline void bad_option(const char* name, const std::string& value,
+                                    std::string_view rule) {
+  throw_bad_option("TrainerOptions", name, value, rule);
 }
 
 inline void check_limit(const char* name, const BatchLimit& l) {
@@ -139,7 +142,7 @@ inline void validate(const TrainerOptions& o) {
     bad_option("accumulate_grad_batches", std::to_string(o.accumulate_grad_batches),
                "must be >= 1");
   if (o.gradient_clip_val && !(*o.gradient_clip_val >= 0.0 && std::isfinite(*o.gradient_clip_val)))
-    bad_option("gradient_clip_val", std::to_string(*o.gradient_clip_val),
+    bad_option("gradient_clip_val", python_float_repr(*o.gradient_clip_val),
                "must be a finite value >= 0");
   if (o.log_every_n_steps < 1)
     bad_option("log_every_n_steps", std::to_string(o.log_every_n_steps), "must be >= 1");

@@ -26,7 +26,7 @@ inline void check_manual_options(const TrainerOptions& run) {
                        "manual optimization (automatic_optimization = false) does not accumulate: "
                        "step every N batches in training_step, or use automatic optimization");
   if (run.gradient_clip_val)
-    detail::bad_option("gradient_clip_val", std::to_string(*run.gradient_clip_val),
+    detail::bad_option("gradient_clip_val", python_float_repr(*run.gradient_clip_val),
                        "manual optimization (automatic_optimization = false) does not clip: call "
                        "clip_gradients(opt, value) in training_step before opt.step()");
 }
