@@ -106,6 +106,22 @@ void BM_DefaultTrainer(benchmark::State& state) {
 void BM_DefaultTrainer_NoCheckpointing(benchmark::State& state) {
   run_default_trainer(state, false);
 }
+// Every default off: the loop and the module's log() call alone.
+void BM_Trainer_DefaultsOff(benchmark::State& state) {
+  auto& d = data();
+  L::data::TensorLoader loader({d.X, d.y}, {.batch_size = kBatch});
+  for (auto _ : state) {
+    SeedModel model;
+    L::Trainer<L::accelerators::CPU> trainer({.max_epochs = kEpochs,
+                                              .enable_progress_bar = false,
+                                              .enable_checkpointing = false,
+                                              .enable_model_summary = false,
+                                              .logger = false});
+    trainer.fit(model, loader);
+    benchmark::DoNotOptimize(model.linear->weight.data_ptr());
+  }
+  report(state);
+}
 
 class RatioReporter : public benchmark::ConsoleReporter {
  public:
@@ -124,6 +140,7 @@ class RatioReporter : public benchmark::ConsoleReporter {
 BENCHMARK(BM_HandWritten)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_DefaultTrainer)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_DefaultTrainer_NoCheckpointing)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Trainer_DefaultsOff)->Unit(benchmark::kMillisecond);
 
 int main(int argc, char** argv) {
   torch::set_num_threads(1);  // the workload is too small for intra-op threads; less noise

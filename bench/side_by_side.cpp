@@ -7,8 +7,8 @@
 // cnn:  one epoch of Fashion-MNIST (60k shuffled training images, validation on the 10k
 //       test images), conv 3x3 32 -> pool -> conv 3x3 64 -> pool -> 128 -> 10, Adam 1e-3,
 //       batch 64, 2 threads.
-// trainer:      Lightning's defaults (progress bar, model summary, checkpoint, and a
-//               TensorBoardLogger as Lightning adds when tensorboard is installed).
+// trainer:      Lightning's defaults (progress bar, model summary, checkpoint, and the
+//               default TensorBoardLogger, as Lightning adds when tensorboard is installed).
 // trainer-lean: no logger, checkpoint, progress bar or summary.
 // hand:         the same loop written by hand against LibTorch.
 //
@@ -117,7 +117,7 @@ std::string number(const char* name, double value) {
   return buffer;
 }
 
-// The Trainer with Lightning's defaults (plus its default logger) or lean.
+// The Trainer with Lightning's defaults (its default logger included) or lean.
 template <class M, class... Loaders>
 Run fit_with_trainer(bool lean, const std::filesystem::path& dir, std::int64_t epochs, M& model,
                      Loaders&&... loaders) {
@@ -128,6 +128,7 @@ Run fit_with_trainer(bool lean, const std::filesystem::path& dir, std::int64_t e
                                   .enable_progress_bar = !lean,
                                   .enable_checkpointing = !lean,
                                   .enable_model_summary = !lean,
+                                  .logger = !lean,
                                   .default_root_dir = dir};
   Run run;
   auto report = [&](auto& trainer) {
@@ -139,18 +140,9 @@ Run fit_with_trainer(bool lean, const std::filesystem::path& dir, std::int64_t e
     }
     run.metrics = out;
   };
-  if (lean) {
-    L::Trainer<L::accelerators::CPU> trainer(options);
-    run = timed([&](Run&) { trainer.fit(model, loaders...); });
-    report(trainer);
-  } else {
-    L::loggers::TensorBoardLogger logger({.save_dir = dir});
-    L::Trainer<L::accelerators::CPU, L::strategies::SingleDevice, L::precision::F32,
-               L::loggers::TensorBoardLogger>
-        trainer(options, logger);
-    run = timed([&](Run&) { trainer.fit(model, loaders...); });
-    report(trainer);
-  }
+  L::Trainer<L::accelerators::CPU> trainer(options);  // lean: every default off
+  run = timed([&](Run&) { trainer.fit(model, loaders...); });
+  report(trainer);
   return run;
 }
 

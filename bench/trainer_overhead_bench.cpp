@@ -5,7 +5,8 @@
 //   Trainer, no callbacks                 goal: ratio <= 1.02
 //   Trainer, 16 callback types, no hooks  goal: equal to no callbacks
 //   Trainer, one callback with every hook as an empty function
-// The progress bar, checkpointing and the model summary are off, as for any timing.
+// The progress bar, checkpointing, the model summary and the default logger are off:
+// this is the bare loop (bench/default_trainer_bench.cpp measures the defaults).
 // Run: ./build/bench/trainer_overhead_bench  (ratios of medians are printed at the end)
 #include <benchmark/benchmark.h>
 
@@ -116,7 +117,8 @@ void BM_Trainer(benchmark::State& state) {
         trainer({.max_epochs = kEpochs,
                  .enable_progress_bar = false,
                  .enable_checkpointing = false,
-                 .enable_model_summary = false},
+                 .enable_model_summary = false,
+                 .logger = false},
                 Callbacks{}...);
     trainer.fit(model, loader);
     benchmark::DoNotOptimize(model.linear->weight.data_ptr());

@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -84,22 +85,92 @@ inline void make_lbfgs_state_serializable(torch::optim::Optimizer& optimizer) {
 }
 }  // namespace detail
 
-// An optimizer's state: LibTorch's own archive (per-parameter state such as Adam's
-// moments) as bytes, plus each param group's lr, which Optimizer::load does not restore.
-inline CheckpointDict optimizer_state(torch::optim::Optimizer& optimizer) {
-  detail::make_lbfgs_state_serializable(optimizer);
-  torch::serialize::OutputArchive archive;
-  optimizer.save(archive);
+namespace detail {
+
+inline torch::Tensor archive_bytes(torch::serialize::OutputArchive& archive) {
   std::vector<char> bytes;
   archive.save_to([&](const void* data, std::size_t size) {
     const auto* p = static_cast<const char*>(data);
     bytes.insert(bytes.end(), p, p + size);
     return size;
   });
+  return torch::from_blob(bytes.data(), {static_cast<std::int64_t>(bytes.size())}, torch::kUInt8)
+      .clone();
+}
+
+template <class State, class F>
+bool with_state_as(torch::optim::OptimizerParamState& s, F&& f) {
+  auto* typed = dynamic_cast<State*>(&s);
+  if (typed) f(*typed);
+  return typed != nullptr;
+}
+
+// Gives every per-parameter state tensor of LibTorch's Adam, AdamW, SGD, RMSprop and
+// Adagrad a fresh copy, so that the tensors an archive already references are never
+// written again. False (nothing changed) for any other optimizer state.
+inline bool give_optimizer_fresh_state(torch::optim::Optimizer& optimizer) {
+  namespace O = torch::optim;
+  const auto fresh = [](const torch::Tensor& t) { return t.defined() ? t.clone() : t; };
+  const auto known = [](O::OptimizerParamState& s) {
+    return dynamic_cast<O::AdamParamState*>(&s) || dynamic_cast<O::AdamWParamState*>(&s) ||
+           dynamic_cast<O::SGDParamState*>(&s) || dynamic_cast<O::RMSpropParamState*>(&s) ||
+           dynamic_cast<O::AdagradParamState*>(&s);
+  };
+  for (auto& entry : optimizer.state())
+    if (!known(*entry.second)) return false;
+  for (auto& entry : optimizer.state()) {
+    auto& s = *entry.second;
+    const auto moments = [&](auto& a) {
+      a.exp_avg(fresh(a.exp_avg()));
+      a.exp_avg_sq(fresh(a.exp_avg_sq()));
+      a.max_exp_avg_sq(fresh(a.max_exp_avg_sq()));
+    };
+    with_state_as<O::AdamParamState>(s, moments) || with_state_as<O::AdamWParamState>(s, moments) ||
+        with_state_as<O::SGDParamState>(
+            s, [&](auto& g) { g.momentum_buffer(fresh(g.momentum_buffer())); }) ||
+        with_state_as<O::RMSpropParamState>(s,
+                                            [&](auto& r) {
+                                              r.square_avg(fresh(r.square_avg()));
+                                              r.momentum_buffer(fresh(r.momentum_buffer()));
+                                              r.grad_avg(fresh(r.grad_avg()));
+                                            }) ||
+        with_state_as<O::AdagradParamState>(s, [&](auto& a) { a.sum(fresh(a.sum())); });
+  }
+  return true;
+}
+
+}  // namespace detail
+
+// An optimizer's state: LibTorch's own archive (per-parameter state such as Adam's
+// moments) as bytes, plus each param group's lr, which Optimizer::load does not restore.
+inline CheckpointDict optimizer_state(torch::optim::Optimizer& optimizer) {
+  detail::make_lbfgs_state_serializable(optimizer);
+  torch::serialize::OutputArchive archive;
+  optimizer.save(archive);
   CheckpointDict out = make_checkpoint();
-  out.insert("archive", torch::from_blob(bytes.data(), {static_cast<std::int64_t>(bytes.size())},
-                                         torch::kUInt8)
-                            .clone());
+  out.insert("archive", detail::archive_bytes(archive));
+  out.insert("lrs", torch::tensor(lr::group_lrs(optimizer), torch::kDouble));
+  return out;
+}
+
+// The same entry, with the archive's bytes left to another thread: most of an
+// optimizer's checkpoint cost is writing its archive (LibTorch's zip and pickle), not
+// reading its state. The archive keeps the state tensors as they are now and the
+// optimizer goes on with copies, so `archive` may be serialised (archive_bytes) at any
+// later time; the entry's "archive" is None until then. An optimizer whose state
+// cannot be copied (LBFGS, a custom one) is serialised here, and `archive` is null.
+inline CheckpointDict optimizer_state_deferred(
+    torch::optim::Optimizer& optimizer, std::shared_ptr<torch::serialize::OutputArchive>& archive) {
+  detail::make_lbfgs_state_serializable(optimizer);
+  archive = std::make_shared<torch::serialize::OutputArchive>();
+  optimizer.save(*archive);
+  CheckpointDict out = make_checkpoint();
+  if (detail::give_optimizer_fresh_state(optimizer)) {
+    out.insert("archive", c10::IValue());
+  } else {
+    out.insert("archive", detail::archive_bytes(*archive));
+    archive.reset();
+  }
   out.insert("lrs", torch::tensor(lr::group_lrs(optimizer), torch::kDouble));
   return out;
 }

@@ -11,10 +11,13 @@
 #include <torch/torch.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <exception>
 #include <filesystem>
+#include <functional>
 #include <iostream>
 #include <mutex>
+#include <optional>
 #include <system_error>
 #include <thread>
 #include <utility>
@@ -48,6 +51,8 @@ inline c10::IValue checkpoint_snapshot(const c10::IValue& value) {
   return value;  // numbers, strings, None: immutable
 }
 
+// One writer thread for the life of the writer (started at the first save): handing a
+// save over costs a wake-up, not a thread.
 class BackgroundCheckpointWriter {
  public:
   BackgroundCheckpointWriter() = default;
@@ -62,48 +67,42 @@ class BackgroundCheckpointWriter {
       std::cerr << "lightning: a checkpoint written in the background failed: " << error.what()
                 << '\n';
     }
+    if (thread_.joinable()) {
+      {
+        std::lock_guard lock(mutex_);
+        stop_ = true;
+      }
+      changed_.notify_all();
+      thread_.join();
+    }
   }
 
   // Starts writing `content` (a snapshot: see checkpoint_snapshot) to `path`, after the
-  // save in flight has finished (its error, if any, is raised here instead).
-  void submit(std::filesystem::path path, CheckpointDict content) {
+  // save in flight has finished (its error, if any, is raised here instead). `complete`,
+  // if given, runs first on the writer thread and fills in what was left to it (an
+  // optimizer's archive bytes: optimizer_state_deferred).
+  void submit(std::filesystem::path path, CheckpointDict content,
+              std::function<void(CheckpointDict&)> complete = {}) {
     wait();
-    failed_.store(false, std::memory_order_relaxed);
-    writing_ = true;
-    thread_ = std::thread([this, path = std::move(path), content = std::move(content)] {
-      bool saved = false;
-      try {
-        save_checkpoint_file(path, content);
-        saved = true;
-      } catch (...) {
-        error_ = std::current_exception();
-        failed_.store(true, std::memory_order_release);
-      }
-      std::vector<std::filesystem::path> removals;
-      {
-        std::lock_guard lock(mutex_);
-        writing_ = false;
-        removals.swap(removals_);
-      }
-      // A file the new one replaces goes only once the new one is committed; if the
-      // write failed, it stays.
-      if (saved)
-        for (const auto& p : removals) {
-          std::error_code ignored;
-          std::filesystem::remove(p, ignored);
-        }
-    });
+    {
+      std::lock_guard lock(mutex_);
+      job_.emplace(Job{std::move(path), std::move(content), std::move(complete)});
+    }
+    if (!thread_.joinable()) thread_ = std::thread([this] { run(); });
+    changed_.notify_all();
   }
 
-  // Removes `path` once the write in flight is committed (now, when none is): a
-  // checkpoint being replaced is never deleted before its successor is on disk.
+  // Removes `path` once the latest write is committed (now, when it already is): a
+  // checkpoint being replaced is never deleted before its successor is on disk, and
+  // stays if its successor failed.
   void remove_after_write(std::filesystem::path path) {
     {
       std::lock_guard lock(mutex_);
-      if (writing_) {
+      if (job_) {
         removals_.push_back(std::move(path));
         return;
       }
+      if (!last_write_ok_) return;
     }
     std::error_code ignored;
     std::filesystem::remove(path, ignored);
@@ -116,20 +115,68 @@ class BackgroundCheckpointWriter {
 
   // Waits for the write in flight and raises its error.
   void wait() {
-    if (thread_.joinable()) thread_.join();
+    std::unique_lock lock(mutex_);
+    changed_.wait(lock, [this] { return !job_; });
     failed_.store(false, std::memory_order_relaxed);
     if (auto error = std::exchange(error_, nullptr)) std::rethrow_exception(error);
   }
 
-  [[nodiscard]] bool in_flight() const noexcept { return thread_.joinable(); }
+  [[nodiscard]] bool in_flight() {
+    std::lock_guard lock(mutex_);
+    return job_.has_value();
+  }
 
  private:
-  std::thread thread_;
-  std::mutex mutex_;  // guards writing_ and removals_, shared with the writer thread
-  bool writing_ = false;
+  struct Job {
+    std::filesystem::path path;
+    CheckpointDict content;
+    std::function<void(CheckpointDict&)> complete;
+  };
+
+  void run() {
+    std::unique_lock lock(mutex_);
+    for (;;) {
+      changed_.wait(lock, [this] { return stop_ || job_; });
+      if (!job_) return;  // stop_, nothing left
+      auto& job = *job_;
+      lock.unlock();
+      std::exception_ptr error;
+      try {
+        if (job.complete) job.complete(job.content);
+        save_checkpoint_file(job.path, job.content);
+      } catch (...) {
+        error = std::current_exception();
+      }
+      lock.lock();
+      // A file the new one replaces goes only once the new one is committed; if the
+      // write failed, it stays.
+      auto removals = std::exchange(removals_, {});
+      last_write_ok_ = !error;
+      if (error) {
+        error_ = error;
+        removals.clear();
+        failed_.store(true, std::memory_order_release);
+      }
+      job_.reset();
+      lock.unlock();
+      for (const auto& p : removals) {
+        std::error_code ignored;
+        std::filesystem::remove(p, ignored);
+      }
+      changed_.notify_all();
+      lock.lock();
+    }
+  }
+
+  std::mutex mutex_;  // guards job_, removals_, error_, stop_, last_write_ok_
+  std::condition_variable changed_;
+  std::optional<Job> job_;  // the save in flight
   std::vector<std::filesystem::path> removals_;
   std::exception_ptr error_;
+  bool stop_ = false;
+  bool last_write_ok_ = true;
   std::atomic<bool> failed_{false};
+  std::thread thread_;  // last: started after the members it uses
 };
 
 }  // namespace lightning
