@@ -102,6 +102,10 @@ struct PolicyPointsModel : lightning::testing::SimpleModel {
     const auto& [x, y] = batch;
     log("val_loss", torch::mse_loss(forward(x), y.unsqueeze(1)));
   }
+  torch::Tensor predict_step(const XY& batch, std::int64_t) {
+    const auto& [x, y] = batch;
+    return forward(x);
+  }
 };
 
 std::vector<XY> batches(int n) {
@@ -221,7 +225,7 @@ TEST(PolicyPoints, ManualOptimizationGoesThroughTheSamePoints) {
   EXPECT_EQ(trainer.global_step, 1);  // the skipped step is not counted
 }
 
-TEST(PolicyPoints, EvaluationSetsUpAndTearsDownThroughThePolicies) {
+TEST(PolicyPoints, EvaluationAndPredictionSetUpAndTearDownThroughThePolicies) {
   torch::manual_seed(0);
   PolicyPointsModel model;
   L::Trainer<L::accelerators::CPU, RecordingStrategy, RecordingPrecision> trainer(
@@ -235,4 +239,10 @@ TEST(PolicyPoints, EvaluationSetsUpAndTearsDownThroughThePolicies) {
   calls.clear();
   trainer.validate(model, val);  // the process group is joined once per process
   EXPECT_EQ(calls.front(), "convert_module");
+  calls.clear();
+  const auto predictions = trainer.predict(model, val);
+  EXPECT_EQ(predictions.size(), 2U);
+  EXPECT_EQ(predictions.front().scalar_type(), torch::kDouble);  // the precision's cast
+  EXPECT_EQ(calls,
+            (std::vector<std::string>{"convert_module", "setup_module(Double)", "teardown"}));
 }
