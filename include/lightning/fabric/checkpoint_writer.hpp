@@ -10,6 +10,9 @@
 
 #include <torch/torch.h>
 
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <condition_variable>
 #include <exception>
@@ -134,6 +137,9 @@ class BackgroundCheckpointWriter {
   };
 
   void run() {
+    // Idle time is enough for a write (one per epoch or so); on a machine with no core to
+    // spare, the training threads keep theirs. The file is the same, only written later.
+    ::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 10);
     std::unique_lock lock(mutex_);
     for (;;) {
       changed_.wait(lock, [this] { return stop_ || job_; });
