@@ -124,11 +124,6 @@ class BackgroundCheckpointWriter {
     if (auto error = std::exchange(error_, nullptr)) std::rethrow_exception(error);
   }
 
-  [[nodiscard]] bool in_flight() {
-    std::lock_guard lock(mutex_);
-    return job_.has_value();
-  }
-
  private:
   struct Job {
     std::filesystem::path path;
