@@ -7,32 +7,19 @@
 //   Trainer, one callback with every hook as an empty function
 // The progress bar, checkpointing, the model summary and the default logger are off:
 // this is the bare loop (bench/default_trainer_bench.cpp measures the defaults).
-// Run: ./build/bench/trainer_overhead_bench  (ratios of medians are printed at the end)
-#include <benchmark/benchmark.h>
+// Each Trainer fit is paired with a hand-written fit (bench/support/seed_workload.hpp).
+// Run: ./build/bench/trainer_overhead_bench  (ratios are printed at the end)
+#include "support/seed_workload.hpp"
 
-#include <lightning/lightning.hpp>
-
-#include <unistd.h>
-#include <cstdio>
-#include <map>
-#include <string>
+#include <utility>
 
 namespace L = lightning;
-using XY = L::Batch<torch::Tensor, torch::Tensor>;
+namespace B = lightning::bench;
+using B::XY;
 
 namespace {
 
 constexpr int kEpochs = 3;
-constexpr int64_t kBatch = 32;
-
-struct Data {
-  torch::Tensor X = torch::randn({1000, 10});
-  torch::Tensor y = torch::randn({1000});
-};
-Data& data() {
-  static Data d;
-  return d;
-}
 
 // The seed module without log(): the same work as the hand-written loop.
 struct BareModel : L::LightningModule {
@@ -82,36 +69,15 @@ struct EveryHook {
   void on_exception(auto&, auto&, const std::exception&) {}
 };
 
-void report(benchmark::State& state) {
-  state.counters["steps/s"] = benchmark::Counter(
-      static_cast<double>(state.iterations()) * kEpochs * 32, benchmark::Counter::kIsRate);
-}
-
 void BM_HandWritten(benchmark::State& state) {
-  auto& d = data();
-  for (auto _ : state) {
-    BareModel model;
-    auto optimizer = model.configure_optimizers();
-    model.train();
-    for (int epoch = 0; epoch < kEpochs; ++epoch)
-      for (int64_t i = 0; i < d.X.size(0); i += kBatch) {
-        const int64_t n = std::min(kBatch, d.X.size(0) - i);
-        auto x = d.X.narrow(0, i, n), y = d.y.narrow(0, i, n);
-        optimizer.zero_grad();
-        auto loss = torch::mse_loss(model.linear(x), y.unsqueeze(1));
-        loss.backward();
-        optimizer.step();
-      }
-    benchmark::DoNotOptimize(model.linear->weight.data_ptr());
-  }
-  report(state);
+  B::BM_HandWritten(state, kEpochs);
 }
 
 template <class Model, class... Callbacks>
 void BM_Trainer(benchmark::State& state) {
-  auto& d = data();
-  L::data::TensorLoader loader({d.X, d.y}, {.batch_size = kBatch});
-  for (auto _ : state) {
+  auto& d = B::seed_data();
+  L::data::TensorLoader loader({d.X, d.y}, {.batch_size = B::kBatch});
+  B::paired_with_hand(state, kEpochs, [&] {
     Model model;
     L::Trainer<L::accelerators::CPU, L::strategies::SingleDevice, L::precision::F32, Callbacks...>
         trainer({.max_epochs = kEpochs,
@@ -122,8 +88,7 @@ void BM_Trainer(benchmark::State& state) {
                 Callbacks{}...);
     trainer.fit(model, loader);
     benchmark::DoNotOptimize(model.linear->weight.data_ptr());
-  }
-  report(state);
+  });
 }
 
 template <int... I>
@@ -135,48 +100,29 @@ void BM_Trainer_16EmptyCallbackTypes(benchmark::State& state) {
   trainer_with_empty_callbacks(state, std::make_integer_sequence<int, 16>{});
 }
 
-// Collects the median real time of each benchmark to print ratios at the end.
-class RatioReporter : public benchmark::ConsoleReporter {
- public:
-  RatioReporter() : ConsoleReporter(::isatty(STDOUT_FILENO) ? OO_Defaults : OO_Tabular) {}
-  std::map<std::string, double> medians;
-  void ReportRuns(const std::vector<Run>& runs) override {
-    for (const auto& r : runs)
-      if (r.run_type == Run::RT_Aggregate && r.aggregate_name == "median")
-        medians[r.run_name.function_name] = r.GetAdjustedRealTime();
-    ConsoleReporter::ReportRuns(runs);
-  }
-};
-
 }  // namespace
 
 BENCHMARK(BM_HandWritten)->Unit(benchmark::kMillisecond);
 BENCHMARK_TEMPLATE(BM_Trainer, BareModel)
     ->Name("BM_Trainer_NoCallbacks")
+    ->Iterations(20)
+    ->UseManualTime()
     ->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_Trainer_16EmptyCallbackTypes)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Trainer_16EmptyCallbackTypes)
+    ->Iterations(20)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
 BENCHMARK_TEMPLATE(BM_Trainer, BareModel, EveryHook)
     ->Name("BM_Trainer_EveryHookEmpty")
+    ->Iterations(20)
+    ->UseManualTime()
     ->Unit(benchmark::kMillisecond);
 BENCHMARK_TEMPLATE(BM_Trainer, LoggingModel)
     ->Name("BM_Trainer_SeedModelWithLog")
+    ->Iterations(20)
+    ->UseManualTime()
     ->Unit(benchmark::kMillisecond);
 
 int main(int argc, char** argv) {
-  torch::set_num_threads(1);  // the workload is too small for intra-op threads; less noise
-  std::vector<char*> args(argv, argv + argc);
-  std::string reps = "--benchmark_repetitions=15", agg = "--benchmark_report_aggregates_only=true",
-              order = "--benchmark_enable_random_interleaving=true";
-  args.push_back(reps.data());
-  args.push_back(agg.data());
-  args.push_back(order.data());
-  int n = static_cast<int>(args.size());
-  benchmark::Initialize(&n, args.data());
-  RatioReporter reporter;
-  benchmark::RunSpecifiedBenchmarks(&reporter);
-  const double base = reporter.medians["BM_HandWritten"];
-  std::printf("\nRatios of median real time to BM_HandWritten (same run):\n");
-  for (const auto& [name, t] : reporter.medians)
-    std::printf("  %-36s %8.3f ms  ratio %.3f\n", name.c_str(), t, base > 0 ? t / base : 0.0);
-  benchmark::Shutdown();
+  return B::run_benchmarks(argc, argv, kEpochs, 15, "Goal: BM_Trainer_NoCallbacks <= 1.02.");
 }

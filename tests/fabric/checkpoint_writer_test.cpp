@@ -37,6 +37,28 @@ TEST(CheckpointWriter, TheSnapshotIsWhatIsWrittenWhateverTrainingDoesAfter) {
   EXPECT_EQ(loaded.at("epoch").toInt(), 3);
 }
 
+TEST(CheckpointWriter, TheSnapshotCopiesWhatTrainingCanReachAndTakesTheRestAsItIs) {
+  auto live = torch::ones({3});
+  auto c = L::make_checkpoint();
+  c.insert("live", live);                  // training holds it too
+  c.insert("view", live.narrow(0, 0, 2));  // a view of a live tensor
+  c.insert("own", torch::full({2}, 7.0));  // only the content holds it (a copy made for it)
+  auto nested = L::make_checkpoint();
+  nested.insert("own", torch::full({2}, 8.0));
+  c.insert("nested", nested);
+  const auto own_data = c.at("own").toTensor().data_ptr();
+  const auto nested_data = L::checkpoint_dict(c.at("nested")).at("own").toTensor().data_ptr();
+
+  const auto snap = L::checkpoint_snapshot(c).toGenericDict();
+  EXPECT_NE(snap.at("live").toTensor().data_ptr(), live.data_ptr());
+  EXPECT_NE(snap.at("view").toTensor().data_ptr(), live.data_ptr());
+  EXPECT_EQ(snap.at("own").toTensor().data_ptr(), own_data);
+  EXPECT_EQ(L::checkpoint_dict(snap.at("nested")).at("own").toTensor().data_ptr(), nested_data);
+  live.mul_(5);
+  EXPECT_TRUE(torch::equal(snap.at("live").toTensor(), torch::ones({3})));
+  EXPECT_TRUE(torch::equal(snap.at("view").toTensor(), torch::ones({2})));
+}
+
 TEST(CheckpointWriter, AFailedWriteIsRaisedNotLost) {
   L::BackgroundCheckpointWriter writer;
   writer.submit(unwritable, content_with(torch::ones({1})));

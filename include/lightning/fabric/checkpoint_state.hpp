@@ -13,9 +13,11 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <variant>
 #include <vector>
@@ -105,38 +107,64 @@ bool with_state_as(torch::optim::OptimizerParamState& s, F&& f) {
   return typed != nullptr;
 }
 
-// Gives every per-parameter state tensor of LibTorch's Adam, AdamW, SGD, RMSprop and
-// Adagrad a fresh copy, so that the tensors an archive already references are never
-// written again. False (nothing changed) for any other optimizer state.
-inline bool give_optimizer_fresh_state(torch::optim::Optimizer& optimizer) {
+// A copy of one parameter's state of LibTorch's Adam, AdamW, SGD, RMSprop or Adagrad
+// whose tensors share nothing with the original.
+inline std::unique_ptr<torch::optim::OptimizerParamState> fresh_copy(
+    const torch::optim::OptimizerParamState& state) {
   namespace O = torch::optim;
   const auto fresh = [](const torch::Tensor& t) { return t.defined() ? t.clone() : t; };
-  const auto known = [](O::OptimizerParamState& s) {
-    return dynamic_cast<O::AdamParamState*>(&s) || dynamic_cast<O::AdamWParamState*>(&s) ||
-           dynamic_cast<O::SGDParamState*>(&s) || dynamic_cast<O::RMSpropParamState*>(&s) ||
-           dynamic_cast<O::AdagradParamState*>(&s);
+  auto out = state.clone();  // the same tensors, the same counters
+  auto& s = *out;
+  const auto moments = [&](auto& a) {
+    a.exp_avg(fresh(a.exp_avg()));
+    a.exp_avg_sq(fresh(a.exp_avg_sq()));
+    a.max_exp_avg_sq(fresh(a.max_exp_avg_sq()));
   };
-  for (auto& entry : optimizer.state())
-    if (!known(*entry.second)) return false;
-  for (auto& entry : optimizer.state()) {
-    auto& s = *entry.second;
-    const auto moments = [&](auto& a) {
-      a.exp_avg(fresh(a.exp_avg()));
-      a.exp_avg_sq(fresh(a.exp_avg_sq()));
-      a.max_exp_avg_sq(fresh(a.max_exp_avg_sq()));
-    };
-    with_state_as<O::AdamParamState>(s, moments) || with_state_as<O::AdamWParamState>(s, moments) ||
-        with_state_as<O::SGDParamState>(
-            s, [&](auto& g) { g.momentum_buffer(fresh(g.momentum_buffer())); }) ||
-        with_state_as<O::RMSpropParamState>(s,
-                                            [&](auto& r) {
-                                              r.square_avg(fresh(r.square_avg()));
-                                              r.momentum_buffer(fresh(r.momentum_buffer()));
-                                              r.grad_avg(fresh(r.grad_avg()));
-                                            }) ||
-        with_state_as<O::AdagradParamState>(s, [&](auto& a) { a.sum(fresh(a.sum())); });
-  }
-  return true;
+  with_state_as<O::AdamParamState>(s, moments) || with_state_as<O::AdamWParamState>(s, moments) ||
+      with_state_as<O::SGDParamState>(
+          s, [&](auto& g) { g.momentum_buffer(fresh(g.momentum_buffer())); }) ||
+      with_state_as<O::RMSpropParamState>(s,
+                                          [&](auto& r) {
+                                            r.square_avg(fresh(r.square_avg()));
+                                            r.momentum_buffer(fresh(r.momentum_buffer()));
+                                            r.grad_avg(fresh(r.grad_avg()));
+                                          }) ||
+      with_state_as<O::AdagradParamState>(s, [&](auto& a) { a.sum(fresh(a.sum())); });
+  return out;
+}
+
+// For an optimizer of type Opt: moves its per-parameter state out (the optimizer goes on
+// with fresh copies) and returns the function that serialises the moved-out state, later
+// and on any thread, through a stand-in Opt over the same parameters (LibTorch's archive
+// names a parameter by its TensorImpl address and reads nothing else of it).
+template <class Opt, class Options>
+std::function<torch::Tensor()> defer_archive_as(torch::optim::Optimizer& optimizer) {
+  if (dynamic_cast<Opt*>(&optimizer) == nullptr) return {};
+  using StateMap = std::remove_reference_t<decltype(optimizer.state())>;
+  auto taken = std::make_shared<StateMap>(std::move(optimizer.state()));
+  optimizer.state() = StateMap();
+  for (const auto& [key, state] : *taken) optimizer.state()[key] = fresh_copy(*state);
+  auto groups = std::make_shared<std::vector<torch::optim::OptimizerParamGroup>>(
+      optimizer.param_groups());  // copies the options, shares the parameters
+  return [taken, groups, defaults = static_cast<const Options&>(optimizer.defaults())] {
+    Opt stand_in(*groups, defaults);
+    stand_in.state() = std::move(*taken);
+    torch::serialize::OutputArchive archive;
+    stand_in.save(archive);
+    return archive_bytes(archive);
+  };
+}
+
+// defer_archive_as for LibTorch's Adam, AdamW, SGD, RMSprop and Adagrad, whose states
+// fresh_copy knows; an empty function (nothing changed) for any other optimizer.
+inline std::function<torch::Tensor()> defer_archive(torch::optim::Optimizer& optimizer) {
+  namespace O = torch::optim;
+  for (auto* f :
+       {&defer_archive_as<O::Adam, O::AdamOptions>, &defer_archive_as<O::AdamW, O::AdamWOptions>,
+        &defer_archive_as<O::SGD, O::SGDOptions>, &defer_archive_as<O::RMSprop, O::RMSpropOptions>,
+        &defer_archive_as<O::Adagrad, O::AdagradOptions>})
+    if (auto archive = f(optimizer)) return archive;
+  return {};
 }
 
 }  // namespace detail
@@ -155,22 +183,17 @@ inline CheckpointDict optimizer_state(torch::optim::Optimizer& optimizer) {
 
 // The same entry, with the archive's bytes left to another thread: most of an
 // optimizer's checkpoint cost is writing its archive (LibTorch's zip and pickle), not
-// reading its state. The archive keeps the state tensors as they are now and the
-// optimizer goes on with copies, so `archive` may be serialised (archive_bytes) at any
-// later time; the entry's "archive" is None until then. An optimizer whose state
-// cannot be copied (LBFGS, a custom one) is serialised here, and `archive` is null.
-inline CheckpointDict optimizer_state_deferred(
-    torch::optim::Optimizer& optimizer, std::shared_ptr<torch::serialize::OutputArchive>& archive) {
-  detail::make_lbfgs_state_serializable(optimizer);
-  archive = std::make_shared<torch::serialize::OutputArchive>();
-  optimizer.save(*archive);
+// reading its state. The optimizer's state as it is now moves into `archive_later`,
+// which may run at any later time, on any thread, once; the optimizer goes on with
+// copies. The entry's "archive" is None until archive_later's bytes are put there. An
+// optimizer whose state cannot be copied (LBFGS, a custom one) is serialised here, and
+// archive_later is empty.
+inline CheckpointDict optimizer_state_deferred(torch::optim::Optimizer& optimizer,
+                                               std::function<torch::Tensor()>& archive_later) {
+  archive_later = detail::defer_archive(optimizer);
+  if (!archive_later) return optimizer_state(optimizer);
   CheckpointDict out = make_checkpoint();
-  if (detail::give_optimizer_fresh_state(optimizer)) {
-    out.insert("archive", c10::IValue());
-  } else {
-    out.insert("archive", detail::archive_bytes(*archive));
-    archive.reset();
-  }
+  out.insert("archive", c10::IValue());
   out.insert("lrs", torch::tensor(lr::group_lrs(optimizer), torch::kDouble));
   return out;
 }

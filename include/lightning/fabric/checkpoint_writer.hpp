@@ -28,11 +28,21 @@
 
 namespace lightning {
 
-// A copy of a checkpoint's content that shares no tensor storage with the original.
+namespace detail {
+// Whether nothing but this one reference can reach the tensor's data: no other handle,
+// no view, no other tensor on its storage. Training cannot change such a tensor.
+inline bool only_reference(const at::Tensor& t) {
+  return t.use_count() == 1 && t.has_storage() && t.storage().use_count() == 1;
+}
+}  // namespace detail
+
+// A copy of a checkpoint's content that training cannot change: every tensor that
+// anything else can reach is copied. Those only the content holds (module_state_dict's
+// copies, a generator's state, a fresh lr tensor) are taken as they are.
 inline c10::IValue checkpoint_snapshot(const c10::IValue& value) {
   if (value.isTensor()) {
     const auto& t = value.toTensor();
-    return t.defined() ? t.detach().clone() : t;
+    return !t.defined() || detail::only_reference(t) ? t : t.detach().clone();
   }
   if (value.isGenericDict()) {
     auto out =

@@ -138,9 +138,7 @@ class CheckpointConnector {
       const auto states = c.at("optimizer_states").toGenericDict();
       for (std::size_t i = 0; i < archives.size(); ++i)
         if (archives[i])
-          states.at(std::to_string(i))
-              .toGenericDict()
-              .insert_or_assign("archive", detail::archive_bytes(*archives[i]));
+          states.at(std::to_string(i)).toGenericDict().insert_or_assign("archive", archives[i]());
     };
     writer_.submit(path, checkpoint_snapshot(content).toGenericDict(), std::move(complete));
   }
@@ -185,8 +183,8 @@ class CheckpointConnector {
   }
 
  private:
-  // One per optimizer, in order: its archive left to the writer (null: already bytes).
-  using Archives = std::vector<std::shared_ptr<torch::serialize::OutputArchive>>;
+  // One per optimizer, in order: its archive left to the writer (empty: already bytes).
+  using Archives = std::vector<std::function<torch::Tensor()>>;
 
   CheckpointDict content_for(const std::filesystem::path& path, bool weights_only,
                              Archives* deferred) {
