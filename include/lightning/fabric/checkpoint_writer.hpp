@@ -1,8 +1,8 @@
 // Writes checkpoints off the training thread. The caller hands over a snapshot (every
-// tensor copied, so training can go on changing the originals); a writer thread pickles
-// it and writes it durably (save_checkpoint_file: temporary file, fsync, rename). One
-// save is in flight at a time: the next one waits for it. A failed write is raised, never
-// lost: at the next check (the Trainer checks every step), at the next save, or at wait().
+// tensor training can reach copied, so it can go on changing the originals); a writer
+// thread pickles it and writes it durably (save_checkpoint_file: temporary file, fsync,
+// rename). One save is in flight at a time: the next one waits for it. A failed write is raised,
+// never lost: at the next check (the Trainer checks every step), at the next save, or at wait().
 #pragma once
 
 #include <lightning/core/checkpoint_dict.hpp>
