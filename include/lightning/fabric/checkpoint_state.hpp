@@ -18,6 +18,7 @@
 #include <stdexcept>
 #include <string>
 #include <type_traits>
+#include <typeinfo>
 #include <utility>
 #include <variant>
 #include <vector>
@@ -133,13 +134,14 @@ inline std::unique_ptr<torch::optim::OptimizerParamState> fresh_copy(
   return out;
 }
 
-// For an optimizer of type Opt: moves its per-parameter state out (the optimizer goes on
-// with fresh copies) and returns the function that serialises the moved-out state, later
-// and on any thread, through a stand-in Opt over the same parameters (LibTorch's archive
-// names a parameter by its TensorImpl address and reads nothing else of it).
+// For an optimizer of exactly type Opt (a class derived from it may save more than Opt
+// does): moves its per-parameter state out (the optimizer goes on with fresh copies) and
+// returns the function that serialises the moved-out state, later and on any thread,
+// through a stand-in Opt over the same parameters (LibTorch's archive names a parameter
+// by its TensorImpl address and reads nothing else of it).
 template <class Opt, class Options>
 std::function<torch::Tensor()> defer_archive_as(torch::optim::Optimizer& optimizer) {
-  if (dynamic_cast<Opt*>(&optimizer) == nullptr) return {};
+  if (typeid(optimizer) != typeid(Opt)) return {};
   using StateMap = std::remove_reference_t<decltype(optimizer.state())>;
   auto taken = std::make_shared<StateMap>(std::move(optimizer.state()));
   optimizer.state() = StateMap();
