@@ -18,6 +18,7 @@
 //              gradient_clipping.hpp
 //              checkpoint_io.hpp     atomic, verified checkpoint files torch.load can read
 //              checkpoint_state.hpp  module/optimizer/scheduler state as entries
+//              optimizer_state_dict.hpp  optimizer state in PyTorch's layout
 //              checkpoint_writer.hpp durable saves off the training thread
 //   trainer/   options.hpp      TrainerOptions, BatchLimit
 //              trainer.hpp      Trainer<Accelerator, Strategy, Precision, Callbacks...>
@@ -65,6 +66,7 @@
 #include <lightning/fabric/checkpoint_writer.hpp>
 #include <lightning/fabric/fabric.hpp>
 #include <lightning/fabric/gradient_clipping.hpp>
+#include <lightning/fabric/optimizer_state_dict.hpp>
 
 #include <lightning/trainer/arguments.hpp>
 #include <lightning/trainer/connectors/callback_connector.hpp>

@@ -71,6 +71,9 @@ class ContentChecksum {
     } else if (v.isList()) {
       tag('L');
       for (const auto& e : v.toListRef()) add(e);
+    } else if (v.isTuple()) {
+      tag('U');
+      for (const auto& e : v.toTupleRef().elements()) add(e);
     } else if (v.isString()) {
       tag('S');
       text(v.toStringRef());

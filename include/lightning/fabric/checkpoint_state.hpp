@@ -7,18 +7,16 @@
 #include <lightning/core/lr_schedulers.hpp>
 #include <lightning/core/optimizers.hpp>
 #include <lightning/fabric/checkpoint_io.hpp>
+#include <lightning/fabric/optimizer_state_dict.hpp>
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
 
 #include <cstdint>
 #include <filesystem>
-#include <functional>
 #include <memory>
 #include <stdexcept>
 #include <string>
-#include <type_traits>
-#include <typeinfo>
 #include <utility>
 #include <variant>
 #include <vector>
@@ -101,79 +99,16 @@ inline torch::Tensor archive_bytes(torch::serialize::OutputArchive& archive) {
       .clone();
 }
 
-template <class State, class F>
-bool with_state_as(torch::optim::OptimizerParamState& s, F&& f) {
-  auto* typed = dynamic_cast<State*>(&s);
-  if (typed) f(*typed);
-  return typed != nullptr;
-}
-
-// A copy of one parameter's state of LibTorch's Adam, AdamW, SGD, RMSprop or Adagrad
-// whose tensors share nothing with the original.
-inline std::unique_ptr<torch::optim::OptimizerParamState> fresh_copy(
-    const torch::optim::OptimizerParamState& state) {
-  namespace O = torch::optim;
-  const auto fresh = [](const torch::Tensor& t) { return t.defined() ? t.clone() : t; };
-  auto out = state.clone();  // the same tensors, the same counters
-  auto& s = *out;
-  const auto moments = [&](auto& a) {
-    a.exp_avg(fresh(a.exp_avg()));
-    a.exp_avg_sq(fresh(a.exp_avg_sq()));
-    a.max_exp_avg_sq(fresh(a.max_exp_avg_sq()));
-  };
-  with_state_as<O::AdamParamState>(s, moments) || with_state_as<O::AdamWParamState>(s, moments) ||
-      with_state_as<O::SGDParamState>(
-          s, [&](auto& g) { g.momentum_buffer(fresh(g.momentum_buffer())); }) ||
-      with_state_as<O::RMSpropParamState>(s,
-                                          [&](auto& r) {
-                                            r.square_avg(fresh(r.square_avg()));
-                                            r.momentum_buffer(fresh(r.momentum_buffer()));
-                                            r.grad_avg(fresh(r.grad_avg()));
-                                          }) ||
-      with_state_as<O::AdagradParamState>(s, [&](auto& a) { a.sum(fresh(a.sum())); });
-  return out;
-}
-
-// For an optimizer of exactly type Opt (a class derived from it may save more than Opt
-// does): moves its per-parameter state out (the optimizer goes on with fresh copies) and
-// returns the function that serialises the moved-out state, later and on any thread,
-// through a stand-in Opt over the same parameters (LibTorch's archive names a parameter
-// by its TensorImpl address and reads nothing else of it).
-template <class Opt, class Options>
-std::function<torch::Tensor()> defer_archive_as(torch::optim::Optimizer& optimizer) {
-  if (typeid(optimizer) != typeid(Opt)) return {};
-  using StateMap = std::remove_reference_t<decltype(optimizer.state())>;
-  auto taken = std::make_shared<StateMap>(std::move(optimizer.state()));
-  optimizer.state() = StateMap();
-  for (const auto& [key, state] : *taken) optimizer.state()[key] = fresh_copy(*state);
-  auto groups = std::make_shared<std::vector<torch::optim::OptimizerParamGroup>>(
-      optimizer.param_groups());  // copies the options, shares the parameters
-  return [taken, groups, defaults = static_cast<const Options&>(optimizer.defaults())] {
-    Opt stand_in(*groups, defaults);
-    stand_in.state() = std::move(*taken);
-    torch::serialize::OutputArchive archive;
-    stand_in.save(archive);
-    return archive_bytes(archive);
-  };
-}
-
-// defer_archive_as for LibTorch's Adam, AdamW, SGD, RMSprop and Adagrad, whose states
-// fresh_copy knows; an empty function (nothing changed) for any other optimizer.
-inline std::function<torch::Tensor()> defer_archive(torch::optim::Optimizer& optimizer) {
-  namespace O = torch::optim;
-  for (auto* f :
-       {&defer_archive_as<O::Adam, O::AdamOptions>, &defer_archive_as<O::AdamW, O::AdamWOptions>,
-        &defer_archive_as<O::SGD, O::SGDOptions>, &defer_archive_as<O::RMSprop, O::RMSpropOptions>,
-        &defer_archive_as<O::Adagrad, O::AdagradOptions>})
-    if (auto archive = f(optimizer)) return archive;
-  return {};
-}
-
 }  // namespace detail
 
-// An optimizer's state: LibTorch's own archive (per-parameter state such as Adam's
-// moments) as bytes, plus each param group's lr, which Optimizer::load does not restore.
+// An optimizer's state. LibTorch's Adam, AdamW, SGD, RMSprop and Adagrad are written in
+// PyTorch's layout (optimizer_state_dict.hpp), which Python's optimizer.load_state_dict
+// reads; its tensors are the optimizer's own, so a background save copies them
+// (checkpoint_snapshot). Any other optimizer is written as LibTorch's own archive (per-
+// parameter state such as LBFGS's history) as bytes, plus each param group's lr, which
+// Optimizer::load does not restore.
 inline CheckpointDict optimizer_state(torch::optim::Optimizer& optimizer) {
+  if (has_pytorch_layout(optimizer)) return optimizer_state_dict(optimizer);
   detail::make_lbfgs_state_serializable(optimizer);
   torch::serialize::OutputArchive archive;
   optimizer.save(archive);
@@ -183,24 +118,11 @@ inline CheckpointDict optimizer_state(torch::optim::Optimizer& optimizer) {
   return out;
 }
 
-// The same entry, with the archive's bytes left to another thread: most of an
-// optimizer's checkpoint cost is writing its archive (LibTorch's zip and pickle), not
-// reading its state. The optimizer's state as it is now moves into `archive_later`,
-// which may run at any later time, on any thread, once; the optimizer goes on with
-// copies. The entry's "archive" is None until archive_later's bytes are put there. An
-// optimizer whose state cannot be copied (LBFGS, a custom one) is serialised here, and
-// archive_later is empty.
-inline CheckpointDict optimizer_state_deferred(torch::optim::Optimizer& optimizer,
-                                               std::function<torch::Tensor()>& archive_later) {
-  archive_later = detail::defer_archive(optimizer);
-  if (!archive_later) return optimizer_state(optimizer);
-  CheckpointDict out = make_checkpoint();
-  out.insert("archive", c10::IValue());
-  out.insert("lrs", torch::tensor(lr::group_lrs(optimizer), torch::kDouble));
-  return out;
-}
-
-inline void load_optimizer_state(torch::optim::Optimizer& optimizer, const CheckpointDict& state) {
+// Reads either form optimizer_state writes (and PyTorch's own state_dict); `source`
+// names the checkpoint in errors.
+inline void load_optimizer_state(torch::optim::Optimizer& optimizer, const CheckpointDict& state,
+                                 const std::string& source = "the checkpoint") {
+  if (state.contains("param_groups")) return load_optimizer_state_dict(optimizer, state, source);
   const auto bytes = state.at("archive").toTensor().contiguous();
   torch::serialize::InputArchive archive;
   archive.load_from(static_cast<const char*>(bytes.data_ptr()), bytes.numel());
@@ -208,7 +130,7 @@ inline void load_optimizer_state(torch::optim::Optimizer& optimizer, const Check
   const auto lrs = state.at("lrs").toTensor();
   auto& groups = optimizer.param_groups();
   if (lrs.numel() != static_cast<std::int64_t>(groups.size()))
-    throw CheckpointError("lightning: the checkpoint's optimizer has " +
+    throw CheckpointError("lightning: " + source + ": the optimizer state has " +
                           std::to_string(lrs.numel()) + " param groups, this one has " +
                           std::to_string(groups.size()));
   for (std::size_t i = 0; i < groups.size(); ++i)

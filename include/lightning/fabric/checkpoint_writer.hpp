@@ -17,7 +17,6 @@
 #include <condition_variable>
 #include <exception>
 #include <filesystem>
-#include <functional>
 #include <iostream>
 #include <mutex>
 #include <optional>
@@ -91,15 +90,12 @@ class BackgroundCheckpointWriter {
   }
 
   // Starts writing `content` (a snapshot: see checkpoint_snapshot) to `path`, after the
-  // save in flight has finished (its error, if any, is raised here instead). `complete`,
-  // if given, runs first on the writer thread and fills in what was left to it (an
-  // optimizer's archive bytes: optimizer_state_deferred).
-  void submit(std::filesystem::path path, CheckpointDict content,
-              std::function<void(CheckpointDict&)> complete = {}) {
+  // save in flight has finished (its error, if any, is raised here instead).
+  void submit(std::filesystem::path path, CheckpointDict content) {
     wait();
     {
       std::lock_guard lock(mutex_);
-      job_.emplace(Job{std::move(path), std::move(content), std::move(complete)});
+      job_.emplace(Job{std::move(path), std::move(content)});
     }
     if (!thread_.joinable()) thread_ = std::thread([this] { run(); });
     changed_.notify_all();
@@ -138,7 +134,6 @@ class BackgroundCheckpointWriter {
   struct Job {
     std::filesystem::path path;
     CheckpointDict content;
-    std::function<void(CheckpointDict&)> complete;
   };
 
   void run() {
@@ -153,7 +148,6 @@ class BackgroundCheckpointWriter {
       lock.unlock();
       std::exception_ptr error;
       try {
-        if (job.complete) job.complete(job.content);
         save_checkpoint_file(job.path, job.content);
       } catch (...) {
         error = std::current_exception();

@@ -114,33 +114,25 @@ class CheckpointConnector {
   // save_checkpoint may still read them after fit() returns).
   template <class M, class Configs>
   void bind(Trainer& trainer, M& model, std::shared_ptr<Configs> configs) {
-    source_ = [&trainer, &model, configs](bool weights_only, Archives* deferred) {
-      return collect(trainer, model, *configs, weights_only, deferred);
+    source_ = [&trainer, &model, configs](bool weights_only) {
+      return collect(trainer, model, *configs, weights_only);
     };
   }
   [[nodiscard]] bool bound() const noexcept { return static_cast<bool>(source_); }
 
   // Lightning's trainer.save_checkpoint: written before it returns.
   void save(Trainer& trainer, const std::filesystem::path& path, bool weights_only) {
-    auto content = content_for(path, weights_only, nullptr);
+    auto content = content_for(path, weights_only);
     wait_for_writes();
     if (trainer.is_global_zero()) save_checkpoint_file(path, content);
   }
   // The same content, written by the background writer: the training thread only copies
-  // the tensors. A failed write is raised by raise_if_write_failed (every step) or later.
-  // The optimizers' archives are serialised by the writer too (optimizer_state_deferred).
+  // the tensors training can still change. A failed write is raised by
+  // raise_if_write_failed (every step) or later.
   void save_in_background(Trainer& trainer, const std::filesystem::path& path, bool weights_only) {
-    Archives archives;
-    auto content = content_for(path, weights_only, &archives);
+    auto content = content_for(path, weights_only);
     if (!trainer.is_global_zero()) return;
-    auto complete = [archives = std::move(archives)](CheckpointDict& c) {
-      if (!c.contains("optimizer_states")) return;
-      const auto states = c.at("optimizer_states").toGenericDict();
-      for (std::size_t i = 0; i < archives.size(); ++i)
-        if (archives[i])
-          states.at(std::to_string(i)).toGenericDict().insert_or_assign("archive", archives[i]());
-    };
-    writer_.submit(path, checkpoint_snapshot(content).toGenericDict(), std::move(complete));
+    writer_.submit(path, checkpoint_snapshot(content).toGenericDict());
   }
   void raise_if_write_failed() { writer_.raise_if_failed(); }
   void remove_after_write(std::filesystem::path path) {
@@ -183,21 +175,16 @@ class CheckpointConnector {
   }
 
  private:
-  // One per optimizer, in order: its archive left to the writer (empty: already bytes).
-  using Archives = std::vector<std::function<torch::Tensor()>>;
-
-  CheckpointDict content_for(const std::filesystem::path& path, bool weights_only,
-                             Archives* deferred) {
+  CheckpointDict content_for(const std::filesystem::path& path, bool weights_only) {
     if (!source_)
       throw std::logic_error(
           "lightning: save_checkpoint(\"" + path.string() +
           "\") needs a module fitted by this trainer: call it during or after fit()");
-    return source_(weights_only, deferred);
+    return source_(weights_only);
   }
 
   template <class M, class Configs>
-  static CheckpointDict collect(Trainer& trainer, M& model, Configs& configs, bool weights_only,
-                                Archives* deferred) {
+  static CheckpointDict collect(Trainer& trainer, M& model, Configs& configs, bool weights_only) {
     CheckpointDict c = make_checkpoint();
     c.insert("epoch", trainer.current_epoch);
     c.insert("global_step", trainer.global_step);
@@ -207,9 +194,8 @@ class CheckpointConnector {
         c.insert("hyper_parameters", hyperparameters_state(model.hparams()));
     if (!weights_only) {
       CheckpointDict optimizers = make_checkpoint(), schedulers = make_checkpoint();
-      std::apply(
-          [&](auto&... config) { (save_config(config, optimizers, schedulers, deferred), ...); },
-          configs);
+      std::apply([&](auto&... config) { (save_config(config, optimizers, schedulers), ...); },
+                 configs);
       c.insert("optimizer_states", optimizers);
       c.insert("lr_schedulers", schedulers);
       c.insert("loops", trainer.progress().to_checkpoint(trainer.metrics));
@@ -262,15 +248,8 @@ class CheckpointConnector {
   }
 
   template <class Config>
-  static void save_config(Config& config, CheckpointDict& optimizers, CheckpointDict& schedulers,
-                          Archives* deferred) {
-    if (deferred) {
-      deferred->emplace_back();
-      optimizers.insert(std::to_string(optimizers.size()),
-                        optimizer_state_deferred(config.optimizer, deferred->back()));
-    } else {
-      optimizers.insert(std::to_string(optimizers.size()), optimizer_state(config.optimizer));
-    }
+  static void save_config(Config& config, CheckpointDict& optimizers, CheckpointDict& schedulers) {
+    optimizers.insert(std::to_string(optimizers.size()), optimizer_state(config.optimizer));
     std::apply(
         [&](auto&... sc) {
           (schedulers.insert(std::to_string(schedulers.size()), scheduler_state(sc.scheduler)),
@@ -300,7 +279,7 @@ class CheckpointConnector {
         },
         config.lr_schedulers);
     load_optimizer_state(config.optimizer,
-                         checkpoint_dict(optimizers.at(std::to_string(next_optimizer++))));
+                         checkpoint_dict(optimizers.at(std::to_string(next_optimizer++))), source);
   }
 
   static std::filesystem::path best_checkpoint(Trainer& trainer) {
@@ -357,7 +336,7 @@ class CheckpointConnector {
         });
   }
 
-  std::function<CheckpointDict(bool weights_only, Archives* deferred)> source_;
+  std::function<CheckpointDict(bool weights_only)> source_;
   std::optional<std::filesystem::path> resume_path_;
   std::optional<std::filesystem::path> loaded_;
   BackgroundCheckpointWriter writer_;
