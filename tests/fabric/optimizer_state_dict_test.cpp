@@ -11,7 +11,9 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
 #include <functional>
+#include <iterator>
 #include <memory>
 #include <sstream>
 #include <string>
@@ -208,6 +210,54 @@ TEST(OptimizerStateDict, PythonsOptimizerLoadsItAndTakesTheSameStep) {
           << "parameter " << j << ": ours " << ours[j] << " Python's " << t;
     }
   }
+}
+
+TEST(OptimizerStateDict, AStateThatPythonSavedLoadsAndStepsAsPythonDoes) {
+  const auto file = scratch_file("from_python.pt");
+  const auto result = lightning::testing::run_python_program(
+      "import torch\n"
+      "torch.manual_seed(0)\n"
+      "net = torch.nn.Linear(4, 1)\n"
+      "opt = torch.optim.Adam(net.parameters(), lr=0.01, amsgrad=True, weight_decay=0)\n"
+      "x, y = torch.randn(8, 4), torch.randn(8, 1)\n"
+      "def step():\n"
+      "    opt.zero_grad()\n"
+      "    torch.nn.functional.mse_loss(net(x), y).backward()\n"
+      "    opt.step()\n"
+      "for _ in range(3): step()\n"
+      "torch.save({'weight': net.weight.detach().clone(), 'bias': net.bias.detach().clone(), "
+      "'x': x, 'y': y, 'optimizer': opt.state_dict()}, '" +
+      file.string() +
+      "')\n"
+      "step()\n"
+      "print(' '.join('%.9e' % v for v in torch.cat([net.weight.flatten(), "
+      "net.bias]).tolist()))\n");
+  LIGHTNING_EXPECT_PYTHON_OK(result);
+  std::ifstream in(file, std::ios::binary);
+  const std::vector<char> bytes((std::istreambuf_iterator<char>(in)),
+                                std::istreambuf_iterator<char>());
+  std::filesystem::remove(file);
+  const auto saved = torch::pickle_load(bytes).toGenericDict();
+
+  torch::nn::Linear net(4, 1);
+  {
+    torch::NoGradGuard no_grad;
+    net->weight.copy_(saved.at("weight").toTensor());
+    net->bias.copy_(saved.at("bias").toTensor());
+  }
+  O::Adam optimizer(net->parameters(), O::AdamOptions(0.5));  // the load sets lr and amsgrad
+  L::load_optimizer_state(optimizer, L::checkpoint_dict(saved.at("optimizer")), "from_python.pt");
+  EXPECT_TRUE(static_cast<O::AdamOptions&>(optimizer.param_groups()[0].options()).amsgrad());
+  optimizer.zero_grad();
+  torch::mse_loss(net(saved.at("x").toTensor()), saved.at("y").toTensor()).backward();
+  optimizer.step();
+
+  std::vector<double> theirs;
+  std::istringstream line(lightning::testing::lines_of(result.output).at(0));
+  for (double v; line >> v;) theirs.push_back(v);
+  const auto ours = torch::cat({net->weight.flatten(), net->bias}).to(torch::kDouble);
+  EXPECT_TRUE(torch::allclose(ours, torch::tensor(theirs, torch::kDouble), 1e-5, 1e-6))
+      << "ours " << ours << " Python's " << theirs;
 }
 
 TEST(OptimizerStateDict, OtherOptimizersKeepLibTorchsArchive) {
