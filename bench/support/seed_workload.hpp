@@ -78,9 +78,9 @@ inline void paired_with_hand(benchmark::State& state, int epochs, auto&& fit) {
   std::vector<double> ratios;
   bool hand_first = true;
   for (auto _ : state) {
-    double hand = 0, own = 0;
+    double hand = 0;
     if (hand_first) hand = seconds_of([&] { hand_written_fit(epochs); });
-    own = seconds_of(fit);
+    const double own = seconds_of(fit);
     if (!hand_first) hand = seconds_of([&] { hand_written_fit(epochs); });
     hand_first = !hand_first;
     ratios.push_back(own / hand);
