@@ -313,7 +313,7 @@ TEST(OptimizerStateDict, MismatchesAreClearErrors) {
   torch::nn::Linear wide(5, 3), out(3, 1);  // 4 parameters, the first of another shape
   std::vector<at::Tensor> params = wide->parameters();
   for (const auto& p : out->parameters()) params.push_back(p);
-  O::Adam shaped(params, 0.01);
+  O::Adam shaped(params, 0.2);
   try {
     L::load_optimizer_state(shaped, state, "x.ckpt");
     FAIL();
@@ -323,6 +323,9 @@ TEST(OptimizerStateDict, MismatchesAreClearErrors) {
               std::string::npos)
         << e.what();
   }
+  // A failed load leaves the optimizer as it was: its lr is not the state's 0.01.
+  EXPECT_EQ(shaped.param_groups()[0].options().get_lr(), 0.2);
+  EXPECT_TRUE(shaped.state().empty());
   O::SGD sgd(two.net->parameters(), 0.1);
   try {
     L::load_optimizer_state(sgd, state, "x.ckpt");  // an Adam state into an SGD

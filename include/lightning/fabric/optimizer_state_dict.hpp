@@ -15,6 +15,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -242,7 +243,8 @@ inline CheckpointDict optimizer_state_dict(const torch::optim::Optimizer& optimi
 // Loads a state written by optimizer_state_dict or by Python's optimizer.state_dict():
 // the options of every param group and each parameter's state. The groups and the
 // number of parameters in each must match; a state tensor's shape must be its
-// parameter's. `source` names the checkpoint in errors.
+// parameter's. `source` names the checkpoint in errors; on an error the optimizer is
+// left as it was.
 inline void load_optimizer_state_dict(torch::optim::Optimizer& optimizer,
                                       const CheckpointDict& state_dict, const std::string& source) {
   const auto groups = state_dict.at("param_groups").toListRef();
@@ -252,9 +254,12 @@ inline void load_optimizer_state_dict(torch::optim::Optimizer& optimizer,
     throw CheckpointError("lightning: " + source + ": the optimizer state has " +
                           std::to_string(groups.size()) + " param groups, this optimizer has " +
                           std::to_string(own.size()));
+  // All or nothing: options and states are built aside and put in place only when every
+  // group and parameter has been read.
   const auto load = [&]<class Layout>(Layout) {
     using Map = std::remove_cvref_t<decltype(optimizer.state())>;
     Map loaded;
+    std::vector<std::unique_ptr<torch::optim::OptimizerOptions>> options;
     for (std::size_t i = 0; i < own.size(); ++i) {
       const auto g = checkpoint_dict(groups[i]);
       const auto indices = g.at("params").toListRef();
@@ -263,7 +268,8 @@ inline void load_optimizer_state_dict(torch::optim::Optimizer& optimizer,
         throw CheckpointError("lightning: " + source + ": param group " + std::to_string(i) +
                               " of the optimizer state has " + std::to_string(indices.size()) +
                               " parameters, this optimizer's has " + std::to_string(params.size()));
-      Layout::options_from(static_cast<typename Layout::options&>(own[i].options()), g);
+      options.push_back(own[i].options().clone());
+      Layout::options_from(static_cast<typename Layout::options&>(*options.back()), g);
       for (std::size_t k = 0; k < params.size(); ++k) {
         const auto key = c10::IValue(indices[k].toInt());
         if (!states.contains(key)) continue;
@@ -292,6 +298,7 @@ inline void load_optimizer_state_dict(torch::optim::Optimizer& optimizer,
             std::move(loaded_state);
       }
     }
+    for (std::size_t i = 0; i < own.size(); ++i) own[i].set_options(std::move(options[i]));
     optimizer.state() = std::move(loaded);
   };
   // An entry this optimizer needs that is missing or of another type.
