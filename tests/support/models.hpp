@@ -61,6 +61,16 @@ inline std::pair<torch::Tensor, torch::Tensor> seed_data(std::int64_t n = 1000,
   return {torch::randn({n, 10}, g), torch::randn({n}, g)};
 }
 
+// Options with every default callback off (progress bar, checkpointing, summary, logger):
+// the loop and the policies alone.
+inline L::TrainerOptions bare(L::TrainerOptions o) {
+  o.enable_progress_bar = false;
+  o.enable_checkpointing = false;
+  o.enable_model_summary = false;
+  o.logger = false;
+  return o;
+}
+
 // All parameters of a module flattened into one tensor (for bitwise comparisons).
 inline torch::Tensor flat_parameters(torch::nn::Module& m) {
   std::vector<torch::Tensor> ps;

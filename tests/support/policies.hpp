@@ -1,6 +1,6 @@
 // The policy combinations the trainer tests are instantiated for: one generic test body
-// per law, one instantiation per combination (STYLE 9). CPU/SingleDevice with F32 and F64
-// today; CUDA, mixed precision and DDP join the list as their policies land.
+// per law, one instantiation per combination (STYLE 9). CPU/SingleDevice with F32, F64,
+// BF16Mixed and BF16True today; CUDA and DDP join the list as their policies land.
 #pragma once
 
 #include <lightning/lightning.hpp>
@@ -17,13 +17,25 @@ struct Policies {
   using strategy = S;
   using precision = P;
   static constexpr c10::ScalarType dtype = P::param_dtype;
+  // Whether the forward runs in a lower precision than the parameters' float32/64.
+  static constexpr bool low_precision = dtype == c10::kBFloat16 || dtype == c10::kHalf || requires {
+    P::autocast_dtype;
+  };
+  // Tolerances of a law that compares two orders of the same arithmetic (accumulation,
+  // clipping): float32's, or bfloat16's 8 bits of mantissa.
+  static constexpr double rtol = low_precision ? 2e-2 : 1e-5;
+  static constexpr double atol = low_precision ? 1e-3 : 1e-7;
+  // The precision's forward scope, for a hand-written loop to run what the Trainer runs.
+  static auto forward_scope() { return P{}.autocast(c10::Device(c10::kCPU)); }
   template <class... Callbacks>
   using trainer = lightning::Trainer<A, S, P, Callbacks...>;
 };
 
 using CpuPolicies =
     ::testing::Types<Policies<accelerators::CPU, strategies::SingleDevice, precision::F32>,
-                     Policies<accelerators::CPU, strategies::SingleDevice, precision::F64>>;
+                     Policies<accelerators::CPU, strategies::SingleDevice, precision::F64>,
+                     Policies<accelerators::CPU, strategies::SingleDevice, precision::BF16Mixed>,
+                     Policies<accelerators::CPU, strategies::SingleDevice, precision::BF16True>>;
 
 // Test names: "cpu_single_device_32-true".
 struct PolicyNames {

@@ -32,9 +32,33 @@ struct ClipOptions {
   double norm_type = 2.0;
 };
 
+namespace detail {
+// A precision that cannot run on the accelerator's device fails here, at compile time,
+// when the device type is known (CPU, CUDA); with Auto, at launch.
+template <class A, class P>
+consteval bool check_precision_on_device() {
+  if constexpr (!A::device_type.has_value()) {
+    return true;
+  } else if constexpr (std::is_same_v<P, precision::F16Mixed> &&
+                       !precision::supports_device<P>(*A::device_type)) {
+    static_assert(precision::supports_device<P>(*A::device_type),
+                  "lightning: F16Mixed (\"16-mixed\") needs a CUDA accelerator; use BF16Mixed "
+                  "on the CPU");
+    return false;
+  } else {
+    static_assert(precision::supports_device<P>(*A::device_type),
+                  "lightning: this precision cannot run on the accelerator's device (its "
+                  "supports(device type) says so); choose another precision or accelerator");
+    return precision::supports_device<P>(*A::device_type);
+  }
+}
+}  // namespace detail
+
 template <Accelerator A = accelerators::Auto, Strategy S = strategies::SingleDevice,
           Precision P = precision::F32>
 class Fabric {
+  static_assert(detail::check_precision_on_device<A, P>());
+
  public:
   using accelerator_type = A;
   using strategy_type = S;
@@ -53,6 +77,7 @@ class Fabric {
     if (!launched_) {
       strategy_.setup_environment();
       accelerator_.setup(strategy_.local_rank());
+      if constexpr (!A::device_type.has_value()) check_precision_on_device();
       retain_freed_host_memory();
     }
     launched_ = true;
@@ -143,6 +168,14 @@ class Fabric {
     clip_grad_value(grads_, clip_val);
   }
 
+  // Divides the optimizer's gradients by a gradient scaler's scale, once per step (later
+  // calls in the same step do nothing); a no-op for precisions without a scaler. The
+  // loops call it before on_before_optimizer_step, so hooks and clipping see true
+  // gradients, as Lightning's MixedPrecision arranges.
+  void unscale_gradients(torch::optim::Optimizer& optimizer) {
+    precision_.unscale_gradients(optimizer);
+  }
+
   // Steps the optimizer through the precision; false when the step was skipped.
   bool step(torch::optim::Optimizer& optimizer) { return precision_.optimizer_step(optimizer); }
   // Steps with a closure that recomputes the loss (LBFGS); returns the closure's loss.
@@ -203,6 +236,16 @@ class Fabric {
   [[nodiscard]] P& precision() noexcept { return precision_; }
 
  private:
+  // Auto resolved at launch: a precision that cannot run where it landed is an error
+  // that names both, before any work.
+  void check_precision_on_device() const {
+    if (precision::supports_device<P>(device().type())) return;
+    throw std::invalid_argument(
+        std::string("lightning: precision \"") + std::string(P::name) + "\" cannot run on " +
+        device().str() + ", where accelerator \"" + std::string(A::name) + "\" resolved" +
+        (device().is_cpu() ? " (LibTorch sees no CUDA device); use BF16Mixed on the CPU" : ""));
+  }
+
   A accelerator_{};
   S strategy_{};
   P precision_{};

@@ -4,7 +4,7 @@
 //   zero_grad (first micro-batch of an accumulation window, through the strategy)
 //   -> pre_backward(sync) / precision backward / post_backward(sync), where sync is true
 //      only on the micro-batch that steps
-//   -> on the stepping micro-batch: unscale + clip (through the precision), the
+//   -> on the stepping micro-batch: unscale (before on_before_optimizer_step), clip, the
 //      precision's optimizer step; a skipped step (non-finite gradients under a scaler)
 //      is not a step: no global_step, no step-interval scheduler.
 #pragma once
@@ -83,6 +83,7 @@ void automatic_optimization_step(T& trainer, M& model, Config& config, const tor
   fabric.backward(s.accumulate == 1 ? loss : loss / static_cast<double>(s.accumulate), step_now);
   connectors::call_hooks<hooks::on_after_backward>(trainer, model);
   if (!step_now) return;
+  fabric.unscale_gradients(optimizer);  // hooks and clipping see true gradients
   connectors::call_hooks<hooks::on_before_optimizer_step>(trainer, model, optimizer);
   if (s.clip_value > 0.0) {
     if (s.clip_by_norm)

@@ -94,6 +94,7 @@ struct ManualRun {
   // A step the precision skipped is not counted (as in automatic optimization).
   static bool step(void* p, torch::optim::Optimizer& optimizer) {
     auto& r = self(p);
+    r.trainer.fabric().unscale_gradients(optimizer);  // unless clip_gradients already did
     connectors::call_hooks<hooks::on_before_optimizer_step>(r.trainer, r.model, optimizer);
     const bool stepped = r.trainer.fabric().step(optimizer);
     if (stepped) ++r.trainer.global_step;

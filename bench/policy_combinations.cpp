@@ -1,0 +1,82 @@
+// The seed workload and the Fashion-MNIST CNN over accelerators x precisions, through
+// lightning/benchmarks/policy_combinations.hpp (its first user): CPU x {F32, F64,
+// BF16Mixed, BF16True}, and CUDA x {F32, BF16Mixed, F16Mixed, BF16True} where a GPU is
+// present. Counters: samples/s and host time per step.
+//
+//   ./build/bench/policy_combinations [--benchmark_filter=Seed]
+//
+// The CNN trains on the first 2,048 training images (32 steps of 64) per fit; the seed
+// workload is one epoch of 1,000 x 10 (32 steps of 32).
+#include <lightning/benchmarks/policy_combinations.hpp>
+#include <lightning/data/fashion_mnist.hpp>
+#include <lightning/lightning.hpp>
+
+#include <benchmark/benchmark.h>
+
+#include <iostream>
+
+namespace L = lightning;
+namespace LB = lightning::benchmarks;
+using XY = L::Batch<torch::Tensor, torch::Tensor>;
+
+namespace {
+
+struct SeedModel : L::LightningModule {
+  torch::nn::Linear linear{register_module("linear", torch::nn::Linear(10, 1))};
+  torch::Tensor training_step(const XY& batch, std::int64_t) {
+    const auto& [x, y] = batch;
+    auto loss = torch::mse_loss(linear(x), y.unsqueeze(1));
+    log("train_loss", loss, {.prog_bar = true});
+    return loss;
+  }
+  auto configure_optimizers() { return torch::optim::Adam(parameters(), 1e-3); }
+};
+
+// examples/fashion_mnist.cpp's network, with Adam at a fixed rate.
+struct FashionCNN : L::LightningModule {
+  torch::nn::Conv2d conv1{
+      register_module("conv1", torch::nn::Conv2d(torch::nn::Conv2dOptions(1, 32, 3)))};
+  torch::nn::Conv2d conv2{
+      register_module("conv2", torch::nn::Conv2d(torch::nn::Conv2dOptions(32, 64, 3)))};
+  torch::nn::Linear fc1{register_module("fc1", torch::nn::Linear(64 * 5 * 5, 128))};
+  torch::nn::Linear fc2{register_module("fc2", torch::nn::Linear(128, 10))};
+  torch::Tensor training_step(const XY& batch, std::int64_t) {
+    const auto& [x, y] = batch;
+    auto h = torch::max_pool2d(torch::relu(conv1(x)), 2);
+    h = torch::max_pool2d(torch::relu(conv2(h)), 2);
+    auto loss = torch::cross_entropy_loss(fc2(torch::relu(fc1(h.flatten(1)))), y);
+    log("train_loss", loss, {.prog_bar = true});
+    return loss;
+  }
+  auto configure_optimizers() { return torch::optim::Adam(parameters(), 1e-3); }
+};
+
+constexpr auto accelerators = LB::policies<L::accelerators::CPU, L::accelerators::CUDA>;
+constexpr auto strategies = LB::policies<L::strategies::SingleDevice>;
+constexpr auto precisions =
+    LB::policies<L::precision::F32, L::precision::F64, L::precision::BF16Mixed,
+                 L::precision::BF16True, L::precision::F16Mixed>;
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  torch::manual_seed(0);
+  const auto X = torch::randn({1000, 10}), y = torch::randn({1000});
+  LB::register_policy_combinations(
+      "Seed", accelerators, strategies, precisions, [] { return SeedModel(); },
+      [&] {
+        return L::data::TensorLoader({X, y}, {.batch_size = 32});
+      },
+      {.epochs = 1});
+
+  L::data::FashionMNIST fashion({.batch_size = 64, .val_size = 0, .limit = 2048});
+  fashion.prepare_data();
+  fashion.setup(L::Stage::fit);
+  LB::register_policy_combinations(
+      "FashionCNN", accelerators, strategies, precisions, [] { return FashionCNN(); },
+      [&] { return fashion.train_dataloader(); }, {.epochs = 1});
+
+  benchmark::Initialize(&argc, argv);
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+}
