@@ -3,6 +3,7 @@
 // BF16Mixed and BF16True today; CUDA and DDP join the list as their policies land.
 #pragma once
 
+#include <lightning/core/torch_version.hpp>
 #include <lightning/lightning.hpp>
 
 #include <gtest/gtest.h>
@@ -31,11 +32,17 @@ struct Policies {
   using trainer = lightning::Trainer<A, S, P, Callbacks...>;
 };
 
+// LibTorch 1.13 has no bfloat16 CPU kernels for the laws' loss (mse_loss): bf16-true is
+// checked against 2.x only. (bf16-mixed runs the loss in float32, so it runs on both.)
 using CpuPolicies =
     ::testing::Types<Policies<accelerators::CPU, strategies::SingleDevice, precision::F32>,
                      Policies<accelerators::CPU, strategies::SingleDevice, precision::F64>,
-                     Policies<accelerators::CPU, strategies::SingleDevice, precision::BF16Mixed>,
-                     Policies<accelerators::CPU, strategies::SingleDevice, precision::BF16True>>;
+                     Policies<accelerators::CPU, strategies::SingleDevice, precision::BF16Mixed>
+#if LIGHTNING_TORCH_AT_LEAST(2, 0)
+                     ,
+                     Policies<accelerators::CPU, strategies::SingleDevice, precision::BF16True>
+#endif
+                     >;
 
 // Test names: "cpu_single_device_32-true".
 struct PolicyNames {
