@@ -139,6 +139,28 @@ TEST(Precision, InsideTrainingStepUnderBF16MixedMatmulsAreBfloat16) {
   EXPECT_EQ(m.linear->weight.scalar_type(), torch::kFloat);
 }
 
+// Autocast opens around every step: validation and prediction too.
+TEST(Precision, BF16MixedAutocastsValidationAndPredictionToo) {
+  struct Probe : SimpleModel {
+    c10::ScalarType val_dtype = c10::kDouble;
+    void validation_step(const XY& batch, std::int64_t) {
+      val_dtype = forward(std::get<0>(batch)).scalar_type();
+    }
+    torch::Tensor predict_step(const XY& batch, std::int64_t) {
+      return forward(std::get<0>(batch));
+    }
+  };
+  auto [X, y] = seed_data(64);
+  Probe m;
+  CpuTrainerWith<L::precision::BF16Mixed> trainer(bare({.max_epochs = 1}));
+  L::data::TensorLoader loader({X, y}, {.batch_size = 32});
+  trainer.validate(m, loader);
+  EXPECT_EQ(m.val_dtype, torch::kBFloat16);
+  const auto predictions = trainer.predict(m, loader);
+  ASSERT_FALSE(predictions.empty());
+  EXPECT_EQ(predictions.front().scalar_type(), torch::kBFloat16);
+}
+
 // The seed workload (Linear(10, 1), Adam 1e-3, 3 epochs) under BF16Mixed ends within
 // 1% of float32 (bfloat16 keeps 8 bits of mantissa; the parameters stay float32).
 TEST(Precision, TheSeedWorkloadUnderBF16MixedEndsNearFloat32) {
@@ -257,4 +279,59 @@ TEST(Precision, AutoWithF16MixedOnAMachineWithoutAGpuIsAnErrorNamingBoth) {
     EXPECT_NE(what.find("accelerator \"auto\""), std::string::npos) << what;
     EXPECT_NE(what.find("use BF16Mixed on the CPU"), std::string::npos) << what;
   }
+}
+
+// Scaling by a power of two and dividing by it again is exact in floating point, so a
+// scaled run equals the same run without a scaler bit for bit, as long as every
+// gradient is divided exactly once per step: under accumulation with clipping, and in
+// manual optimization with clip_gradients. One division too many or too few, or one
+// taken before the accumulation window closed, breaks the equality by orders of
+// magnitude.
+namespace {
+struct AccumulatingModel : SimpleModel {
+  auto configure_optimizers() { return torch::optim::SGD(parameters(), 0.1); }
+};
+struct ManualScaledModel : L::LightningModule {
+  static constexpr bool automatic_optimization = false;
+  torch::nn::Linear linear{register_module("linear", torch::nn::Linear(10, 1))};
+  torch::Tensor training_step(const XY& batch, std::int64_t) {
+    const auto& [x, y] = batch;
+    auto opt = optimizer();
+    opt.zero_grad();
+    auto loss = torch::mse_loss(linear(x), y.unsqueeze(1));
+    manual_backward(loss);
+    clip_gradients(opt, 0.05);  // unscales; the step then does not again
+    opt.step();
+    return loss;
+  }
+  auto configure_optimizers() { return torch::optim::SGD(parameters(), 0.1); }
+};
+template <class Model, class P>
+torch::Tensor parameters_after(L::TrainerOptions options) {
+  auto [X, y] = seed_data(256);
+  torch::manual_seed(3);
+  Model m;
+  CpuTrainerWith<P> trainer(bare(options));
+  trainer.fit(m, L::data::TensorLoader({X, y}, {.batch_size = 16}));
+  return lightning::testing::flat_parameters(m);
+}
+}  // namespace
+
+TEST(Precision, AScaledRunEqualsTheUnscaledRunUnderAccumulationAndClipping) {
+  const L::TrainerOptions options{
+      .max_epochs = 2, .accumulate_grad_batches = 3, .gradient_clip_val = 0.05};
+  const auto plain = parameters_after<AccumulatingModel, L::precision::BF16Mixed>(options);
+  const auto scaled = parameters_after<AccumulatingModel, ScaledOnCpuPolicy>(options);
+  EXPECT_TRUE(torch::equal(plain, scaled)) << plain << "\n" << scaled;
+  auto unclipped = options;
+  unclipped.gradient_clip_val = std::nullopt;
+  EXPECT_FALSE(torch::equal(plain, parameters_after<AccumulatingModel, ScaledOnCpuPolicy>(
+                                       unclipped)));  // the clipping did bind
+}
+
+TEST(Precision, AScaledRunEqualsTheUnscaledRunInManualOptimization) {
+  const L::TrainerOptions options{.max_epochs = 2};
+  const auto plain = parameters_after<ManualScaledModel, L::precision::BF16Mixed>(options);
+  const auto scaled = parameters_after<ManualScaledModel, ScaledOnCpuPolicy>(options);
+  EXPECT_TRUE(torch::equal(plain, scaled)) << plain << "\n" << scaled;
 }
