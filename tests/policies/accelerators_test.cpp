@@ -145,6 +145,8 @@ TEST(AcceleratorsGpu, TheSeedWorkloadUnderF16MixedAndBF16MixedOnCudaEndsNearFloa
   const auto f32 = seed_parameters_after_fit<L::accelerators::CUDA>();
   const auto f16 = seed_parameters_after_fit<L::accelerators::CUDA, L::precision::F16Mixed>();
   const auto bf16 = seed_parameters_after_fit<L::accelerators::CUDA, L::precision::BF16Mixed>();
+  EXPECT_FALSE(torch::equal(f32, f16));  // float16 did run
+  EXPECT_FALSE(torch::equal(f32, bf16));
   EXPECT_LT((f32 - f16).abs().max().item<double>(), 1e-2) << f32 << "\n" << f16;
   EXPECT_LT((f32 - bf16).abs().max().item<double>(), 1e-2) << f32 << "\n" << bf16;
 }

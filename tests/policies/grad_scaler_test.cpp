@@ -12,6 +12,7 @@
 #include <iterator>
 #include <set>
 #include <string>
+#include <tuple>
 #include <vector>
 
 namespace L = lightning;
@@ -180,25 +181,56 @@ torch.save(p.state_dict(), "theirs.pt")
 // what the kernels do, bit for bit (checked here against 2.x's kernels).
 TEST(GradScaler, TheTensorOperationStandInEqualsAtensKernels) {
   torch::manual_seed(11);
-  for (int trial = 0; trial < 4; ++trial) {
-    std::vector<torch::Tensor> a{torch::randn({5, 3}) * 1e4, torch::randn({7})};
-    if (trial % 2) a[1][3] = trial == 1 ? INFINITY : NAN;
-    std::vector<torch::Tensor> b{a[0].clone(), a[1].clone()};
-    auto found_a = torch::zeros({}), found_b = torch::zeros({});
-    const auto inv = torch::full({}, 1.0f / 3.0f);
-    at::_amp_foreach_non_finite_check_and_unscale_(a, found_a, inv);
-    L::detail::unscale_with_tensor_ops(b, found_b, inv);
-    EXPECT_TRUE(torch::equal(found_a, found_b)) << trial;
-    for (int i = 0; i < 2; ++i) EXPECT_TRUE(torch::equal(a[i].nan_to_num(), b[i].nan_to_num()));
+  for (auto dtype : {torch::kFloat, torch::kDouble, torch::kBFloat16}) {
+    for (int trial = 0; trial < 4; ++trial) {
+      std::vector<torch::Tensor> a{(torch::randn({5, 3}) * 1e4).to(dtype),
+                                   torch::randn({7}).to(dtype)};
+      if (trial % 2) a[1][3] = trial == 1 ? INFINITY : NAN;
+      std::vector<torch::Tensor> b{a[0].clone(), a[1].clone()};
+      auto found_a = torch::zeros({}), found_b = torch::zeros({});
+      const auto inv = torch::full({}, 1.0f / 3.0f);
+      at::_amp_foreach_non_finite_check_and_unscale_(a, found_a, inv);
+      L::detail::unscale_with_tensor_ops(b, found_b, inv);
+      EXPECT_TRUE(torch::equal(found_a, found_b)) << dtype << " " << trial;
+      for (int i = 0; i < 2; ++i)
+        EXPECT_TRUE(torch::equal(a[i].nan_to_num(), b[i].nan_to_num())) << dtype << " " << trial;
+    }
   }
-  auto scale_a = torch::full({}, 3.0e38f), scale_b = scale_a.clone();
-  auto tracker_a = torch::zeros({}, torch::kInt), tracker_b = tracker_a.clone();
-  for (int k = 0; k < 12; ++k) {
-    const auto found = torch::full({}, k == 4 ? 1.0f : 0.0f);
-    at::_amp_update_scale_(scale_a, tracker_a, found, 2.0, 0.5, 3);
-    L::detail::update_scale_with_tensor_ops(scale_b, tracker_b, found, 2.0, 0.5, 3);
-    ASSERT_TRUE(torch::equal(scale_a, scale_b)) << k;  // incl. no growth past float's max
-    ASSERT_TRUE(torch::equal(tracker_a, tracker_b)) << k;
+  // Factors that are not powers of two round; near float's max the scale must not grow
+  // to infinity.
+  for (auto [start, growth, backoff] :
+       {std::tuple(3.0e38f, 2.0, 0.5), std::tuple(1000.3f, 1.7, 0.3), std::tuple(7.1f, 3.3, 0.9)}) {
+    auto scale_a = torch::full({}, start), scale_b = scale_a.clone();
+    auto tracker_a = torch::zeros({}, torch::kInt), tracker_b = tracker_a.clone();
+    for (int k = 0; k < 40; ++k) {
+      const auto found = torch::full({}, k % 9 == 4 ? 1.0f : 0.0f);
+      at::_amp_update_scale_(scale_a, tracker_a, found, growth, backoff, 3);
+      L::detail::update_scale_with_tensor_ops(scale_b, tracker_b, found, growth, backoff, 3);
+      ASSERT_TRUE(torch::equal(scale_a, scale_b)) << start << " step " << k;
+      ASSERT_TRUE(torch::equal(tracker_a, tracker_b)) << start << " step " << k;
+    }
+  }
+}
+
+// Gradients of two dtypes are unscaled as two groups (Python groups by device and
+// dtype); a non-finite value in either skips the step.
+TEST(GradScaler, GradientsOfSeveralDtypesAreUnscaledAndCheckedPerGroup) {
+  auto w32 = torch::ones({3}, torch::requires_grad()),
+       w64 = torch::ones({2}, torch::dtype(torch::kDouble).requires_grad(true));
+  torch::optim::SGD opt({w32, w64}, 0.5);
+  for (bool poison : {false, true}) {
+    L::GradScaler scaler({.init_scale = 4.0});
+    opt.zero_grad();
+    scaler.scale(w32.sum() + w64.sum().to(torch::kFloat) * 2).backward();
+    if (poison) w64.mutable_grad()[1] = INFINITY;
+    scaler.unscale_(opt);
+    EXPECT_TRUE(torch::equal(w32.grad(), torch::ones({3})));
+    if (!poison) {
+      EXPECT_TRUE(torch::equal(w64.grad(), torch::full({2}, 2.0, torch::kDouble)));
+    }
+    EXPECT_EQ(scaler.step(opt), !poison);
+    scaler.update();
+    EXPECT_EQ(scaler.get_scale(), poison ? 2.0 : 4.0);
   }
 }
 
@@ -217,6 +249,9 @@ TEST(GradScaler, MisuseIsAClearError) {
   EXPECT_THROW(scaler.step(opt), std::runtime_error);
   scaler.update();
   EXPECT_THROW(scaler.load_state_dict(L::make_checkpoint()), std::runtime_error);
+  torch::nn::Linear unused(2, 1);  // no gradient: nothing to check, Python asserts
+  torch::optim::SGD unused_opt(unused->parameters(), 0.1);
+  EXPECT_THROW(scaler.step(unused_opt), std::runtime_error);
   torch::nn::Linear half(2, 1);
   half->to(torch::kHalf);
   torch::optim::SGD half_opt(half->parameters(), 0.1);

@@ -223,6 +223,14 @@ TEST(Precision, AScaledPrecisionUnscalesOnceAndSkipsANonFiniteStep) {
   q.load_state_dict(state);
   EXPECT_EQ(q.scaler().get_scale(), 4.0);
   EXPECT_THROW(p.optimizer_step(opt, [] { return torch::zeros({}); }), std::invalid_argument);
+
+  // Clipping unscales; a backward before the step would mix scaled and unscaled values.
+  opt.zero_grad();
+  p.backward(lin(torch::ones({1, 2})).sum());
+  p.unscale_gradients(opt);
+  EXPECT_THROW(p.backward(lin(torch::ones({1, 2})).sum()), std::logic_error);
+  EXPECT_TRUE(p.optimizer_step(opt));
+  p.backward(lin(torch::ones({1, 2})).sum());  // after the step, backward is fine again
 }
 
 // Through the Trainer: a step the scaler skips is not a step (global_step, a per-step
@@ -254,6 +262,7 @@ TEST(Precision, TheTrainerHonoursAScalersSkippedStepAndCheckpointsItsState) {
   // 3 scheduler steps, not 4
   EXPECT_DOUBLE_EQ(L::lr::group_lrs(*trainer.optimizer_infos()[0].optimizer)[0], 0.1 / 8);
   EXPECT_EQ(trainer.fabric().precision().scaler().get_scale(), 32768.0);
+  ASSERT_EQ(m.grad_norms.size(), 4U);                 // the skipped step's hooks ran too
   for (double g : m.grad_norms) EXPECT_LT(g, 100.0);  // unscaled (a scaled one is ~1e4+)
 
   trainer.save_checkpoint("scaled.ckpt");
@@ -265,13 +274,17 @@ TEST(Precision, TheTrainerHonoursAScalersSkippedStepAndCheckpointsItsState) {
   again.fit(resumed, L::data::TensorLoader({X, y}, {.batch_size = 32}),
             L::CheckpointPath{"scaled.ckpt"});
   EXPECT_EQ(again.fabric().precision().scaler().get_scale(), 32768.0);
+  EXPECT_EQ(again.fabric().precision().scaler().growth_tracker(), 1);  // one good step since
 }
 
 TEST(Precision, AutoWithF16MixedOnAMachineWithoutAGpuIsAnErrorNamingBoth) {
   if (torch::cuda::is_available()) GTEST_SKIP() << "this machine has a GPU: Auto takes it";
-  L::Fabric<L::accelerators::Auto, L::strategies::SingleDevice, L::precision::F16Mixed> fabric;
+  auto [X, y] = seed_data(64);
+  SimpleModel m;
+  L::Trainer<L::accelerators::Auto, L::strategies::SingleDevice, L::precision::F16Mixed> trainer(
+      bare({.max_epochs = 1}));
   try {
-    fabric.launch();
+    trainer.fit(m, L::data::TensorLoader({X, y}, {.batch_size = 32}));
     FAIL() << "no error";
   } catch (const std::invalid_argument& e) {
     const std::string what = e.what();
@@ -279,6 +292,7 @@ TEST(Precision, AutoWithF16MixedOnAMachineWithoutAGpuIsAnErrorNamingBoth) {
     EXPECT_NE(what.find("accelerator \"auto\""), std::string::npos) << what;
     EXPECT_NE(what.find("use BF16Mixed on the CPU"), std::string::npos) << what;
   }
+  EXPECT_EQ(trainer.global_step, 0);  // before any work
 }
 
 // Scaling by a power of two and dividing by it again is exact in floating point, so a

@@ -103,6 +103,15 @@ void register_policy_combinations(std::string_view prefix, Accelerators accelera
         std::cerr << name << ": not registered (no " << A::name << " device here)\n";
         return;
       }
+      if constexpr (!A::device_type.has_value()) {  // Auto: where it would resolve here
+        const auto here = torch::cuda::is_available() ? c10::kCUDA : c10::kCPU;
+        if (!precision::supports_device<P>(here)) {
+          std::cerr << name << ": not registered (precision \"" << P::name << "\" cannot run on "
+                    << c10::DeviceTypeName(here, true) << ", where \"" << A::name
+                    << "\" resolves here)\n";
+          return;
+        }
+      }
       auto* b = benchmark::RegisterBenchmark(
           name.c_str(),
           [make_module, make_loader, epochs = options.epochs](benchmark::State& state) {

@@ -160,12 +160,15 @@ class Fabric {
                                        double norm_type = 2.0) {
     precision_.unscale_gradients(optimizer);
     detail::collect_gradients(optimizer, grads_);
-    return clip_grad_norm(grads_, max_norm, norm_type);
+    auto norm = clip_grad_norm(grads_, max_norm, norm_type);
+    grads_.clear();  // keeps the capacity, not the gradients: zero_grad may free them
+    return norm;
   }
   void clip_gradients_by_value(torch::optim::Optimizer& optimizer, double clip_val) {
     precision_.unscale_gradients(optimizer);
     detail::collect_gradients(optimizer, grads_);
     clip_grad_value(grads_, clip_val);
+    grads_.clear();
   }
 
   // Divides the optimizer's gradients by a gradient scaler's scale, once per step (later

@@ -46,23 +46,21 @@ inline c10::ScalarType autocast_dtype(c10::DeviceType device) {
 
 // `with torch.autocast(device_type, dtype)`: eligible ops on `device` (matmul, linear,
 // convolution) run in `dtype`, precision-sensitive ones (losses, softmax) in float32.
-// The cast cache lives until the outermost scope closes, as in Python. Thread-local, as
-// autocast is: a thread of its own needs its own scope.
+// The cast cache (on unless turned off: torch.autocast's cache_enabled=None) lives until
+// the outermost scope closes, as in Python. Thread-local, as autocast is: a thread of its
+// own needs its own scope.
 class AutocastScope {
  public:
   AutocastScope(c10::DeviceType device, c10::ScalarType dtype)
       : device_(device),
         was_enabled_(detail::autocast_enabled(device)),
-        previous_dtype_(detail::autocast_dtype(device)),
-        previous_cache_(at::autocast::is_autocast_cache_enabled()) {
+        previous_dtype_(detail::autocast_dtype(device)) {
     detail::set_autocast(device, true, dtype);
-    at::autocast::set_autocast_cache_enabled(true);
     at::autocast::increment_nesting();
   }
   ~AutocastScope() {
     if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
     detail::set_autocast(device_, was_enabled_, previous_dtype_);
-    at::autocast::set_autocast_cache_enabled(previous_cache_);
   }
   AutocastScope(const AutocastScope&) = delete;
   AutocastScope& operator=(const AutocastScope&) = delete;
@@ -71,12 +69,12 @@ class AutocastScope {
   c10::DeviceType device_;
   bool was_enabled_;
   c10::ScalarType previous_dtype_;
-  bool previous_cache_;
 };
 
 // `torch.set_default_dtype(dtype)` for the scope's life: tensors a forward creates
 // (torch::zeros, torch::randn) take the precision's dtype, as Lightning's true-half and
-// double precisions arrange. The default dtype is process-wide in LibTorch, as in Python.
+// double precisions arrange. The default dtype is process-wide in LibTorch, as in Python:
+// a thread of the user's that creates tensors by default dtype during a step sees it too.
 class DefaultDtypeScope {
  public:
   explicit DefaultDtypeScope(c10::ScalarType dtype) : previous_(c10::get_default_dtype()) {

@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -47,23 +48,24 @@ inline void unscale_with_tensor_ops(const std::vector<torch::Tensor>& grads,
   torch::NoGradGuard no_grad;
   for (const auto& g : grads) {
     if (!torch::isfinite(g).all().item<bool>()) found_inf.fill_(1.0);
-    g.mul_(inv_scale.to(g.scalar_type()));
+    g.mul_(inv_scale);  // a 0-d float32 operand: read in the kernel's opmath, as ATen's is
   }
 }
 
-// _amp_update_scale_ as host arithmetic (the kernel's, in float32).
+// _amp_update_scale_ as host arithmetic: the kernel's float scale times a double factor,
+// rounded to float.
 inline void update_scale_with_tensor_ops(torch::Tensor& scale, torch::Tensor& growth_tracker,
                                          const torch::Tensor& found_inf, double growth_factor,
                                          double backoff_factor, std::int64_t growth_interval) {
   const float current = scale.item<float>();
   if (found_inf.item<float>() != 0.0f) {
-    scale.fill_(current * static_cast<float>(backoff_factor));
+    scale.fill_(static_cast<float>(static_cast<double>(current) * backoff_factor));
     growth_tracker.fill_(0);
     return;
   }
   const auto successful = growth_tracker.item<std::int32_t>() + 1;
   if (successful == growth_interval) {
-    const auto grown = static_cast<float>(current * static_cast<float>(growth_factor));
+    const auto grown = static_cast<float>(static_cast<double>(current) * growth_factor);
     if (std::isfinite(grown)) scale.fill_(grown);
     growth_tracker.fill_(0);
   } else {
@@ -115,7 +117,7 @@ class GradScaler {
     inv64_.copy_(scale_);
     inv64_.reciprocal_();
     inv_scale_.copy_(inv64_);
-    unscale_grads(optimizer, inv_scale_, state.found_inf, /*allow_fp16=*/false);
+    state.checked = unscale_grads(optimizer, inv_scale_, state.found_inf, /*allow_fp16=*/false);
     state.stage = Stage::unscaled;
   }
 
@@ -129,6 +131,10 @@ class GradScaler {
           "lightning: GradScaler::step has already been called on this optimizer since the last "
           "update()");
     if (state.stage == Stage::ready) unscale_(optimizer);
+    if (!state.checked)
+      throw std::runtime_error(
+          "lightning: GradScaler::step found no inf checks for this optimizer: none of its "
+          "parameters has a gradient (was backward called on a loss that reaches them?)");
     const bool finite = state.found_inf.item<float>() == 0.0f;
     if (finite) optimizer.step();
     state.stage = Stage::stepped;
@@ -171,6 +177,11 @@ class GradScaler {
     return growth_tracker_.defined() ? growth_tracker_.item<std::int32_t>() : init_tracker_;
   }
   [[nodiscard]] const GradScalerOptions& options() const noexcept { return o_; }
+  // Whether some optimizer's gradients were unscaled and it has not stepped yet.
+  [[nodiscard]] bool any_unscaled() const noexcept {
+    return std::any_of(states_.begin(), states_.end(),
+                       [](const OptimizerState& s) { return s.stage == Stage::unscaled; });
+  }
   [[nodiscard]] Stage stage(const torch::optim::Optimizer& optimizer) const noexcept {
     for (const auto& s : states_)
       if (s.optimizer == &optimizer) return s.stage;
@@ -214,6 +225,7 @@ class GradScaler {
     const torch::optim::Optimizer* optimizer;
     Stage stage = Stage::ready;
     torch::Tensor found_inf;  // on the scale's device; reused, zeroed at each unscale
+    bool checked = false;     // whether the last unscale saw any gradient
   };
 
   void init(c10::Device device) {
@@ -233,14 +245,15 @@ class GradScaler {
   OptimizerState& state_of(const torch::optim::Optimizer& optimizer) {
     for (auto& s : states_)
       if (s.optimizer == &optimizer) return s;
-    auto& s = states_.emplace_back(OptimizerState{&optimizer, Stage::ready, {}});
+    auto& s = states_.emplace_back(OptimizerState{&optimizer, Stage::ready, {}, false});
     if (scale_.defined()) s.found_inf = torch::zeros({}, scale_.options());
     return s;
   }
 
   // Python's _unscale_grads_: gradients grouped by device and dtype, one kernel call per
   // group, each group with its own copies of inv_scale and found_inf on its device.
-  void unscale_grads(torch::optim::Optimizer& optimizer, const torch::Tensor& inv_scale,
+  // Returns whether there was any gradient.
+  bool unscale_grads(torch::optim::Optimizer& optimizer, const torch::Tensor& inv_scale,
                      torch::Tensor& found_inf, bool allow_fp16) {
     torch::NoGradGuard no_grad;
     found_inf.zero_();
@@ -260,11 +273,15 @@ class GradScaler {
     const auto same_kind = [](const torch::Tensor& a, const torch::Tensor& b) {
       return a.device() == b.device() && a.scalar_type() == b.scalar_type();
     };
-    // Most optimizers hold one kind of gradient: one call, no grouping.
-    std::stable_sort(grads_.begin(), grads_.end(), [](const auto& a, const auto& b) {
-      return std::pair(a.device().index(), a.scalar_type()) <
-             std::pair(b.device().index(), b.scalar_type());
+    // Most optimizers hold one kind of gradient: one call, no sorting.
+    const bool one_kind = std::all_of(grads_.begin(), grads_.end(), [&](const torch::Tensor& g) {
+      return same_kind(g, grads_.front());
     });
+    if (!one_kind)
+      std::stable_sort(grads_.begin(), grads_.end(), [](const auto& a, const auto& b) {
+        return std::tuple(a.device().type(), a.device().index(), a.scalar_type()) <
+               std::tuple(b.device().type(), b.device().index(), b.scalar_type());
+      });
     for (auto first = grads_.begin(); first != grads_.end();) {
       auto last = std::find_if_not(first, grads_.end(),
                                    [&](const torch::Tensor& g) { return same_kind(g, *first); });
@@ -279,6 +296,10 @@ class GradScaler {
       }
       first = last;
     }
+    const bool any = !grads_.empty();
+    grads_.clear();  // no reference outlives the call: the next zero_grad frees them
+    group_.clear();
+    return any;
   }
   static void unscale_group(const std::vector<torch::Tensor>& grads, torch::Tensor& found_inf,
                             const torch::Tensor& inv_scale) {

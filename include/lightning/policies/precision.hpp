@@ -123,11 +123,20 @@ class MixedPrecision {
   [[nodiscard]] AutocastScope autocast(c10::Device device) const {
     return AutocastScope(device.type(), AutocastDType);
   }
+  // A backward between an unscale (clipping) and that optimizer's step would add scaled
+  // gradients to unscaled ones: refused, where Python's scaler would step on the mixture
+  // or raise at the next unscale_.
   void backward(const torch::Tensor& loss) {
-    if constexpr (Scaled)
+    if constexpr (Scaled) {
+      if (scaler_.any_unscaled())
+        throw std::logic_error(
+            "lightning: backward was called after the gradients were unscaled (clip_gradients) "
+            "and before the optimizer stepped: under a gradient scaler, clip only right before "
+            "opt.step(), once the last backward of the step is done");
       scaler_.scale(loss).backward();
-    else
+    } else {
       loss.backward();
+    }
   }
   // Idempotent within a step: clipping and the step both ask, gradients are divided once.
   void unscale_gradients(torch::optim::Optimizer& optimizer) {
