@@ -4,8 +4,10 @@
 #include <lightning/lightning.hpp>
 
 #include "support/expect.hpp"
+#include "support/python.hpp"
 
 #include <algorithm>
+#include <string>
 #include <vector>
 
 namespace L = lightning;
@@ -119,4 +121,81 @@ TEST(TensorLoader, NormalizeConvertsEachBatchOfTheFirstTensor) {
   expect_invalid_argument(
       [&] { L::data::TensorLoader({pixels}, {.normalize = L::data::Normalize{.std = 0.0}}); },
       "LoaderOptions.normalize.std = 0");
+}
+
+// Shards: what torch's DistributedSampler gives each rank (Lightning's DDP replaces a
+// loader's sampler with it), checked against the real one for several sizes, world
+// sizes, shuffling and epochs.
+namespace {
+std::vector<std::int64_t> shard_labels(L::data::TensorLoader<2>& shard) {
+  std::vector<std::int64_t> seen;
+  for (auto [x, t] : shard)
+    for (std::int64_t i = 0; i < t.size(0); ++i) seen.push_back(t[i].item<std::int64_t>());
+  return seen;
+}
+}  // namespace
+
+TEST(TensorLoader, ShardsAreTorchsDistributedSamplerAndCoverTheData) {
+  std::string program =
+      "import torch\n"
+      "from torch.utils.data import DistributedSampler\n"
+      "for n, world, shuffle, seed in [(10, 2, False, 0), (10, 3, False, 0), (11, 4, True, 0),\n"
+      "                                (7, 3, True, 5), (2, 3, False, 0), (64, 2, True, 42)]:\n"
+      "    for rank in range(world):\n"
+      "        s = DistributedSampler(range(n), num_replicas=world, rank=rank, shuffle=shuffle,\n"
+      "                               seed=seed)\n"
+      "        for epoch in range(2):\n"
+      "            s.set_epoch(epoch)\n"
+      "            print(' '.join(str(i) for i in s))\n";
+  const auto result = lightning::testing::run_python_program(program);
+  LIGHTNING_EXPECT_PYTHON_OK(result);
+  const auto lines = lightning::testing::lines_of(result.output);
+  std::size_t line = 0;
+  struct Case {
+    std::int64_t n, world;
+    bool shuffle;
+    std::uint64_t seed;
+  };
+  for (const Case c : {Case{10, 2, false, 0}, Case{10, 3, false, 0}, Case{11, 4, true, 0},
+                       Case{7, 3, true, 5}, Case{2, 3, false, 0}, Case{64, 2, true, 42}}) {
+    const auto X = torch::zeros({c.n, 1}), y = torch::arange(c.n);
+    L::data::TensorLoader loader({X, y}, {.batch_size = 3, .shuffle = c.shuffle, .seed = c.seed});
+    std::vector<std::int64_t> count(static_cast<std::size_t>(c.n), 0);
+    for (std::int64_t rank = 0; rank < c.world; ++rank) {
+      auto shard = loader.shard(rank, c.world);
+      EXPECT_EQ(shard.num_examples(), (c.n + c.world - 1) / c.world);
+      for (int epoch = 0; epoch < 2; ++epoch) {
+        const auto seen = shard_labels(shard);
+        std::string ours;
+        for (auto i : seen) ours += (ours.empty() ? "" : " ") + std::to_string(i);
+        ASSERT_LT(line, lines.size());
+        EXPECT_EQ(ours, lines[line++])
+            << "n " << c.n << " world " << c.world << " rank " << rank << " epoch " << epoch;
+        if (epoch == 0)
+          for (auto i : seen) ++count[static_cast<std::size_t>(i)];
+      }
+    }
+    // Every example is on some rank; only the padding (the first ones) appears twice.
+    const std::int64_t padding = (c.n + c.world - 1) / c.world * c.world - c.n;
+    std::int64_t extra = 0;
+    for (auto k : count) {
+      EXPECT_GE(k, 1);
+      extra += k - 1;
+    }
+    EXPECT_EQ(extra, padding);
+  }
+}
+
+TEST(TensorLoader, EveryShardHasTheSameNumberOfBatchesAndSetEpochRepeatsAnOrder) {
+  const auto X = torch::zeros({13, 1}), y = torch::arange(13);
+  L::data::TensorLoader loader({X, y}, {.batch_size = 2, .shuffle = true});
+  auto a = loader.shard(0, 3), b = loader.shard(2, 3);
+  EXPECT_EQ(a.size(), b.size());  // 5 examples each (13 padded to 15): 3 batches
+  EXPECT_EQ(a.size(), 3);
+  const auto first = shard_labels(a), second = shard_labels(a);
+  EXPECT_NE(first, second);  // the next epoch, another order
+  a.set_epoch(0);
+  EXPECT_EQ(shard_labels(a), first);  // epoch 0 again (a resumed run)
+  EXPECT_THROW((void)loader.shard(3, 3), std::invalid_argument);
+  EXPECT_THROW((void)loader.shard(0, 0), std::invalid_argument);
 }

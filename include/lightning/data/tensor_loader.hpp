@@ -150,11 +150,41 @@ class TensorLoader {
     if (options_.seed) generator_ = at::make_generator<at::CPUGeneratorImpl>(*options_.seed);
   }
 
-  // Starts an epoch: reshuffles when shuffling.
+  // Starts an epoch: reshuffles when shuffling; a shard takes this epoch's part.
   [[nodiscard]] iterator begin() {
-    if (options_.shuffle) reshuffle();
+    if (sharded())
+      reshard();
+    else if (options_.shuffle)
+      reshuffle();
     return iterator(this, 0);
   }
+
+  // The part of the data one of `count` processes iterates (`rank`: 0 to count - 1), as
+  // torch's DistributedSampler (with Lightning's defaults) makes it: each epoch the
+  // examples are ordered (shuffled with a generator seeded seed + epoch, seed being
+  // LoaderOptions.seed or 0, so every rank draws the same order), padded with the first
+  // ones to a multiple of count, and rank r takes positions r, r + count, ... Every rank
+  // then has the same number of examples and batches. The epoch counts the begin() calls;
+  // set_epoch() sets it (Lightning's sampler.set_epoch: a resumed run continues the order).
+  [[nodiscard]] TensorLoader shard(std::int64_t rank, std::int64_t count) const {
+    if (count < 1)
+      throw_bad_option("TensorLoader::shard", "count", std::to_string(count), "must be >= 1");
+    if (rank < 0 || rank >= count)
+      throw_bad_option("TensorLoader::shard", "rank", std::to_string(rank),
+                       "must be in [0, " + std::to_string(count) + ")");
+    TensorLoader out = *this;
+    out.shard_rank_ = rank;
+    out.shard_count_ = count;
+    out.epoch_ = 0;
+    out.perm_ = torch::Tensor();
+    out.shuffled_ = {};
+    return out;
+  }
+  void set_epoch(std::int64_t epoch) noexcept { epoch_ = epoch; }
+  [[nodiscard]] std::int64_t shard_rank() const noexcept { return shard_rank_; }
+  [[nodiscard]] std::int64_t shard_count() const noexcept { return shard_count_; }
+  // This epoch's examples of this shard, as indices into the tensors given (after begin()).
+  [[nodiscard]] torch::Tensor shard_indices() const { return perm_; }
   [[nodiscard]] iterator end() const { return iterator(this, size()); }
 
   // Number of batches per epoch.
@@ -162,7 +192,11 @@ class TensorLoader {
     const std::int64_t n = num_examples(), b = options_.batch_size;
     return options_.drop_last ? n / b : (n + b - 1) / b;
   }
-  [[nodiscard]] std::int64_t num_examples() const noexcept { return tensors_[0].size(0); }
+  // Examples per epoch: all of them, or a shard's part (the total, padded, over count).
+  [[nodiscard]] std::int64_t num_examples() const noexcept {
+    const std::int64_t n = tensors_[0].size(0);
+    return sharded() ? (n + shard_count_ - 1) / shard_count_ : n;
+  }
   [[nodiscard]] const LoaderOptions& options() const noexcept { return options_; }
 
   // The shuffling generator's state (undefined without a seed: then the order follows
@@ -178,7 +212,7 @@ class TensorLoader {
   [[nodiscard]] batch_type batch(std::int64_t i) const {
     const std::int64_t start = i * options_.batch_size;
     const std::int64_t len = std::min(options_.batch_size, num_examples() - start);
-    const auto& source = options_.shuffle && perm_.defined() ? shuffled_ : tensors_;
+    const auto& source = gathered() ? shuffled_ : tensors_;
     auto out = std::apply(
         [&](const auto&... t) {
           return batch_type{(t.defined() ? t.narrow(0, start, len) : torch::Tensor())...};
@@ -194,7 +228,7 @@ class TensorLoader {
     const torch::Tensor& src = tensors_[0];
     const Normalize& n = *options_.normalize;
     const double a = n.scale / n.std, b = -n.mean / n.std;
-    const bool shuffled = options_.shuffle && perm_.defined();
+    const bool shuffled = gathered();
     if (!src.device().is_cpu()) {
       auto rows = shuffled ? src.index_select(0, perm_.narrow(0, start, len).to(src.device()))
                            : src.narrow(0, start, len);
@@ -233,16 +267,48 @@ class TensorLoader {
     }
   }
 
+  [[nodiscard]] bool sharded() const noexcept { return shard_count_ > 1; }
+  // Whether batches come from the epoch's gathered copy (perm_ order), not the tensors.
+  [[nodiscard]] bool gathered() const noexcept {
+    return (options_.shuffle || sharded()) && perm_.defined();
+  }
+
   void reshuffle() {
     const auto n = num_examples();
     perm_ = generator_ ? torch::randperm(n, *generator_, torch::kLong)
                        : torch::randperm(n, torch::kLong);
+    gather();
+  }
+
+  // DistributedSampler.__iter__ (drop_last=False): order, pad, take every count-th.
+  void reshard() {
+    const std::int64_t n = tensors_[0].size(0);
+    torch::Tensor order;
+    if (options_.shuffle) {
+      auto g = at::make_generator<at::CPUGeneratorImpl>(options_.seed.value_or(0) +
+                                                        static_cast<std::uint64_t>(epoch_));
+      order = torch::randperm(n, g, torch::kLong);
+    } else {
+      order = torch::arange(n, torch::kLong);
+    }
+    ++epoch_;
+    const std::int64_t total = num_examples() * shard_count_;
+    if (total > n) {  // pad with the first examples (repeated when the padding is longer)
+      const auto repeats = (total + n - 1) / n;
+      order = order.repeat({repeats}).narrow(0, 0, total);
+    }
+    perm_ = order.slice(0, shard_rank_, total, shard_count_).contiguous();
+    gather();
+  }
+
+  void gather() {
     // A normalised first tensor is gathered per batch, straight from its storage.
     for (std::size_t i = options_.normalize ? 1 : 0; i < N; ++i) {
       const auto index = perm_.to(tensors_[i].device());
       auto& buf = shuffled_[i];
       // Reuse last epoch's buffer only if no batch view of it is still alive.
-      if (buf.defined() && buf.storage().use_count() == 1 && buf.sizes() == tensors_[i].sizes())
+      if (buf.defined() && buf.storage().use_count() == 1 && buf.size(0) == index.size(0) &&
+          buf.sizes().slice(1) == tensors_[i].sizes().slice(1))
         torch::index_select_out(buf, tensors_[i], 0, index);
       else
         buf = tensors_[i].index_select(0, index);
@@ -251,7 +317,9 @@ class TensorLoader {
 
   std::array<torch::Tensor, N> tensors_;
   std::array<torch::Tensor, N> shuffled_;
-  torch::Tensor perm_;  // this epoch's order, when shuffling
+  torch::Tensor perm_;  // this epoch's order, when shuffling or sharded
+  std::int64_t shard_rank_ = 0, shard_count_ = 1;
+  std::int64_t epoch_ = 0;  // of a shard: seeds its shuffle
   LoaderOptions options_;
   std::optional<at::Generator> generator_;
 };

@@ -475,3 +475,51 @@ TEST(FitLoop, ExceptionsReachOnExceptionAndPropagate) {
   EXPECT_THROW(t.fit(m, L::data::TensorLoader({X, y}, {.batch_size = 32})), std::runtime_error);
   EXPECT_EQ(seen, "boom");
 }
+
+// A distributed shard is told each epoch's number (Lightning's sampler.set_epoch), so the
+// order of epoch e is the same in a straight run and in one resumed at epoch e.
+TEST(FitLoop, AShardedLoaderIsToldTheEpochAndAResumeContinuesItsOrder) {
+  struct LabelRecorder : SimpleModel {
+    std::vector<std::vector<std::int64_t>> epochs;
+    void on_train_epoch_start() { epochs.emplace_back(); }
+    torch::Tensor training_step(const XY& batch, std::int64_t idx) {
+      const auto& y = std::get<1>(batch);
+      for (std::int64_t i = 0; i < y.size(0); ++i)
+        epochs.back().push_back(static_cast<std::int64_t>(y[i].item<float>()));
+      return SimpleModel::training_step(batch, idx);
+    }
+  };
+  auto X = torch::randn({22, 10});
+  auto y = torch::arange(22).to(torch::kFloat);
+  L::data::TensorLoader loader({X, y}, {.batch_size = 4, .shuffle = true, .seed = 3});
+  auto expected = [&](std::int64_t epoch) {
+    auto shard = loader.shard(1, 2);
+    shard.set_epoch(epoch);
+    std::vector<std::int64_t> out;
+    for (auto [x, t] : shard)
+      for (std::int64_t i = 0; i < t.size(0); ++i)
+        out.push_back(static_cast<std::int64_t>(t[i].item<float>()));
+    return out;
+  };
+  auto options = [](std::int64_t epochs) {
+    return lightning::testing::bare({.max_epochs = epochs});
+  };
+  LabelRecorder straight;
+  auto shard = loader.shard(1, 2);
+  CpuTrainer<> first(options(3));
+  first.fit(straight, shard);
+  ASSERT_EQ(straight.epochs.size(), 3U);
+  for (std::int64_t e = 0; e < 3; ++e) EXPECT_EQ(straight.epochs[e], expected(e)) << e;
+
+  LabelRecorder part;
+  auto shard2 = loader.shard(1, 2);
+  CpuTrainer<> two(options(2));
+  two.fit(part, shard2);
+  two.save_checkpoint("epoch2.ckpt");
+  LabelRecorder resumed;
+  auto shard3 = loader.shard(1, 2);
+  CpuTrainer<> again(options(3));
+  again.fit(resumed, shard3, L::CheckpointPath{"epoch2.ckpt"});
+  ASSERT_EQ(resumed.epochs.size(), 1U);
+  EXPECT_EQ(resumed.epochs[0], expected(2));
+}

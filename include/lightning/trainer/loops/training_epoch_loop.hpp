@@ -118,6 +118,10 @@ bool run_training_epoch(T& trainer, M& model, Configs& configs, TL& loader,
   progress.epoch_rng_cpu = cpu_rng_state();
   if constexpr (requires { loader.state_dict(); })
     progress.train_loader_state = loader.state_dict();
+  // A distributed shard orders each epoch by its number (Lightning's sampler.set_epoch),
+  // so a resumed run continues the order the interrupted one would have drawn.
+  if constexpr (requires { loader.set_epoch(trainer.current_epoch); })
+    loader.set_epoch(trainer.current_epoch);
   auto it = detail::loader_begin(loader);
   auto end = detail::loader_end(loader);
   for (std::int64_t skipped = 0; skipped < first && it != end; ++skipped) ++it;
