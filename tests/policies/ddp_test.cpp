@@ -1,0 +1,139 @@
+// strategies::DDP with Gloo on the CPU: two ranks, started as processes of this test
+// program on 127.0.0.1, train as one process does with their global batch.
+#include <gtest/gtest.h>
+
+#include <lightning/lightning.hpp>
+#include <lightning/policies/ddp.hpp>
+
+#include "support/models.hpp"
+
+#include <netinet/in.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <string>
+#include <thread>
+#include <vector>
+
+extern char** environ;
+
+namespace L = lightning;
+
+static_assert(L::Strategy<L::strategies::DDP>);
+
+namespace {
+
+// The data every rank and the single process see: 64 examples, no shuffling.
+std::pair<torch::Tensor, torch::Tensor> ddp_data() {
+  return lightning::testing::seed_data(64, 9);
+}
+
+torch::Tensor fit_and_read(auto& trainer, std::int64_t batch) {
+  auto [X, y] = ddp_data();
+  torch::manual_seed(0);  // the same start everywhere (DDP broadcasts rank zero's anyway)
+  lightning::testing::SimpleModel model;
+  trainer.fit(model, L::data::TensorLoader({X, y}, {.batch_size = batch}));
+  return lightning::testing::flat_parameters(model).detach().clone();
+}
+
+int free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  address.sin_port = 0;
+  ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address);
+  socklen_t length = sizeof address;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
+  ::close(fd);
+  return ntohs(address.sin_port);
+}
+
+// Starts this program as rank `rank` of `world`, running only the worker test.
+pid_t start_rank(int rank, int world, int port, const std::filesystem::path& out) {
+  std::vector<std::string> env_strings;
+  for (char** e = environ; *e != nullptr; ++e) env_strings.emplace_back(*e);
+  for (auto [k, v] : {std::pair<std::string, std::string>{"MASTER_ADDR", "127.0.0.1"},
+                      {"MASTER_PORT", std::to_string(port)},
+                      {"WORLD_SIZE", std::to_string(world)},
+                      {"RANK", std::to_string(rank)},
+                      {"LOCAL_RANK", std::to_string(rank)},
+                      {"LIGHTNING_DDP_TEST_OUT", out.string()}})
+    env_strings.push_back(k + "=" + v);
+  std::vector<char*> envp;
+  for (auto& s : env_strings) envp.push_back(s.data());
+  envp.push_back(nullptr);
+  std::string self = std::filesystem::read_symlink("/proc/self/exe").string();
+  std::string filter = "--gtest_filter=DDPWorker.TrainsItsShard";
+  std::vector<char*> argv{self.data(), filter.data(), nullptr};
+  pid_t pid = -1;
+  if (::posix_spawn(&pid, self.c_str(), nullptr, nullptr, argv.data(), envp.data()) != 0) return -1;
+  return pid;
+}
+
+// Waits for a child; kills it after `limit` (a hang is a failure, not a stuck CI).
+int wait_for(pid_t pid, std::chrono::seconds limit) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  int status = 0;
+  while (::waitpid(pid, &status, WNOHANG) == 0) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, &status, 0);
+      return -1;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+torch::Tensor read_tensor(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  return torch::pickle_load(bytes).toTensor();
+}
+
+}  // namespace
+
+// One rank's side: runs only when started by the test below.
+TEST(DDPWorker, TrainsItsShard) {
+  const char* out = std::getenv("LIGHTNING_DDP_TEST_OUT");
+  if (out == nullptr) GTEST_SKIP() << "a rank of DDP.TwoRanksTrainAsOneProcessWithTheirGlobalBatch";
+  torch::set_num_threads(1);
+  L::Trainer<L::accelerators::CPU, L::strategies::DDP> trainer(
+      lightning::testing::bare({.max_epochs = 2}));
+  const auto params = fit_and_read(trainer, 8);  // 8 per rank: a global batch of 16
+  EXPECT_EQ(trainer.fabric().world_size(), 2);
+  EXPECT_EQ(trainer.global_step, 8);  // 32 examples per rank, 4 batches, 2 epochs
+  const auto bytes = torch::pickle_save(params);
+  std::ofstream(out, std::ios::binary).write(bytes.data(), std::streamsize(bytes.size()));
+}
+
+TEST(DDP, TwoRanksTrainAsOneProcessWithTheirGlobalBatch) {
+  const int port = free_port();
+  const auto dir = std::filesystem::current_path();
+  std::vector<pid_t> ranks;
+  for (int r = 0; r < 2; ++r) {
+    ranks.push_back(start_rank(r, 2, port, dir / ("rank" + std::to_string(r) + ".pt")));
+    ASSERT_GT(ranks.back(), 0) << "could not start rank " << r;
+  }
+  for (int r = 0; r < 2; ++r)
+    EXPECT_EQ(wait_for(ranks[static_cast<std::size_t>(r)], std::chrono::seconds(120)), 0)
+        << "rank " << r << " failed or hung";
+  const auto rank0 = read_tensor(dir / "rank0.pt"), rank1 = read_tensor(dir / "rank1.pt");
+  EXPECT_TRUE(torch::equal(rank0, rank1));  // the ranks agree bit for bit
+
+  L::Trainer<L::accelerators::CPU> single(lightning::testing::bare({.max_epochs = 2}));
+  const auto one = fit_and_read(single, 16);  // rows 16k..16k+15: both ranks' batch k
+  EXPECT_TRUE(torch::allclose(rank0, one, 1e-6, 1e-7)) << rank0 << "\n" << one;
+  torch::manual_seed(0);
+  lightning::testing::SimpleModel untrained;
+  EXPECT_FALSE(torch::allclose(lightning::testing::flat_parameters(untrained), one));  // it trained
+}
