@@ -57,8 +57,10 @@ int free_port() {
   return ntohs(address.sin_port);
 }
 
-// Starts this program as rank `rank` of `world`, running only the worker test.
-pid_t start_rank(int rank, int world, int port, const std::filesystem::path& out) {
+// Starts this program as rank `rank` of `world`, running only the worker test, which
+// runs `test_case`.
+pid_t start_rank(int rank, int world, int port, const std::filesystem::path& out,
+                 const std::string& test_case = "train") {
   std::vector<std::string> env_strings;
   for (char** e = environ; *e != nullptr; ++e) env_strings.emplace_back(*e);
   for (auto [k, v] : {std::pair<std::string, std::string>{"MASTER_ADDR", "127.0.0.1"},
@@ -66,7 +68,8 @@ pid_t start_rank(int rank, int world, int port, const std::filesystem::path& out
                       {"WORLD_SIZE", std::to_string(world)},
                       {"RANK", std::to_string(rank)},
                       {"LOCAL_RANK", std::to_string(rank)},
-                      {"LIGHTNING_DDP_TEST_OUT", out.string()}})
+                      {"LIGHTNING_DDP_TEST_OUT", out.string()},
+                      {"LIGHTNING_DDP_TEST_CASE", test_case}})
     env_strings.push_back(k + "=" + v);
   std::vector<char*> envp;
   for (auto& s : env_strings) envp.push_back(s.data());
@@ -102,18 +105,42 @@ torch::Tensor read_tensor(const std::filesystem::path& path) {
 
 }  // namespace
 
-// One rank's side: runs only when started by the test below.
+// Validation loss that only rank 1 sees worsen (after its first epoch).
+struct OneRankStalls : lightning::testing::SimpleModel {
+  double sign = std::string(std::getenv("RANK")) == "1" ? 1.0 : -1.0;
+  void validation_step(const lightning::testing::XY&, std::int64_t) {
+    log("val_loss", sign * static_cast<double>(current_epoch()));
+  }
+};
+
+void write_tensor(const char* path, const torch::Tensor& t) {
+  const auto bytes = torch::pickle_save(t);
+  std::ofstream(path, std::ios::binary).write(bytes.data(), std::streamsize(bytes.size()));
+}
+
+// One rank's side: runs only when started by a DDP test below.
 TEST(DDPWorker, TrainsItsShard) {
   const char* out = std::getenv("LIGHTNING_DDP_TEST_OUT");
-  if (out == nullptr) GTEST_SKIP() << "a rank of DDP.TwoRanksTrainAsOneProcessWithTheirGlobalBatch";
+  if (out == nullptr) GTEST_SKIP() << "a rank of a DDP test, started by it";
   torch::set_num_threads(1);
+  if (std::string(std::getenv("LIGHTNING_DDP_TEST_CASE")) == "early_stopping") {
+    auto [X, y] = ddp_data();
+    OneRankStalls model;
+    L::Trainer<L::accelerators::CPU, L::strategies::DDP, L::precision::F32,
+               L::callbacks::EarlyStopping>
+        trainer(lightning::testing::bare({.max_epochs = 10, .num_sanity_val_steps = 0}),
+                L::callbacks::EarlyStopping({.monitor = "val_loss", .patience = 1}));
+    L::data::TensorLoader loader({X, y}, {.batch_size = 8});
+    trainer.fit(model, loader, L::data::TensorLoader({X, y}, {.batch_size = 32}));
+    write_tensor(out, torch::tensor({trainer.current_epoch, trainer.global_step}));
+    return;
+  }
   L::Trainer<L::accelerators::CPU, L::strategies::DDP> trainer(
       lightning::testing::bare({.max_epochs = 2}));
   const auto params = fit_and_read(trainer, 8);  // 8 per rank: a global batch of 16
   EXPECT_EQ(trainer.fabric().world_size(), 2);
   EXPECT_EQ(trainer.global_step, 8);  // 32 examples per rank, 4 batches, 2 epochs
-  const auto bytes = torch::pickle_save(params);
-  std::ofstream(out, std::ios::binary).write(bytes.data(), std::streamsize(bytes.size()));
+  write_tensor(out, params);
 }
 
 TEST(DDP, TwoRanksTrainAsOneProcessWithTheirGlobalBatch) {
@@ -136,4 +163,27 @@ TEST(DDP, TwoRanksTrainAsOneProcessWithTheirGlobalBatch) {
   torch::manual_seed(0);
   lightning::testing::SimpleModel untrained;
   EXPECT_FALSE(torch::allclose(lightning::testing::flat_parameters(untrained), one));  // it trained
+}
+
+// EarlyStopping's decision is any rank's (Lightning's reduce_boolean_decision, all=False):
+// only rank 1's validation loss stops improving, and both ranks stop after the same epoch.
+TEST(DDP, WhenOneRankWouldStopEarlyBothStopTogether) {
+  const int port = free_port();
+  const auto dir = std::filesystem::current_path();
+  std::vector<pid_t> ranks;
+  for (int r = 0; r < 2; ++r) {
+    ranks.push_back(
+        start_rank(r, 2, port, dir / ("stop" + std::to_string(r) + ".pt"), "early_stopping"));
+    ASSERT_GT(ranks.back(), 0) << "could not start rank " << r;
+  }
+  for (int r = 0; r < 2; ++r)
+    EXPECT_EQ(wait_for(ranks[static_cast<std::size_t>(r)], std::chrono::seconds(120)), 0)
+        << "rank " << r << " failed or hung";
+  const auto rank0 = read_tensor(dir / "stop0.pt"), rank1 = read_tensor(dir / "stop1.pt");
+  EXPECT_TRUE(torch::equal(rank0, rank1)) << rank0 << "\n" << rank1;
+  // Rank 1: best at epoch 0, no improvement at epoch 1 (patience 1): both stop after
+  // epoch 1 (current_epoch then reads 2, as in Lightning), not at max_epochs = 10 (which
+  // following rank zero alone would give).
+  EXPECT_EQ(rank0[0].item<std::int64_t>(), 2);
+  EXPECT_EQ(rank0[1].item<std::int64_t>(), 8);  // 2 epochs of 4 steps
 }

@@ -128,8 +128,10 @@ class EarlyStopping {
       return;
     }
     auto [stop, reason] = evaluate(it->second);
-    if constexpr (requires { trainer.broadcast(true); })
-      stop = trainer.broadcast(stop);  // rank zero's decision: every rank stops together
+    // Any rank that would stop stops them all, together (Lightning's reduce_boolean_decision
+    // with all=False).
+    if constexpr (requires { trainer.reduce_boolean_decision(true, false); })
+      stop = trainer.reduce_boolean_decision(stop, /*all=*/false);
     trainer.should_stop = trainer.should_stop || stop;
     if (stop) {
       stopped_epoch_ = trainer.current_epoch;

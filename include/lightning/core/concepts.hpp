@@ -264,7 +264,9 @@ concept Accelerator = std::default_initializable<A> &&
 // - pre_backward(loss, sync)/post_backward(loss, sync): around the precision's backward;
 //   sync is false on accumulation micro-batches, whose gradients stay local;
 // - reduce(t, op): a tensor across ranks; broadcast(v): rank zero's decision (a stop, a
-//   path, a number) for every rank; barrier();
+//   path, a number) for every rank; reduce_boolean_decision(d, all): a decision each rank
+//   made for itself, combined (all ranks' when `all`, else any rank's: EarlyStopping stops
+//   every rank when one would, as Lightning's); barrier();
 // - teardown(): at the end of each run, unwraps the module and frees what setup_module
 //   made (the process group lives as long as the process).
 template <class S>
@@ -284,6 +286,7 @@ concept Strategy = std::default_initializable<S> &&
   { cs.broadcast(std::int64_t{0}) } -> std::same_as<std::int64_t>;
   { cs.broadcast(0.0) } -> std::same_as<double>;
   { cs.broadcast(std::string()) } -> std::same_as<std::string>;
+  { cs.reduce_boolean_decision(true, true) } -> std::same_as<bool>;
   cs.barrier();
   s.teardown();
   { cs.rank() } -> std::convertible_to<std::int64_t>;

@@ -196,6 +196,10 @@ class Fabric {
   [[nodiscard]] T broadcast(T value) const {
     return strategy_.broadcast(std::move(value));
   }
+  // Each rank's own decision, combined across ranks: all of them, or any (`all` false).
+  [[nodiscard]] bool reduce_boolean_decision(bool decision, bool all = true) const {
+    return strategy_.reduce_boolean_decision(decision, all);
+  }
   [[nodiscard]] std::int64_t global_rank() const { return strategy_.rank(); }
   [[nodiscard]] std::int64_t local_rank() const { return strategy_.local_rank(); }
   [[nodiscard]] std::int64_t world_size() const { return strategy_.world_size(); }

@@ -194,6 +194,14 @@ class DDP {
     return std::string(reinterpret_cast<const char*>(bytes.data_ptr()),
                        static_cast<std::size_t>(size));
   }
+  // Every rank's own decision, combined: all of them (`all`) or any of them.
+  [[nodiscard]] bool reduce_boolean_decision(bool decision, bool all = true) const {
+    if (!group_ || world_ == 1) return decision;
+    std::vector<at::Tensor> one{torch::tensor({decision ? 1 : 0}, torch::kLong)};
+    group_->allreduce(one)->wait();
+    const auto agreeing = one[0].item<std::int64_t>();
+    return all ? agreeing == world_ : agreeing > 0;
+  }
   void barrier() const {
     if (group_) group_->barrier()->wait();
   }

@@ -34,6 +34,9 @@ struct SingleDevice {
   [[nodiscard]] T broadcast(T value) const noexcept(std::is_nothrow_move_constructible_v<T>) {
     return value;
   }
+  [[nodiscard]] bool reduce_boolean_decision(bool decision, bool /*all*/ = true) const noexcept {
+    return decision;
+  }
   void barrier() const noexcept {}
   void teardown() noexcept {}
   [[nodiscard]] std::int64_t rank() const noexcept { return 0; }

@@ -208,6 +208,11 @@ class Trainer : public TrainerState {
   [[nodiscard]] T broadcast(T value) const {
     return fabric_.broadcast(std::move(value));
   }
+  // Each rank's own decision, combined (Lightning's trainer.strategy.reduce_boolean_decision):
+  // true when all ranks decided so, or with `all` false, when any did.
+  [[nodiscard]] bool reduce_boolean_decision(bool decision, bool all = true) const {
+    return fabric_.reduce_boolean_decision(decision, all);
+  }
 
   // Lightning's trainer.save_checkpoint: the module's state_dict and hyperparameters,
   // every optimizer's and scheduler's state, epoch, global_step, loop progress (mid-epoch
