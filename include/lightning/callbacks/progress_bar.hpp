@@ -16,6 +16,7 @@
 #pragma once
 
 #include <lightning/core/bad_option.hpp>
+#include <lightning/core/stage.hpp>
 
 #include <unistd.h>
 
@@ -62,6 +63,12 @@ class ProgressBar {
     out_ = options_.stream ? options_.stream : &std::cout;
     interactive_ =
         options_.interactive.value_or(options_.stream == nullptr && ::isatty(STDOUT_FILENO));
+  }
+
+  // Only rank zero draws (Lightning's ProgressBar.setup disables it on the other ranks).
+  template <class T, class M>
+  void setup(T& trainer, M&, Stage) {
+    if (!trainer.is_global_zero()) disable();
   }
 
   void disable() noexcept { enabled_ = false; }
