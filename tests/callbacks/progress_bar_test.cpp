@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "support/models.hpp"
+#include "support/policies.hpp"
 
 namespace L = lightning;
 using L::callbacks::ProgressBar;
@@ -258,22 +259,13 @@ TEST(ProgressBar, RejectsBadOptions) {
             std::string::npos);
 }
 
-namespace {
-// The strategy of a process that is not rank zero (DDP's other ranks).
-struct OtherRank : L::strategies::SingleDevice {
-  [[nodiscard]] std::int64_t rank() const noexcept { return 1; }
-  [[nodiscard]] std::int64_t world_size() const noexcept { return 2; }
-  [[nodiscard]] bool is_global_zero() const noexcept { return false; }
-};
-}  // namespace
-
 TEST(ProgressBar, OnlyRankZeroDraws) {
   std::ostringstream out;
   auto [X, y] = seed_data(64);
   ProgModel m;
-  L::Trainer<L::accelerators::CPU, OtherRank, L::precision::F32, ProgressBar> t(
-      {.max_epochs = 1, .enable_checkpointing = false, .logger = false},
-      ProgressBar({.stream = &out, .interactive = false}));
+  L::Trainer<L::accelerators::CPU, lightning::testing::NotRankZero, L::precision::F32, ProgressBar>
+      t({.max_epochs = 1, .enable_checkpointing = false, .logger = false},
+        ProgressBar({.stream = &out, .interactive = false}));
   t.fit(m, L::data::TensorLoader({X, y}, {.batch_size = 32}));
   EXPECT_EQ(out.str(), "");
   EXPECT_FALSE(t.callback<ProgressBar>().enabled());

@@ -44,6 +44,14 @@ using CpuPolicies =
 #endif
                      >;
 
+// The strategy of a process that is not rank zero (what DDP's other ranks are), on one
+// device: what rank-zero-only behaviour (logging, checkpoints, the progress bar) sees.
+struct NotRankZero : strategies::SingleDevice {
+  [[nodiscard]] std::int64_t rank() const noexcept { return 1; }
+  [[nodiscard]] std::int64_t world_size() const noexcept { return 2; }
+  [[nodiscard]] bool is_global_zero() const noexcept { return false; }
+};
+
 // Test names: "cpu_single_device_32-true".
 struct PolicyNames {
   template <class T>

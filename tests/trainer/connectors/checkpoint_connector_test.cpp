@@ -6,6 +6,7 @@
 #include <lightning/lightning.hpp>
 
 #include "support/models.hpp"
+#include "support/policies.hpp"
 #include "support/python.hpp"
 
 #include <unistd.h>
@@ -295,14 +296,7 @@ TEST(Checkpoint, CallbackStatesHooksAndHyperparametersRoundTrip) {
   std::filesystem::remove(path);
 }
 
-namespace {
-// A strategy of a process that is not rank zero (what DDP's other ranks are).
-struct NotRankZero : L::strategies::SingleDevice {
-  [[nodiscard]] std::int64_t rank() const noexcept { return 1; }
-  [[nodiscard]] std::int64_t world_size() const noexcept { return 2; }
-  [[nodiscard]] bool is_global_zero() const noexcept { return false; }
-};
-}  // namespace
+using lightning::testing::NotRankZero;
 
 TEST(Checkpoint, OnlyRankZeroWritesLogsAndCheckpoints) {
   const auto dir = temp_file("rank1");
