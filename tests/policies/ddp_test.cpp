@@ -123,7 +123,24 @@ TEST(DDPWorker, TrainsItsShard) {
   const char* out = std::getenv("LIGHTNING_DDP_TEST_OUT");
   if (out == nullptr) GTEST_SKIP() << "a rank of a DDP test, started by it";
   torch::set_num_threads(1);
-  if (std::string(std::getenv("LIGHTNING_DDP_TEST_CASE")) == "early_stopping") {
+  const std::string test_case = std::getenv("LIGHTNING_DDP_TEST_CASE");
+  if (test_case == "straight" || test_case == "first" || test_case == "resume") {
+    auto [X, y] = ddp_data();
+    torch::manual_seed(test_case == "resume" ? 99 : 0);  // a resume starts from other weights
+    lightning::testing::SimpleModel model;
+    L::Trainer<L::accelerators::CPU, L::strategies::DDP> trainer(
+        lightning::testing::bare({.max_epochs = test_case == "first" ? 2 : 3}));
+    L::data::TensorLoader loader({X, y}, {.batch_size = 8, .shuffle = true, .seed = 3});
+    const auto checkpoint = std::filesystem::path(out).parent_path() / "ddp.ckpt";
+    if (test_case == "resume")
+      trainer.fit(model, loader, L::CheckpointPath{checkpoint});
+    else
+      trainer.fit(model, loader);
+    if (test_case == "first") trainer.save_checkpoint(checkpoint);  // rank zero writes
+    write_tensor(out, lightning::testing::flat_parameters(model).detach().clone());
+    return;
+  }
+  if (test_case == "early_stopping") {
     auto [X, y] = ddp_data();
     OneRankStalls model;
     L::Trainer<L::accelerators::CPU, L::strategies::DDP, L::precision::F32,
@@ -186,4 +203,29 @@ TEST(DDP, WhenOneRankWouldStopEarlyBothStopTogether) {
   // following rank zero alone would give).
   EXPECT_EQ(rank0[0].item<std::int64_t>(), 2);
   EXPECT_EQ(rank0[1].item<std::int64_t>(), 8);  // 2 epochs of 4 steps
+}
+
+// A run resumed from a DDP checkpoint (same world size, shuffled shards) continues as
+// the uninterrupted run does, bit for bit.
+TEST(DDP, AResumeFromADdpCheckpointContinuesExactly) {
+  const auto dir = std::filesystem::current_path();
+  auto run = [&](const std::string& test_case) {
+    const int port = free_port();
+    std::vector<pid_t> ranks;
+    for (int r = 0; r < 2; ++r) {
+      ranks.push_back(
+          start_rank(r, 2, port, dir / (test_case + std::to_string(r) + ".pt"), test_case));
+      EXPECT_GT(ranks.back(), 0) << "could not start rank " << r;
+    }
+    for (int r = 0; r < 2; ++r)
+      EXPECT_EQ(wait_for(ranks[static_cast<std::size_t>(r)], std::chrono::seconds(120)), 0)
+          << test_case << ": rank " << r << " failed or hung";
+    return read_tensor(dir / (test_case + "0.pt"));
+  };
+  const auto straight = run("straight");
+  const auto first = run("first");
+  ASSERT_TRUE(std::filesystem::exists(dir / "ddp.ckpt"));
+  const auto resumed = run("resume");
+  EXPECT_FALSE(torch::equal(first, straight));
+  EXPECT_TRUE(torch::equal(resumed, straight)) << resumed << "\n" << straight;
 }
