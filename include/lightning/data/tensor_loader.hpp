@@ -181,10 +181,6 @@ class TensorLoader {
     return out;
   }
   void set_epoch(std::int64_t epoch) noexcept { epoch_ = epoch; }
-  [[nodiscard]] std::int64_t shard_rank() const noexcept { return shard_rank_; }
-  [[nodiscard]] std::int64_t shard_count() const noexcept { return shard_count_; }
-  // This epoch's examples of this shard, as indices into the tensors given (after begin()).
-  [[nodiscard]] torch::Tensor shard_indices() const { return perm_; }
   [[nodiscard]] iterator end() const { return iterator(this, size()); }
 
   // Number of batches per epoch.

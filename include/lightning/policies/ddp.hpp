@@ -25,6 +25,7 @@
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <torch/csrc/distributed/c10d/reducer.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstring>
@@ -33,6 +34,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -90,20 +92,20 @@ class DDP {
       throw std::invalid_argument(
           "lightning: strategies::DDP runs on the CPU (Gloo) in this release; NCCL for " +
           device.str() + " comes next");
-    params_.clear();
+    std::vector<torch::Tensor> params;
     std::unordered_map<std::size_t, std::string> names;
     for (const auto& p : module.named_parameters()) {
       if (!p.value().requires_grad()) continue;
-      names.emplace(params_.size(), p.key());
-      params_.push_back(p.value());
+      names.emplace(params.size(), p.key());
+      params.push_back(p.value());
     }
-    if (params_.empty())
+    if (params.empty())
       throw std::invalid_argument(
           "lightning: strategies::DDP: the module has no parameter to train");
-    c10d::verify_params_across_processes(group_, params_, std::nullopt);
+    c10d::verify_params_across_processes(group_, params, std::nullopt);
     {
       torch::NoGradGuard no_grad;
-      std::vector<torch::Tensor> state = params_;
+      std::vector<torch::Tensor> state = params;
       for (const auto& b : module.buffers()) state.push_back(b);
       for (auto& t : state) {
         std::vector<at::Tensor> one{t.detach()};
@@ -118,11 +120,10 @@ class DDP {
             ? std::vector<std::size_t>{static_cast<std::size_t>(c10d::kDefaultFirstBucketBytes),
                                        cap}
             : std::vector<std::size_t>{static_cast<std::size_t>(-1)};
-    auto [buckets, sizes] = c10d::compute_bucket_assignment_by_size(params_, limits);
-    (void)sizes;
+    auto buckets = std::get<0>(c10d::compute_bucket_assignment_by_size(params, limits));
     std::reverse(buckets.begin(), buckets.end());  // roughly the order gradients arrive in
     reducer_ = std::make_unique<c10d::Reducer>(
-        params_, std::move(buckets), group_, std::vector<bool>(params_.size(), false),
+        params, std::move(buckets), group_, std::vector<bool>(params.size(), false),
         static_cast<std::int64_t>(cap), o_.find_unused_parameters, o_.gradient_as_bucket_view,
         std::move(names), c10d::kDefaultFirstBucketBytes,
         /*skip_all_reduce_unused_params=*/false, /*use_python_reducer=*/false,
@@ -242,7 +243,6 @@ class DDP {
   std::int64_t world_ = 1;
   c10::intrusive_ptr<c10d::Store> store_;
   c10::intrusive_ptr<c10d::ProcessGroup> group_;
-  std::vector<torch::Tensor> params_;
   std::unique_ptr<c10d::Reducer> reducer_;
 };
 
