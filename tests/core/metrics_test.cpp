@@ -187,3 +187,35 @@ TEST(ModuleLog, DefaultsPerHookAndTrainerStateThroughFit) {
   EXPECT_EQ(trainer.progress_bar_metrics().size(), 1u);
   EXPECT_FALSE(model.has_trainer());  // detached after fit
 }
+
+// sync_dist: only those values go through the cross-rank reduce: a step value when it is
+// logged (with the metric's reduction), an epoch mean as the sum of the ranks' weighted
+// sums over the sum of their weights. The reduce here stands for a second rank that
+// logged 10 more than this one, with the same weights.
+TEST(MetricStore, SyncDistReducesOnlyItsValuesAcrossRanks) {
+  L::MetricStore m;
+  std::vector<L::Reduce> calls;
+  int sums = 0;
+  m.set_cross_rank_reduce([&](const torch::Tensor& t, L::Reduce op) {
+    calls.push_back(op);
+    if (op == L::Reduce::mean) return (t + (t + 10)) / 2;
+    // The other rank's weighted sum (11 * 4 + 13 * 4), then its weights (4 + 4).
+    if (op == L::Reduce::sum) return t + (sums++ == 0 ? 96.0 : 8.0);
+    return t;
+  });
+  m.enter(L::LogScope::train_step, "training_step", Phase::train);
+  m.set_batch_size(4);
+  m.log("own", scalar(1.0), {.on_step = true, .on_epoch = true});
+  m.log("loss", scalar(1.0), {.on_step = true, .on_epoch = true, .sync_dist = true});
+  EXPECT_EQ(calls.size(), 1u);  // the step value, at once; "own" never
+  EXPECT_DOUBLE_EQ(m.callback_metrics().at("loss_step"), 6.0);
+  m.log("own", scalar(3.0), {.on_step = true, .on_epoch = true});
+  m.log("loss", scalar(3.0), {.on_step = true, .on_epoch = true, .sync_dist = true});
+  calls.clear();
+  m.finalize_epoch(Phase::train);
+  EXPECT_EQ(calls, (std::vector<L::Reduce>{L::Reduce::sum, L::Reduce::sum}));
+  const auto cb = m.callback_metrics();
+  EXPECT_DOUBLE_EQ(cb.at("own_epoch"), 2.0);
+  EXPECT_DOUBLE_EQ(cb.at("loss_epoch"), 7.0);  // the mean of 1, 3, 11 and 13
+  EXPECT_DOUBLE_EQ(cb.at("loss_step"), 8.0);
+}

@@ -7,6 +7,7 @@
 
 #include "support/models.hpp"
 
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <spawn.h>
@@ -18,6 +19,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <iterator>
 #include <string>
 #include <thread>
@@ -57,29 +59,59 @@ int free_port() {
   return ntohs(address.sin_port);
 }
 
-// Starts this program as rank `rank` of `world`, running only the worker test, which
-// runs `test_case`.
-pid_t start_rank(int rank, int world, int port, const std::filesystem::path& out,
-                 const std::string& test_case = "train") {
+// Starts this program running only the worker test (which runs `test_case`), with the
+// rank variables of the environment replaced by `variables`; its output goes to `log`
+// when one is given.
+pid_t start_worker(const std::vector<std::string>& variables, const std::filesystem::path& out,
+                   const std::string& test_case, const std::filesystem::path& log = {}) {
   std::vector<std::string> env_strings;
-  for (char** e = environ; *e != nullptr; ++e) env_strings.emplace_back(*e);
-  for (auto [k, v] : {std::pair<std::string, std::string>{"MASTER_ADDR", "127.0.0.1"},
-                      {"MASTER_PORT", std::to_string(port)},
-                      {"WORLD_SIZE", std::to_string(world)},
-                      {"RANK", std::to_string(rank)},
-                      {"LOCAL_RANK", std::to_string(rank)},
-                      {"LIGHTNING_DDP_TEST_OUT", out.string()},
-                      {"LIGHTNING_DDP_TEST_CASE", test_case}})
-    env_strings.push_back(k + "=" + v);
+  for (char** e = environ; *e != nullptr; ++e) {
+    const std::string entry(*e);
+    if (!entry.starts_with("MASTER_") && !entry.starts_with("WORLD_SIZE=") &&
+        !entry.starts_with("RANK=") && !entry.starts_with("LOCAL_RANK=") &&
+        !entry.starts_with("NODE_RANK="))
+      env_strings.push_back(entry);
+  }
+  env_strings.insert(env_strings.end(), variables.begin(), variables.end());
+  env_strings.push_back("LIGHTNING_DDP_TEST_OUT=" + out.string());
+  env_strings.push_back("LIGHTNING_DDP_TEST_CASE=" + test_case);
   std::vector<char*> envp;
   for (auto& s : env_strings) envp.push_back(s.data());
   envp.push_back(nullptr);
   std::string self = std::filesystem::read_symlink("/proc/self/exe").string();
   std::string filter = "--gtest_filter=DDPWorker.TrainsItsShard";
   std::vector<char*> argv{self.data(), filter.data(), nullptr};
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  if (!log.empty()) {
+    posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, log.c_str(),
+                                     O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
+  }
   pid_t pid = -1;
-  if (::posix_spawn(&pid, self.c_str(), nullptr, nullptr, argv.data(), envp.data()) != 0) return -1;
-  return pid;
+  const int error = ::posix_spawn(&pid, self.c_str(), &actions, nullptr, argv.data(), envp.data());
+  posix_spawn_file_actions_destroy(&actions);
+  return error == 0 ? pid : -1;
+}
+
+// Rank `rank` of `world`, started by hand (as torchrun would).
+pid_t start_rank(int rank, int world, int port, const std::filesystem::path& out,
+                 const std::string& test_case = "train") {
+  return start_worker({"MASTER_ADDR=127.0.0.1", "MASTER_PORT=" + std::to_string(port),
+                       "WORLD_SIZE=" + std::to_string(world), "RANK=" + std::to_string(rank),
+                       "LOCAL_RANK=" + std::to_string(rank)},
+                      out, test_case);
+}
+
+// This program alone, without rank variables: its fit launches the other rank.
+pid_t start_launcher(const std::filesystem::path& out, const std::string& test_case,
+                     const std::filesystem::path& log) {
+  return start_worker({}, out, test_case, log);
+}
+
+std::string read_text(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
 // Waits for a child; kills it after `limit` (a hang is a failure, not a stuck CI).
@@ -113,9 +145,86 @@ struct OneRankStalls : lightning::testing::SimpleModel {
   }
 };
 
-void write_tensor(const char* path, const torch::Tensor& t) {
+void write_tensor(const std::string& path, const torch::Tensor& t) {
   const auto bytes = torch::pickle_save(t);
   std::ofstream(path, std::ios::binary).write(bytes.data(), std::streamsize(bytes.size()));
+}
+
+// The seed workload optimized by hand (automatic_optimization = false): manual_backward
+// synchronises the gradients every time.
+struct DDPManualLinear : L::LightningModule {
+  static constexpr bool automatic_optimization = false;
+  torch::nn::Linear linear{register_module("linear", torch::nn::Linear(10, 1))};
+  torch::Tensor training_step(const lightning::testing::XY& batch, std::int64_t) {
+    const auto& [x, y] = batch;
+    auto opt = optimizer();
+    opt.zero_grad();
+    auto loss = torch::mse_loss(linear(x), y.unsqueeze(1));
+    manual_backward(loss);
+    opt.step();
+    return loss;
+  }
+  auto configure_optimizers() { return torch::optim::Adam(parameters(), 1e-3); }
+};
+
+// A model for the launched cases: rank 1 fails at step 3 ("throw": an exception, "kill":
+// SIGKILL), or every step sleeps a little so that a signal lands mid-run ("sigterm"),
+// where rank 0 marks step 3 for the test.
+struct LaunchedModel : lightning::testing::SimpleModel {
+  std::string how;
+  std::filesystem::path marker;
+  torch::Tensor training_step(const lightning::testing::XY& batch, std::int64_t idx) {
+    const bool rank1 = std::string(std::getenv("RANK")) == "1";
+    if (how == "stuck" && !rank1 && global_step() == 3)
+      std::this_thread::sleep_for(std::chrono::hours(1));  // busy elsewhere, never in a collective
+    if ((how == "throw" || how == "stuck") && rank1 && global_step() == 3)
+      throw std::runtime_error("rank 1 failed on purpose at step 3");
+    if (how == "kill" && rank1 && global_step() == 3) ::raise(SIGKILL);
+    if (how == "throw0" && !rank1 && global_step() == 3)
+      throw std::runtime_error("rank 0 failed on purpose at step 3");
+    if (how == "sigterm") {
+      std::this_thread::sleep_for(std::chrono::milliseconds(40));
+      if (!rank1 && global_step() == 3) std::ofstream(marker) << "step 3\n";
+    }
+    return SimpleModel::training_step(batch, idx);
+  }
+};
+
+// The cases started as one process that launches rank 1 itself (devices = 2). Exit
+// status: 0 done, 3 fit threw RankFailure, 4 it threw something else (printed).
+[[noreturn]] void run_launched_case(const std::string& test_case, const std::string& out) {
+  const auto dir = std::filesystem::path(out).parent_path();
+  auto [X, y] = ddp_data();
+  torch::manual_seed(test_case == "launch_resume" ? 99 : 0);
+  LaunchedModel model;
+  model.how = test_case.substr(std::string("launch_").size());
+  model.marker = dir / "step3.marker";
+  L::Trainer<L::accelerators::CPU, L::strategies::DDP> trainer(
+      lightning::testing::bare({.max_epochs = 4, .devices = 2, .default_root_dir = dir}),
+      L::strategies::DDP(
+          {.failure_timeout = std::chrono::seconds(test_case == "launch_stuck" ? 3 : 10)}));
+  L::data::TensorLoader loader({X, y}, {.batch_size = 8, .shuffle = true, .seed = 3});
+  // Set by the launch in fit (rank 0 is this process).
+  const auto mine = [&] { return out + "." + std::getenv("RANK"); };
+  try {
+    if (test_case == "launch_resume")
+      trainer.fit(model, loader, L::CheckpointPath{dir / "interrupted.ckpt"});
+    else
+      trainer.fit(model, loader);
+  } catch (const L::Interrupted& e) {
+    std::ofstream(mine() + ".interrupted") << e.what() << '\n';
+  } catch (const L::RankFailure& e) {
+    std::cerr << "RankFailure (rank " << e.rank << "): " << e.what() << std::endl;
+    std::exit(3);
+  } catch (const std::exception& e) {
+    std::cerr << "another error: " << e.what() << std::endl;
+    std::exit(4);
+  }
+  write_tensor(
+      mine(),
+      torch::cat({lightning::testing::flat_parameters(model).detach(),
+                  torch::tensor({float(trainer.current_epoch), float(trainer.global_step)})}));
+  std::exit(0);  // rank 0 waits for rank 1 at exit (the launcher's supervisor)
 }
 
 // One rank's side: runs only when started by a DDP test below.
@@ -124,6 +233,7 @@ TEST(DDPWorker, TrainsItsShard) {
   if (out == nullptr) GTEST_SKIP() << "a rank of a DDP test, started by it";
   torch::set_num_threads(1);
   const std::string test_case = std::getenv("LIGHTNING_DDP_TEST_CASE");
+  if (test_case.starts_with("launch")) run_launched_case(test_case, out);
   if (test_case == "straight" || test_case == "first" || test_case == "resume") {
     auto [X, y] = ddp_data();
     torch::manual_seed(test_case == "resume" ? 99 : 0);  // a resume starts from other weights
@@ -138,6 +248,39 @@ TEST(DDPWorker, TrainsItsShard) {
       trainer.fit(model, loader);
     if (test_case == "first") trainer.save_checkpoint(checkpoint);  // rank zero writes
     write_tensor(out, lightning::testing::flat_parameters(model).detach().clone());
+    return;
+  }
+  if (test_case == "manual") {
+    L::Trainer<L::accelerators::CPU, L::strategies::DDP> trainer(
+        lightning::testing::bare({.max_epochs = 2}));
+    auto [X, y] = ddp_data();
+    torch::manual_seed(0);
+    DDPManualLinear model;
+    trainer.fit(model, L::data::TensorLoader({X, y}, {.batch_size = 8}));
+    write_tensor(out, lightning::testing::flat_parameters(model).detach().clone());
+    return;
+  }
+  if (test_case == "sync_dist") {
+    auto [X, y] = ddp_data();
+    struct LogsItsRank : lightning::testing::SimpleModel {
+      double rank = std::stod(std::getenv("RANK"));
+      torch::Tensor training_step(const lightning::testing::XY& batch, std::int64_t idx) {
+        const double x = rank + 1 + 10.0 * static_cast<double>(idx);
+        const auto weight = static_cast<std::int64_t>(rank) + 1;
+        log("synced", torch::tensor(x),
+            {.on_step = true, .on_epoch = true, .batch_size = weight, .sync_dist = true});
+        log("synced_max", x, {.on_epoch = true, .reduce = L::Reduce::max, .sync_dist = true});
+        log("own", x, {.on_step = true, .on_epoch = true, .batch_size = weight});
+        return SimpleModel::training_step(batch, idx);
+      }
+    } model;
+    L::Trainer<L::accelerators::CPU, L::strategies::DDP> trainer(
+        lightning::testing::bare({.max_epochs = 1}));
+    trainer.fit(model, L::data::TensorLoader({X, y}, {.batch_size = 8}));
+    const auto m = trainer.metrics.callback_metrics();
+    write_tensor(out, torch::tensor({m.at("synced_step"), m.at("synced_epoch"), m.at("synced_max"),
+                                     m.at("own_step"), m.at("own_epoch")},
+                                    torch::kDouble));
     return;
   }
   if (test_case == "early_stopping") {
@@ -180,6 +323,59 @@ TEST(DDP, TwoRanksTrainAsOneProcessWithTheirGlobalBatch) {
   torch::manual_seed(0);
   lightning::testing::SimpleModel untrained;
   EXPECT_FALSE(torch::allclose(lightning::testing::flat_parameters(untrained), one));  // it trained
+}
+
+// Manual optimization under DDP: manual_backward averages the gradients, so 2 ranks
+// train as one process with their global batch.
+TEST(DDP, ManualOptimizationTrainsAsOneProcessWithTheGlobalBatch) {
+  const int port = free_port();
+  const auto dir = std::filesystem::current_path();
+  std::vector<pid_t> ranks;
+  for (int r = 0; r < 2; ++r) {
+    ranks.push_back(start_rank(r, 2, port, dir / ("manual" + std::to_string(r) + ".pt"), "manual"));
+    ASSERT_GT(ranks.back(), 0) << "could not start rank " << r;
+  }
+  for (int r = 0; r < 2; ++r)
+    EXPECT_EQ(wait_for(ranks[static_cast<std::size_t>(r)], std::chrono::seconds(120)), 0)
+        << "rank " << r << " failed or hung";
+  const auto rank0 = read_tensor(dir / "manual0.pt"), rank1 = read_tensor(dir / "manual1.pt");
+  EXPECT_TRUE(torch::equal(rank0, rank1));
+  L::Trainer<L::accelerators::CPU> single(lightning::testing::bare({.max_epochs = 2}));
+  auto [X, y] = ddp_data();
+  torch::manual_seed(0);
+  DDPManualLinear model;
+  single.fit(model, L::data::TensorLoader({X, y}, {.batch_size = 16}));
+  const auto one = lightning::testing::flat_parameters(model).detach();
+  EXPECT_TRUE(torch::allclose(rank0, one, 1e-6, 1e-7)) << rank0 << "\n" << one;
+}
+
+// log(..., {.sync_dist = true}) reduces across ranks (Lightning's): the step value when
+// logged, the epoch mean over every rank's batches with their weights; a value logged
+// without it stays each rank's own.
+TEST(DDP, SyncDistReducesLoggedValuesAcrossRanks) {
+  const int port = free_port();
+  const auto dir = std::filesystem::current_path();
+  std::vector<pid_t> ranks;
+  for (int r = 0; r < 2; ++r) {
+    ranks.push_back(
+        start_rank(r, 2, port, dir / ("sync" + std::to_string(r) + ".pt"), "sync_dist"));
+    ASSERT_GT(ranks.back(), 0) << "could not start rank " << r;
+  }
+  for (int r = 0; r < 2; ++r)
+    EXPECT_EQ(wait_for(ranks[static_cast<std::size_t>(r)], std::chrono::seconds(120)), 0)
+        << "rank " << r << " failed or hung";
+  const auto rank0 = read_tensor(dir / "sync0.pt"), rank1 = read_tensor(dir / "sync1.pt");
+  // Rank r logs r + 1 + 10 * batch over 4 batches with weight r + 1: epoch means 16 and 17.
+  const auto at = [](const torch::Tensor& t, int i) { return t[i].item<double>(); };
+  for (const auto& r : {rank0, rank1}) {
+    EXPECT_DOUBLE_EQ(at(r, 0), 31.5);                          // last step: mean of 31, 32
+    EXPECT_DOUBLE_EQ(at(r, 1), (16.0 * 4 + 17.0 * 8) / 12.0);  // weighted over both ranks
+    EXPECT_DOUBLE_EQ(at(r, 2), 32.0);                          // max over both ranks
+  }
+  EXPECT_DOUBLE_EQ(at(rank0, 3), 31.0);
+  EXPECT_DOUBLE_EQ(at(rank1, 3), 32.0);
+  EXPECT_DOUBLE_EQ(at(rank0, 4), 16.0);
+  EXPECT_DOUBLE_EQ(at(rank1, 4), 17.0);
 }
 
 // EarlyStopping's decision is any rank's (Lightning's reduce_boolean_decision, all=False):
@@ -228,4 +424,124 @@ TEST(DDP, AResumeFromADdpCheckpointContinuesExactly) {
   const auto resumed = run("resume");
   EXPECT_FALSE(torch::equal(first, straight));
   EXPECT_TRUE(torch::equal(resumed, straight)) << resumed << "\n" << straight;
+}
+
+// One command: the program started alone with devices = 2 starts rank 1 itself (a copy of
+// this program with LOCAL_RANK=1), and the two train as the ranks started by hand do.
+TEST(DDPLauncher, OneProcessStartsTheOtherRankAndTheyTrainTogether) {
+  const auto dir = std::filesystem::current_path();
+  const pid_t launcher = start_launcher(dir / "launched.pt", "launch_train", dir / "launch.log");
+  ASSERT_GT(launcher, 0);
+  EXPECT_EQ(wait_for(launcher, std::chrono::seconds(120)), 0) << read_text(dir / "launch.log");
+  const auto rank0 = read_tensor(dir / "launched.pt.0"), rank1 = read_tensor(dir / "launched.pt.1");
+  EXPECT_TRUE(torch::equal(rank0, rank1));
+  EXPECT_EQ(rank0[-1].item<float>(), 16.0F);  // 4 epochs of 4 steps (32 examples per rank)
+}
+
+// A rank that throws, or is killed with SIGKILL, ends the job: rank 0's fit throws
+// RankFailure carrying that rank's error, within the failure timeout (10 s here).
+void expect_the_job_fails_with(const std::string& test_case, const std::string& message) {
+  const auto dir = std::filesystem::current_path();
+  const auto log = dir / (test_case + ".log");
+  const auto start = std::chrono::steady_clock::now();
+  const pid_t launcher = start_launcher(dir / (test_case + ".pt"), test_case, log);
+  ASSERT_GT(launcher, 0);
+  EXPECT_EQ(wait_for(launcher, std::chrono::seconds(60)), 3) << read_text(log);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(30));
+  const auto output = read_text(log);
+  EXPECT_NE(output.find("RankFailure (rank 1): lightning: rank 1 (local rank 1"), std::string::npos)
+      << output;
+  EXPECT_NE(output.find(message), std::string::npos) << output;
+  EXPECT_FALSE(std::filesystem::exists(dir / (test_case + ".pt.0")));
+}
+TEST(DDPLauncher, ARankThatThrowsEndsTheJobWithItsError) {
+  expect_the_job_fails_with("launch_throw", "rank 1 failed on purpose at step 3");
+}
+TEST(DDPLauncher, ARankKilledWithSigkillEndsTheJob) {
+  expect_the_job_fails_with("launch_kill", "was killed by signal 9 (SIGKILL)");
+}
+
+// A rank 0 that does not reach a collective after another rank failed (stuck in its own
+// work) is ended with that rank's error after the failure timeout (3 s here), status 1.
+TEST(DDPLauncher, ARankZeroThatNeverNoticesIsEndedAfterTheTimeout) {
+  const auto dir = std::filesystem::current_path();
+  const auto start = std::chrono::steady_clock::now();
+  const pid_t launcher = start_launcher(dir / "stuck.pt", "launch_stuck", dir / "stuck.log");
+  ASSERT_GT(launcher, 0);
+  EXPECT_EQ(wait_for(launcher, std::chrono::seconds(60)), 1) << read_text(dir / "stuck.log");
+  const auto took = std::chrono::steady_clock::now() - start;
+  EXPECT_GE(took, std::chrono::seconds(3));
+  EXPECT_LT(took, std::chrono::seconds(20));
+  const auto output = read_text(dir / "stuck.log");
+  EXPECT_NE(output.find("lightning: rank 1 (local rank 1"), std::string::npos) << output;
+  EXPECT_NE(output.find("rank 1 failed on purpose at step 3"), std::string::npos) << output;
+  EXPECT_NE(output.find("lightning: ending rank 0 after 3000 ms"), std::string::npos) << output;
+}
+
+// Rank 0's own error is its own: it goes on unchanged, and the rank it started (which
+// would wait for it in a collective) is stopped, so the job ends at once.
+TEST(DDPLauncher, ARankZeroThatThrowsKeepsItsErrorAndStopsTheOthers) {
+  const auto dir = std::filesystem::current_path();
+  const auto start = std::chrono::steady_clock::now();
+  const pid_t launcher = start_launcher(dir / "throw0.pt", "launch_throw0", dir / "throw0.log");
+  ASSERT_GT(launcher, 0);
+  EXPECT_EQ(wait_for(launcher, std::chrono::seconds(60)), 4) << read_text(dir / "throw0.log");
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(8));  // < the timeout
+  EXPECT_NE(read_text(dir / "throw0.log").find("another error: rank 0 failed on purpose"),
+            std::string::npos)
+      << read_text(dir / "throw0.log");
+}
+
+// SIGTERM to the launcher reaches both ranks; they agree at a step boundary, rank zero
+// saves interrupted.ckpt, fit throws Interrupted on both, and a run resumed from the
+// checkpoint ends bit for bit as the uninterrupted run.
+TEST(DDPLauncher, SigtermSavesACheckpointThatResumesExactly) {
+  const auto dir = std::filesystem::current_path();
+  auto run = [&](const std::string& test_case) {
+    const auto log = dir / (test_case + ".log");
+    const pid_t launcher = start_launcher(dir / (test_case + ".pt"), test_case, log);
+    EXPECT_GT(launcher, 0);
+    if (test_case == "launch_sigterm") {
+      const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+      while (!std::filesystem::exists(dir / "step3.marker") &&
+             std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      ::kill(launcher, SIGTERM);
+    }
+    EXPECT_EQ(wait_for(launcher, std::chrono::seconds(120)), 0) << read_text(log);
+    return dir / (test_case + ".pt");
+  };
+  const auto straight = read_tensor(run("launch_straight").string() + ".0");
+  const auto stopped = run("launch_sigterm");
+  for (const char* rank : {".0", ".1"})
+    EXPECT_NE(read_text(stopped.string() + rank + ".interrupted").find("stopped by SIGTERM"),
+              std::string::npos);
+  const auto at_stop = read_tensor(stopped.string() + ".0");
+  EXPECT_TRUE(torch::equal(at_stop, read_tensor(stopped.string() + ".1")));
+  const auto step = at_stop[-1].item<float>();
+  EXPECT_GE(step, 4.0F);   // after the marker at step 3 ...
+  EXPECT_LT(step, 16.0F);  // ... and before the end
+  ASSERT_TRUE(std::filesystem::exists(dir / "interrupted.ckpt"));
+  const auto resumed = read_tensor(run("launch_resume").string() + ".0");
+  EXPECT_TRUE(torch::equal(resumed, straight)) << resumed << "\n" << straight;
+}
+
+// NCCL on a GPU: a world of one rank (gradients through the Reducer and NCCL) trains as
+// SingleDevice does on that GPU. Runs where a GPU is present (label gpu).
+TEST(DDPGpu, NcclWorldOfOneTrainsAsSingleDevice) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  ::setenv("MASTER_PORT", std::to_string(free_port()).c_str(), 1);
+  auto [X, y] = ddp_data();
+  auto train = [&](auto& trainer) {
+    torch::manual_seed(0);
+    lightning::testing::SimpleModel model;
+    trainer.fit(model, L::data::TensorLoader({X, y}, {.batch_size = 8}));
+    return lightning::testing::flat_parameters(model).detach().cpu().clone();
+  };
+  L::Trainer<L::accelerators::CUDA, L::strategies::DDP> ddp(
+      lightning::testing::bare({.max_epochs = 2}));
+  L::Trainer<L::accelerators::CUDA> single(lightning::testing::bare({.max_epochs = 2}));
+  const auto with_nccl = train(ddp), alone = train(single);
+  EXPECT_EQ(ddp.fabric().world_size(), 1);
+  EXPECT_TRUE(torch::allclose(with_nccl, alone, 1e-6, 1e-7)) << with_nccl << "\n" << alone;
 }

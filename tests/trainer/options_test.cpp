@@ -28,6 +28,21 @@ TEST(TrainerOptions, InvalidValuesNameTheOptionAndValue) {
   expect_rejected({.gradient_clip_val = -1.0}, "gradient_clip_val = -1.0 is invalid");
   expect_rejected({.log_every_n_steps = 0}, "log_every_n_steps = 0");
   expect_rejected({.fast_dev_run = -1}, "fast_dev_run = -1");
+  expect_rejected({.devices = 0}, "TrainerOptions.devices = 0 is invalid: must be >= 1");
+  expect_rejected({.num_nodes = 0}, "TrainerOptions.num_nodes = 0 is invalid: must be >= 1");
+}
+
+// More than one process needs a strategy that runs several: a clear error at
+// construction, before any work, naming the option and the fix.
+TEST(TrainerOptions, DevicesNeedAStrategyOfSeveralProcesses) {
+  lightning::testing::expect_invalid_argument(
+      [] { L::Trainer<L::accelerators::CPU>({.devices = 2}); },
+      "TrainerOptions.devices = 2 is invalid: strategy \"single_device\" runs one process; "
+      "use lightning::strategies::DDP");
+  lightning::testing::expect_invalid_argument(
+      [] { L::Trainer<L::accelerators::CPU>({.num_nodes = 4}); },
+      "TrainerOptions.num_nodes = 4 is invalid");
+  EXPECT_NO_THROW(L::Trainer<L::accelerators::CPU>({.devices = 1}));
 }
 
 TEST(TrainerOptions, TheTrainerConstructorValidates) {

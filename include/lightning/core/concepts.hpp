@@ -269,6 +269,13 @@ concept Accelerator = std::default_initializable<A> &&
 //   every rank when one would, as Lightning's); barrier();
 // - teardown(): at the end of each run, unwraps the module and frees what setup_module
 //   made (the process group lives as long as the process).
+// Optional points (a strategy without them runs one process):
+// - configure_processes(devices, num_nodes): TrainerOptions.devices (unset: what the
+//   environment says, else 1) and num_nodes, before setup_environment;
+// - agree_on_interrupt(mine) -> bool: whether any rank got SIGTERM/SIGINT, the same
+//   answer on every rank at the same step boundary (without it: this process's own);
+// - handle_failure(error): a run failed on this rank; may throw another rank's failure
+//   in its place (the cause, where this rank only saw a collective break).
 template <class S>
 concept Strategy = std::default_initializable<S> &&
     requires(S& s, const S& cs, torch::nn::Module& m, const torch::Tensor& t, c10::Device d,

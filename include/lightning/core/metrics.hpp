@@ -14,6 +14,7 @@
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <stdexcept>
@@ -37,6 +38,10 @@ struct LogOptions {
   // With several validation/test loaders, suffix the name with "/dataloader_idx_N".
   bool add_dataloader_idx = true;
   std::optional<std::int64_t> batch_size = std::nullopt;  // weight of this value in the epoch mean
+  // Reduce across ranks with `reduce` (Lightning's sync_dist): a step value when it is
+  // logged, an epoch value when the epoch ends (a mean weighs every rank's batches). A
+  // collective each time: every rank must log it alike.
+  bool sync_dist = false;
 };
 
 // Where a log() call comes from, which decides Lightning's defaults and what is allowed.
@@ -62,6 +67,11 @@ class MetricStore {
   void set_dataloader(std::int64_t idx) noexcept { dataloader_ = idx; }
   [[nodiscard]] Phase phase() const noexcept { return phase_; }
 
+  // How values logged with sync_dist are reduced across ranks (the strategy's reduce);
+  // unset: they are this process's own.
+  using CrossRankReduce = std::function<torch::Tensor(const torch::Tensor&, Reduce)>;
+  void set_cross_rank_reduce(CrossRankReduce reduce) { across_ = std::move(reduce); }
+
   void log(std::string_view name, const torch::Tensor& value, const LogOptions& options) {
     Slot& s = slot_for(name, options);
     if (!value.defined() || value.numel() != 1)
@@ -76,7 +86,7 @@ class MetricStore {
     if (s.on_step) {
       if (!s.step.defined() || s.step.device() != v.device())
         s.step = torch::empty({}, v.options().dtype(torch::kDouble).requires_grad(false));
-      s.step.copy_(v);
+      s.step.copy_(s.sync_dist && across_ ? across_(v.to(torch::kDouble), s.reduce) : v);
       s.step_fresh = true;
       s.has_step = true;
     }
@@ -114,7 +124,7 @@ class MetricStore {
     s.host = true;
     const double weight = static_cast<double>(options.batch_size.value_or(batch_size_));
     if (s.on_step) {
-      s.host_step = value;
+      s.host_step = s.sync_dist && across_ ? reduce_host(value, s.reduce) : value;
       s.step_fresh = true;
       s.has_step = true;
     }
@@ -153,7 +163,9 @@ class MetricStore {
   void finalize_epoch(Phase phase) {
     for (auto& s : slots_) {
       if (s.phase != phase || !s.on_epoch || s.weight == 0) continue;
-      if (s.host) {
+      if (s.sync_dist && across_) {
+        sync_epoch(s);
+      } else if (s.host) {
         s.host_epoch =
             s.reduce == Reduce::mean ? s.host_accum / static_cast<double>(s.weight) : s.host_accum;
       } else {
@@ -259,6 +271,7 @@ class MetricStore {
     Phase phase{};
     std::int64_t dataloader = -1;
     bool on_step = false, on_epoch = false, prog_bar = false, logger = true, host = false;
+    bool sync_dist = false;
     Reduce reduce = Reduce::mean;
     torch::Tensor step, accum, epoch;
     double host_step = 0, host_accum = 0, host_epoch = 0;
@@ -266,6 +279,25 @@ class MetricStore {
     std::int64_t weight = 0;
     bool has_step = false, has_epoch = false, step_fresh = false, epoch_fresh = false;
   };
+
+  double reduce_host(double value, Reduce op) const {
+    return across_(torch::tensor(value, torch::kDouble), op).template item<double>();
+  }
+  // Every rank's epoch value, reduced: a mean is the sum of all ranks' weighted sums over
+  // the sum of their weights (Lightning's compute() with sync_dist).
+  void sync_epoch(Slot& s) {
+    const auto mine = s.host ? torch::tensor(s.host_accum, torch::kDouble) : s.accum;
+    const auto op = s.reduce == Reduce::mean ? Reduce::sum : s.reduce;
+    auto value = across_(mine, op);
+    if (s.reduce == Reduce::mean) {
+      const auto weight = torch::tensor(static_cast<double>(s.weight), torch::kDouble);
+      value = value / across_(weight.to(value.device()), Reduce::sum);
+    }
+    if (s.host)
+      s.host_epoch = value.template item<double>();
+    else
+      s.epoch = value.to(s.accum.device());
+  }
 
   static std::string describe_shape(const torch::Tensor& t) {
     std::string s = "shape [";
@@ -310,6 +342,7 @@ class MetricStore {
     s.prog_bar = options.prog_bar;
     s.logger = options.logger;
     s.reduce = options.reduce;
+    s.sync_dist = options.sync_dist;
     // Lightning's names: forked "_step"/"_epoch" first, then the loader suffix.
     const bool forked = s.on_step && s.on_epoch;
     const std::string suffix =
@@ -378,6 +411,7 @@ class MetricStore {
 
   std::vector<Slot> slots_;
   std::vector<Pending> read_;  // reused by each read: no allocation once it has grown
+  CrossRankReduce across_;
   std::size_t cursor_ = 0;
   LogScope scope_ = LogScope::forbidden;
   const char* hook_ = "(outside the Trainer)";

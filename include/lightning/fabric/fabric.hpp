@@ -3,9 +3,11 @@
 // gets the same device placement, precision handling and clipping, at the same cost.
 #pragma once
 
+#include <lightning/core/bad_option.hpp>
 #include <lightning/core/batch.hpp>
 #include <lightning/core/checkpoint_dict.hpp>
 #include <lightning/core/concepts.hpp>
+#include <lightning/core/interrupts.hpp>
 #include <lightning/core/seed.hpp>
 #include <lightning/fabric/gradient_clipping.hpp>
 #include <lightning/fabric/host_memory.hpp>
@@ -16,6 +18,7 @@
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <exception>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -200,6 +203,34 @@ class Fabric {
   [[nodiscard]] bool reduce_boolean_decision(bool decision, bool all = true) const {
     return strategy_.reduce_boolean_decision(decision, all);
   }
+  // Whether fit was asked to stop by SIGTERM or SIGINT (core/interrupts.hpp): on every
+  // rank the same answer at the same step boundary (the strategy agrees; one process
+  // answers for itself).
+  [[nodiscard]] bool interrupt_requested() {
+    const bool mine = received_interrupt() != 0;
+    if constexpr (requires { strategy_.agree_on_interrupt(mine); })
+      return strategy_.agree_on_interrupt(mine);
+    else
+      return mine;
+  }
+  // How many processes to run (TrainerOptions.devices, num_nodes), before launch(); a
+  // strategy of one process takes one.
+  void configure_processes(std::optional<std::int64_t> devices, std::int64_t num_nodes) {
+    if constexpr (requires { strategy_.configure_processes(devices, num_nodes); }) {
+      strategy_.configure_processes(devices, num_nodes);
+    } else if (devices.value_or(1) * num_nodes != 1) {
+      throw_bad_option("TrainerOptions", devices.value_or(1) != 1 ? "devices" : "num_nodes",
+                       std::to_string(devices.value_or(1) != 1 ? *devices : num_nodes),
+                       "strategy \"" + std::string(S::name) +
+                           "\" runs one process; use lightning::strategies::DDP to run more");
+    }
+  }
+  // A run failed on this rank: the strategy may throw the failure of another rank that
+  // caused it instead (the rank this one launched, whose end broke a collective).
+  void handle_failure(const std::exception& error) {
+    if constexpr (requires { strategy_.handle_failure(error); }) strategy_.handle_failure(error);
+  }
+
   [[nodiscard]] std::int64_t global_rank() const { return strategy_.rank(); }
   [[nodiscard]] std::int64_t local_rank() const { return strategy_.local_rank(); }
   [[nodiscard]] std::int64_t world_size() const { return strategy_.world_size(); }

@@ -5,15 +5,22 @@
 // (buckets, all-reduce overlapped with backward), driven as Python's
 // DistributedDataParallel drives it; every loader iterates its rank's shard.
 //
-// This release: CPU with Gloo, LibTorch 2.6 or newer (the ProcessGroup of backends).
-// NCCL, LibTorch 1.13's Reducer, and the launcher that starts the ranks come next
-// (issue 12); until then start one process per rank yourself (torchrun, srun, or with
-// the variables set).
+// With TrainerOptions.devices = N and no launcher around it (no torchrun, srun or
+// LOCAL_RANK), the first fit starts the other N-1 ranks itself and supervises them
+// (policies/subprocess_launcher.hpp).
+//
+// Backends as Python's "cpu:gloo,cuda:nccl": Gloo carries CPU tensors (the decisions the
+// loop broadcasts), NCCL the CUDA ones (the gradients of a module on a GPU), compiled
+// where LibTorch has CUDA (LIGHTNING_WITH_NCCL). LibTorch 2.6 or newer (the ProcessGroup
+// of backends).
 #pragma once
 
+#include <lightning/core/bad_option.hpp>
 #include <lightning/core/concepts.hpp>
+#include <lightning/core/interrupts.hpp>
 #include <lightning/core/torch_version.hpp>
 #include <lightning/policies/cluster_environment.hpp>
+#include <lightning/policies/subprocess_launcher.hpp>
 
 #if !LIGHTNING_TORCH_AT_LEAST(2, 6)
 #error "lightning: strategies::DDP needs LibTorch 2.6 or newer in this release"
@@ -24,6 +31,13 @@
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <torch/csrc/distributed/c10d/reducer.hpp>
+#if defined(LIGHTNING_WITH_NCCL) && LIGHTNING_WITH_NCCL && defined(USE_C10D_NCCL)
+#define LIGHTNING_DDP_NCCL 1
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#else
+#define LIGHTNING_DDP_NCCL 0
+#endif
 
 #include <algorithm>
 #include <chrono>
@@ -46,6 +60,9 @@ struct DDPOptions {
   // How long a collective, or the rendezvous, may wait for the other ranks (a dead peer
   // then ends the run with an error instead of a hang).
   std::chrono::milliseconds timeout = std::chrono::seconds(1800);
+  // When a rank this process launched fails: how long the others have to end before they
+  // are killed (rank 0 included, if it has not seen the failure by then).
+  std::chrono::milliseconds failure_timeout = std::chrono::seconds(30);
   bool find_unused_parameters = false;
   bool gradient_as_bucket_view = false;
   std::int64_t bucket_cap_mb = 25;
@@ -63,11 +80,30 @@ class DDP {
   DDP& operator=(DDP&&) = default;
   ~DDP() { shutdown(); }
 
-  // Joins the process group (once per process): rank zero hosts the store.
+  // TrainerOptions.devices (nullopt: "auto") and num_nodes.
+  void configure_processes(std::optional<std::int64_t> devices, std::int64_t num_nodes) {
+    devices_ = devices;
+    num_nodes_ = num_nodes;
+  }
+
+  // Joins the process group (once per process): rank zero hosts the store. Without a
+  // launcher around this process, devices > 1 starts the other local ranks first.
   void setup_environment() {
     if (group_) return;
+    detail::follow_launcher();
     env_ = ClusterEnvironment::detect();
-    world_ = env_.world_size.value_or(1);
+    if (!env_.creates_processes_externally && devices_.value_or(1) * num_nodes_ > 1) {
+      detail::Supervisor::instance().launch(*devices_, num_nodes_, env_.node_rank,
+                                            o_.failure_timeout);
+      env_ = ClusterEnvironment::detect();
+    }
+    world_ = env_.world_size.value_or(devices_.value_or(1) * num_nodes_);
+    if (devices_ && *devices_ * num_nodes_ != world_)
+      throw_bad_option("TrainerOptions", "devices", std::to_string(*devices_),
+                       "the " + std::string(env_.kind_name()) + " environment started " +
+                           std::to_string(world_) + " processes, not devices x num_nodes = " +
+                           std::to_string(*devices_ * num_nodes_) +
+                           "; set devices to the processes per node (or leave it unset)");
     c10d::TCPStoreOptions store_options;
     store_options.port = static_cast<std::uint16_t>(env_.main_port);
     store_options.isServer = env_.global_rank == 0;
@@ -88,10 +124,13 @@ class DDP {
   // parameters and buffers, then the Reducer hooks the parameters (built last: it must
   // see the final tensors).
   void setup_module(torch::nn::Module& module, c10::Device device) {
-    if (!device.is_cpu())
+    if (device.is_cuda())
+      add_nccl(device);
+    else if (!device.is_cpu())
       throw std::invalid_argument(
-          "lightning: strategies::DDP runs on the CPU (Gloo) in this release; NCCL for " +
-          device.str() + " comes next");
+          "lightning: strategies::DDP runs on the CPU (Gloo) and on "
+          "CUDA (NCCL), not on " +
+          device.str());
     std::vector<torch::Tensor> params;
     std::unordered_map<std::size_t, std::string> names;
     for (const auto& p : module.named_parameters()) {
@@ -206,8 +245,55 @@ class DDP {
   void barrier() const {
     if (group_) group_->barrier()->wait();
   }
+
+  // Whether any rank was interrupted, without a wait at each step: every call starts the
+  // all-reduce of this rank's flag and answers with the one the previous call started
+  // (done meanwhile), so all ranks give the same answer at the same step boundary, one
+  // step after the signal. Two preallocated flags: no allocation of tensors per step.
+  [[nodiscard]] bool agree_on_interrupt(bool mine) {
+    if (!group_ || world_ == 1) return mine;
+    bool any = false;
+    if (interrupt_work_) {
+      interrupt_work_->wait();
+      any = interrupt_flags_[interrupt_slot_].data_ptr<std::int64_t>()[0] > 0;
+      interrupt_slot_ ^= 1;
+    }
+    auto& flag = interrupt_flags_[interrupt_slot_];
+    if (!flag.defined()) flag = torch::zeros({1}, torch::kLong);
+    flag.data_ptr<std::int64_t>()[0] = mine ? 1 : 0;
+    std::vector<at::Tensor> one{flag};
+    interrupt_work_ = group_->allreduce(one);
+    return any;
+  }
+
+  // This rank failed. On the rank that launched the others, an error of a collective is
+  // most likely another rank's end: that rank's error (its exit and last error output)
+  // is thrown instead. Any other error is this rank's own: the ranks it started, which
+  // would wait for it, are stopped. An agreed interrupt ends every rank by itself.
+  void handle_failure(const std::exception& error) {
+    auto& supervisor = detail::Supervisor::instance();
+    if (!supervisor.launched() || dynamic_cast<const Interrupted*>(&error) != nullptr) return;
+    if (is_collective_error(error))
+      if (auto failure = supervisor.failure(o_.failure_timeout)) throw RankFailure(*failure);
+    if (dynamic_cast<const RankFailure*>(&error) == nullptr) supervisor.abandon();
+  }
+
+  // A collective that broke: c10d's own errors, and Gloo's, which reach C++ as they are
+  // (gloo::IoException, whose header the wheel does not ship: known by its text).
+  static bool is_collective_error(const std::exception& error) {
+    if (dynamic_cast<const c10::DistError*>(&error) != nullptr) return true;
+    const std::string_view what = error.what();
+    for (const std::string_view sign :
+         {"gloo/", "Connection reset by peer", "Connection closed by peer", "Broken pipe"})
+      if (what.find(sign) != std::string_view::npos) return true;
+    return false;
+  }
+
   // Unhooks the module (the process group lives as long as the strategy).
-  void teardown() { reducer_.reset(); }
+  void teardown() {
+    if (interrupt_work_) std::exchange(interrupt_work_, {})->wait();
+    reducer_.reset();
+  }
 
   [[nodiscard]] std::int64_t rank() const noexcept { return env_.global_rank; }
   [[nodiscard]] std::int64_t local_rank() const noexcept { return env_.local_rank; }
@@ -216,6 +302,27 @@ class DDP {
   [[nodiscard]] const ClusterEnvironment& cluster_environment() const noexcept { return env_; }
 
  private:
+  // CUDA tensors go through NCCL (once per process group), bound to this rank's device.
+  void add_nccl([[maybe_unused]] c10::Device device) {
+#if LIGHTNING_DDP_NCCL
+    if (has_nccl_) return;
+    auto options = c10d::ProcessGroupNCCL::Options::create();
+    options->timeout = o_.timeout;
+    options->is_high_priority_stream = false;
+    const auto rank = static_cast<int>(env_.global_rank), size = static_cast<int>(world_);
+    auto nccl = c10::make_intrusive<c10d::ProcessGroupNCCL>(
+        c10::make_intrusive<c10d::PrefixStore>("nccl/", store_), rank, size, options);
+    nccl->setBoundDeviceId(device);
+    group_->setBackend(c10::kCUDA, c10d::ProcessGroup::BackendType::NCCL, nccl);
+    has_nccl_ = true;
+#else
+    throw std::invalid_argument(
+        "lightning: strategies::DDP on " + device.str() +
+        " needs NCCL, and this program was built without it (a LibTorch without CUDA, or "
+        "LIGHTNING_CUDA=OFF)");
+#endif
+  }
+
   void broadcast_tensor(torch::Tensor& t) const {
     if (!group_ || world_ == 1) return;
     std::vector<at::Tensor> one{t};
@@ -227,6 +334,7 @@ class DDP {
     return t.item<std::int64_t>();
   }
   void shutdown() noexcept {
+    interrupt_work_.reset();
     reducer_.reset();
     if (group_) {
       try {
@@ -239,8 +347,14 @@ class DDP {
   }
 
   DDPOptions o_;
+  std::optional<std::int64_t> devices_;
+  std::int64_t num_nodes_ = 1;
   ClusterEnvironment env_;
   std::int64_t world_ = 1;
+  c10::intrusive_ptr<c10d::Work> interrupt_work_;
+  torch::Tensor interrupt_flags_[2];
+  int interrupt_slot_ = 0;
+  bool has_nccl_ = false;
   c10::intrusive_ptr<c10d::Store> store_;
   c10::intrusive_ptr<c10d::ProcessGroup> group_;
   std::unique_ptr<c10d::Reducer> reducer_;

@@ -81,6 +81,12 @@ struct TrainerOptions {
   std::optional<double> gradient_clip_val = std::nullopt;
   GradClipAlgorithm gradient_clip_algorithm = GradClipAlgorithm::norm;
 
+  // Processes: devices per node (unset: "auto", what a launcher around the program
+  // started, else 1) and nodes. More than one needs a strategy that runs several
+  // (strategies::DDP), which then starts the local ranks itself.
+  std::optional<std::int64_t> devices = std::nullopt;
+  std::int64_t num_nodes = 1;
+
   // Logging and debugging.
   std::int64_t log_every_n_steps = 50;
   std::int64_t fast_dev_run = 0;  // n > 0: n batches of train and val, one epoch, no sanity run
@@ -144,6 +150,9 @@ inline void validate(const TrainerOptions& o) {
   if (o.gradient_clip_val && !(*o.gradient_clip_val >= 0.0 && std::isfinite(*o.gradient_clip_val)))
     bad_option("gradient_clip_val", python_float_repr(*o.gradient_clip_val),
                "must be a finite value >= 0");
+  if (o.devices && *o.devices < 1)
+    bad_option("devices", std::to_string(*o.devices), "must be >= 1 (unset: auto)");
+  if (o.num_nodes < 1) bad_option("num_nodes", std::to_string(o.num_nodes), "must be >= 1");
   if (o.log_every_n_steps < 1)
     bad_option("log_every_n_steps", std::to_string(o.log_every_n_steps), "must be >= 1");
   if (o.fast_dev_run < 0)

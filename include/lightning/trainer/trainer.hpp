@@ -10,6 +10,7 @@
 #include <lightning/core/concepts.hpp>
 #include <lightning/core/hooks.hpp>
 #include <lightning/core/hyperparameters.hpp>
+#include <lightning/core/interrupts.hpp>
 #include <lightning/core/module.hpp>
 #include <lightning/core/optimizers.hpp>
 #include <lightning/core/seed.hpp>
@@ -62,6 +63,20 @@ class Trainer : public TrainerState {
 
   explicit Trainer(TrainerOptions options = {}, Callbacks... callbacks)
       : options_(std::move(options)), callbacks_(types::make(callbacks...)) {
+    check_options();
+  }
+  // With a strategy that has options of its own, as Lightning's
+  // Trainer(strategy=DDPStrategy(...)): Trainer(options, DDP({.timeout = ...}), callbacks...).
+  // (type_identity: the strategy never deduces the Trainer's type.)
+  Trainer(TrainerOptions options, std::type_identity_t<S> strategy, Callbacks... callbacks)
+      : options_(std::move(options)),
+        fabric_(A{}, std::move(strategy), P{}),
+        callbacks_(types::make(callbacks...)) {
+    check_options();
+  }
+
+ private:
+  void check_options() {
     lightning::validate(options_);
     // As Lightning's callback connector: a flag that turns a feature off cannot also be
     // given an instance of it.
@@ -74,7 +89,11 @@ class Trainer : public TrainerState {
     if (user_logger && !options_.logger)
       detail::bad_option("logger", "false",
                          "a logger was passed among the callbacks; remove one of the two");
+    if constexpr (valid_arguments)  // devices > 1 for a strategy of one process throws here
+      fabric_.configure_processes(options_.devices, options_.num_nodes);
   }
+
+ public:
   // Loops, connectors and the checkpoint source hold references to this object.
   Trainer(const Trainer&) = delete;
   Trainer& operator=(const Trainer&) = delete;
@@ -150,6 +169,7 @@ class Trainer : public TrainerState {
       if constexpr (!std::is_same_v<VL, detail::NoLoader> && !hooks::validation_step::declared<M>)
         std::cerr << "lightning: a validation loader was passed to fit() but the module has no "
                      "validation_step; the validation loop will be skipped\n";
+      const InterruptHandlers interrupts;  // SIGTERM/SIGINT: a checkpoint at the next step
       run_entry(model, Stage::fit, [&] { loops::run_fit(*this, model, train_loader, val_loader); });
       release_free_host_memory();  // what the steps kept for each other (fabric/host_memory.hpp)
     }
@@ -328,6 +348,7 @@ class Trainer : public TrainerState {
       connectors::scope(*this, LogScope::forbidden, "on_exception");
       hooks::call_callbacks<hooks::on_exception>(callbacks_, *this, model, error);
       finish_writes_after_error();
+      fabric_.handle_failure(error);  // may throw the rank's failure that caused this one
       throw;
     }
   }
@@ -385,6 +406,10 @@ class Trainer : public TrainerState {
     types::defaults::configure(callbacks_, run_);
     if (run_.seed) seed_everything(*run_.seed);
     if (run_.deterministic) use_deterministic_algorithms(true);
+    fabric_.configure_processes(run_.devices, run_.num_nodes);
+    fabric_.launch();  // ranks known (and started) before any hook asks is_global_zero()
+    metrics.set_cross_rank_reduce(
+        [this](const torch::Tensor& t, Reduce op) { return fabric_.all_reduce(t, op); });
     connectors::scope(*this, LogScope::forbidden, "setup");
     connectors::call_hooks<hooks::setup>(*this, model, s);
     connectors::scope(*this, LogScope::forbidden, "configure_model");

@@ -523,3 +523,61 @@ TEST(FitLoop, AShardedLoaderIsToldTheEpochAndAResumeContinuesItsOrder) {
   ASSERT_EQ(resumed.epochs.size(), 1U);
   EXPECT_EQ(resumed.epochs[0], expected(2));
 }
+
+// SIGTERM (or SIGINT) during fit: the handler only records it; at the end of that step
+// the run is saved as <default_root_dir>/interrupted.ckpt and fit throws Interrupted.
+// The handlers are fit's only: the previous ones are back afterwards. Resuming from the
+// checkpoint ends bit for bit as the uninterrupted run.
+struct SignalledModel : ValidatedModel {
+  std::int64_t at_step = -1;
+  int signal_number = SIGTERM;
+  torch::Tensor training_step(const XY& batch, std::int64_t idx) {
+    if (global_step() == at_step) ::raise(signal_number);  // handled: the step goes on
+    return ValidatedModel::training_step(batch, idx);
+  }
+};
+
+TEST(FitLoop, ASignalSavesTheRunAtTheStepBoundaryAndItResumesExactly) {
+  for (const int signal_number : {SIGTERM, SIGINT}) {
+    auto [X, y] = seed_data(96, 4);
+    auto train = [&](std::int64_t at_step, std::optional<L::CheckpointPath> resume) {
+      torch::manual_seed(0);
+      SignalledModel model;
+      model.at_step = at_step;
+      model.signal_number = signal_number;
+      CpuTrainer<> trainer(quiet({.max_epochs = 3,
+                                  .enable_checkpointing = false,
+                                  .logger = false,
+                                  .default_root_dir = "run"}));
+      L::data::TensorLoader loader({X, y}, {.batch_size = 16, .shuffle = true, .seed = 5});
+      L::data::TensorLoader val({X, y}, {.batch_size = 48});
+      if (resume)
+        trainer.fit(model, loader, val, *resume);
+      else
+        trainer.fit(model, loader, val);
+      return std::pair{flat_parameters(model).detach().clone(), trainer.global_step};
+    };
+    const auto [straight, steps] = train(-1, std::nullopt);
+    EXPECT_EQ(steps, 18);
+    try {
+      train(8, std::nullopt);
+      ADD_FAILURE() << "fit did not stop for the signal";
+    } catch (const L::Interrupted& e) {
+      EXPECT_EQ(e.signal, signal_number);
+      EXPECT_EQ(e.checkpoint, std::filesystem::path("run") / "interrupted.ckpt");
+      EXPECT_NE(std::string(e.what()).find(signal_number == SIGINT ? "stopped by SIGINT"
+                                                                   : "stopped by SIGTERM"),
+                std::string::npos)
+          << e.what();
+    }
+    struct sigaction now {};
+    ::sigaction(signal_number, nullptr, &now);
+    EXPECT_EQ(now.sa_handler, SIG_DFL);  // fit's handler is gone
+    const auto saved = L::load_checkpoint_file("run/interrupted.ckpt");
+    EXPECT_EQ(saved.at("global_step").toInt(), 9);  // the step that saw the signal finished
+    const auto [resumed, resumed_steps] = train(-1, L::CheckpointPath{"run/interrupted.ckpt"});
+    EXPECT_EQ(resumed_steps, 18);
+    EXPECT_TRUE(torch::equal(resumed, straight));
+    std::filesystem::remove_all("run");
+  }
+}

@@ -120,11 +120,14 @@ class CheckpointConnector {
   }
   [[nodiscard]] bool bound() const noexcept { return static_cast<bool>(source_); }
 
-  // Lightning's trainer.save_checkpoint: written before it returns.
+  // Lightning's trainer.save_checkpoint: written before it returns. Every rank calls it;
+  // rank zero writes while the others wait at a barrier, so none goes on (or exits)
+  // before the file is there.
   void save(Trainer& trainer, const std::filesystem::path& path, bool weights_only) {
     auto content = content_for(path, weights_only);
     wait_for_writes();
     if (trainer.is_global_zero()) save_checkpoint_file(path, content);
+    trainer.fabric().barrier();
   }
   // The same content, written by the background writer: the training thread only copies
   // the tensors training can still change. A failed write is raised by

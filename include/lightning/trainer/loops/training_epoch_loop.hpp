@@ -9,6 +9,7 @@
 #include <lightning/core/checkpoint_dict.hpp>
 #include <lightning/core/concepts.hpp>
 #include <lightning/core/hooks.hpp>
+#include <lightning/core/interrupts.hpp>
 #include <lightning/core/metrics.hpp>
 #include <lightning/trainer/connectors/callback_connector.hpp>
 #include <lightning/trainer/connectors/data_connector.hpp>
@@ -72,6 +73,16 @@ bool fit_done(T& trainer) {
   if (run.max_epochs == 0 || max_steps_reached(trainer)) return true;
   if (*run.max_epochs != -1 && trainer.current_epoch >= *run.max_epochs) return true;
   return stop_requested(trainer);
+}
+
+// SIGTERM or SIGINT, agreed by every rank at this step boundary: the run is saved as a
+// checkpoint saved in on_train_batch_end would be (rank zero writes, the others wait), and
+// fit ends with Interrupted.
+template <class T>
+[[noreturn]] void stop_for_interrupt(T& trainer) {
+  const auto path = trainer.default_root_dir() / "interrupted.ckpt";
+  trainer.save_checkpoint(path);
+  throw Interrupted(received_interrupt() != 0 ? received_interrupt() : SIGTERM, path);
 }
 
 template <class T>
@@ -189,6 +200,7 @@ bool run_training_epoch(T& trainer, M& model, Configs& configs, TL& loader,
           should_validate(trainer, idx, progress.total_batch_idx, is_last, validation.check_batch))
         run_evaluation<ValidationLoop>(trainer, model, validation.loaders, validation.limits);
     }
+    if (fabric.interrupt_requested()) stop_for_interrupt(trainer);
     if (max_steps_reached(trainer) || stop_requested(trainer)) {
       ++progress.total_batch_idx;
       break;
