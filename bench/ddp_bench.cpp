@@ -1,8 +1,10 @@
 // strategies::DDP throughput: samples/s of 2 ranks (Gloo on 127.0.0.1, one thread each)
-// against one process, on a compute-bound model (the MLP 784-1024-1024-10 of the DDP
-// notes, 1.86 M parameters, global batch 256), with the Reducer's buckets overlapping
-// backward (bucket_cap_mb = 1: several buckets) and without (one bucket, reduced after
-// backward).
+// against one process, global batch 256, on two models:
+// - the Fashion-MNIST CNN of examples/fashion_mnist.cpp (225 k parameters, most of the
+//   work in convolutions): compute-bound, where the goal applies;
+// - the MLP 784-1024-1024-10 of the DDP notes (1.86 M parameters, 7.45 MB of gradients
+//   per step): communication-heavy, where the Reducer's buckets overlapping backward
+//   (bucket_cap_mb = 1: several buckets) are compared with one bucket reduced after it.
 //
 //   ./build/bench/ddp_bench
 //
@@ -28,6 +30,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -51,6 +54,22 @@ struct MLP : L::LightningModule {
   auto configure_optimizers() { return torch::optim::SGD(parameters(), 0.05); }
 };
 
+struct CNN : L::LightningModule {
+  torch::nn::Conv2d conv1{
+      register_module("conv1", torch::nn::Conv2d(torch::nn::Conv2dOptions(1, 32, 3)))};
+  torch::nn::Conv2d conv2{
+      register_module("conv2", torch::nn::Conv2d(torch::nn::Conv2dOptions(32, 64, 3)))};
+  torch::nn::Linear fc1{register_module("fc1", torch::nn::Linear(64 * 5 * 5, 128))};
+  torch::nn::Linear fc2{register_module("fc2", torch::nn::Linear(128, 10))};
+  torch::Tensor training_step(const XY& batch, std::int64_t) {
+    const auto& [x, y] = batch;
+    auto h = torch::max_pool2d(torch::relu(conv1(x.view({-1, 1, 28, 28}))), 2);
+    h = torch::max_pool2d(torch::relu(conv2(h)), 2);
+    return torch::cross_entropy_loss(fc2(torch::relu(fc1(h.flatten(1)))), y);
+  }
+  auto configure_optimizers() { return torch::optim::SGD(parameters(), 0.05); }
+};
+
 // Rank 0's clock over the timed steps.
 struct StepClock {
   std::chrono::steady_clock::time_point start, end;
@@ -64,39 +83,45 @@ struct StepClock {
   }
 };
 
-// One fit, in this (fresh) process: "single <threads>" or "ddp <cap_mb>". Rank 0 writes
-// the seconds of its timed steps to `out`.
-int run_worker(const std::string& config, const std::string& out) {
-  const bool ddp = config.starts_with("ddp");
-  torch::set_num_threads(ddp ? 1 : std::stoi(config.substr(config.find(' ') + 1)));
+// One fit, in this (fresh) process: "<model> single <threads>" or "<model> ddp <cap_mb>".
+// Rank 0 writes the seconds of its timed steps to `out`.
+template <class Model>
+double timed_steps(const std::string& how, std::int64_t value) {
   torch::manual_seed(0);
   const auto X = torch::randn({global_batch * steps, 784});
   const auto y = torch::randint(0, 10, {global_batch * steps});
-  MLP model;
-  const auto options = L::TrainerOptions{.max_epochs = 1,
-                                         .enable_progress_bar = false,
-                                         .enable_checkpointing = false,
-                                         .enable_model_summary = false,
-                                         .logger = false};
+  Model model;
+  auto options = L::TrainerOptions{.max_epochs = 1,
+                                   .enable_progress_bar = false,
+                                   .enable_checkpointing = false,
+                                   .enable_model_summary = false,
+                                   .logger = false};
   StepClock clock;
-  double seconds = 0;
-  if (ddp) {
-    auto o = options;
-    o.devices = 2;
+  const auto seconds = [](const StepClock& c) {
+    return std::chrono::duration<double>(c.end - c.start).count();
+  };
+  if (how == "ddp") {
+    options.devices = 2;
     L::Trainer<L::accelerators::CPU, L::strategies::DDP, L::precision::F32, StepClock> trainer(
-        o, L::strategies::DDP({.bucket_cap_mb = std::stoll(config.substr(4))}), clock);
+        options, L::strategies::DDP({.bucket_cap_mb = value}), clock);
     trainer.fit(model, L::data::TensorLoader({X, y}, {.batch_size = global_batch / 2}));
-    if (!trainer.is_global_zero()) return 0;
-    const auto& c = trainer.callback<StepClock>();
-    seconds = std::chrono::duration<double>(c.end - c.start).count();
-  } else {
-    L::Trainer<L::accelerators::CPU, L::strategies::SingleDevice, L::precision::F32, StepClock>
-        trainer(options, clock);
-    trainer.fit(model, L::data::TensorLoader({X, y}, {.batch_size = global_batch}));
-    const auto& c = trainer.callback<StepClock>();
-    seconds = std::chrono::duration<double>(c.end - c.start).count();
+    return trainer.is_global_zero() ? seconds(trainer.callback<StepClock>()) : -1.0;
   }
-  std::ofstream(out) << seconds << '\n';
+  L::Trainer<L::accelerators::CPU, L::strategies::SingleDevice, L::precision::F32, StepClock>
+      trainer(options, clock);
+  trainer.fit(model, L::data::TensorLoader({X, y}, {.batch_size = global_batch}));
+  return seconds(trainer.callback<StepClock>());
+}
+
+int run_worker(const std::string& config, const std::string& out) {
+  std::istringstream words(config);
+  std::string model, how;
+  std::int64_t value = 0;
+  words >> model >> how >> value;
+  torch::set_num_threads(how == "ddp" ? 1 : static_cast<int>(value));
+  const double seconds =
+      model == "cnn" ? timed_steps<CNN>(how, value) : timed_steps<MLP>(how, value);
+  if (seconds >= 0) std::ofstream(out) << seconds << '\n';
   return 0;
 }
 
@@ -130,9 +155,9 @@ double median(std::vector<double> v) {
   return v[v.size() / 2];
 }
 
-const std::string baseline = "single 1";
-
+// The case and the one-rank, one-thread baseline of its model.
 void BM_Fit(benchmark::State& state, const std::string& config) {
+  const std::string baseline = config.substr(0, config.find(' ')) + " single 1";
   std::vector<double> ratios, rates;
   bool case_first = true;
   for (auto _ : state) {
@@ -155,15 +180,23 @@ void BM_Fit(benchmark::State& state, const std::string& config) {
 
 }  // namespace
 
-BENCHMARK_CAPTURE(BM_Fit, OneProcess_TwoThreads, std::string("single 2"))
+BENCHMARK_CAPTURE(BM_Fit, CNN_OneProcess_TwoThreads, std::string("cnn single 2"))
     ->Iterations(5)
     ->UseManualTime()
     ->Unit(benchmark::kMillisecond);
-BENCHMARK_CAPTURE(BM_Fit, TwoRanks_BucketOverlap, std::string("ddp 1"))
+BENCHMARK_CAPTURE(BM_Fit, CNN_TwoRanks, std::string("cnn ddp 25"))
     ->Iterations(5)
     ->UseManualTime()
     ->Unit(benchmark::kMillisecond);
-BENCHMARK_CAPTURE(BM_Fit, TwoRanks_OneBucket, std::string("ddp 1000"))
+BENCHMARK_CAPTURE(BM_Fit, MLP_OneProcess_TwoThreads, std::string("mlp single 2"))
+    ->Iterations(5)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_Fit, MLP_TwoRanks_BucketOverlap, std::string("mlp ddp 1"))
+    ->Iterations(5)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_Fit, MLP_TwoRanks_OneBucket, std::string("mlp ddp 1000"))
     ->Iterations(5)
     ->UseManualTime()
     ->Unit(benchmark::kMillisecond);
