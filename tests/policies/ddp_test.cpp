@@ -135,6 +135,22 @@ torch::Tensor read_tensor(const std::filesystem::path& path) {
   return torch::pickle_load(bytes).toTensor();
 }
 
+// Runs `test_case` on 2 ranks started by hand (bounded in time); each rank's tensor.
+std::pair<torch::Tensor, torch::Tensor> run_two_ranks(const std::string& test_case) {
+  const int port = free_port();
+  const auto dir = std::filesystem::current_path();
+  std::vector<pid_t> ranks;
+  for (int r = 0; r < 2; ++r) {
+    ranks.push_back(
+        start_rank(r, 2, port, dir / (test_case + std::to_string(r) + ".pt"), test_case));
+    EXPECT_GT(ranks.back(), 0) << "could not start rank " << r;
+  }
+  for (int r = 0; r < 2; ++r)
+    EXPECT_EQ(wait_for(ranks[static_cast<std::size_t>(r)], std::chrono::seconds(120)), 0)
+        << test_case << ": rank " << r << " failed or hung";
+  return {read_tensor(dir / (test_case + "0.pt")), read_tensor(dir / (test_case + "1.pt"))};
+}
+
 }  // namespace
 
 // Validation loss that only rank 1 sees worsen (after its first epoch).
@@ -165,6 +181,16 @@ struct DDPManualLinear : L::LightningModule {
     return loss;
   }
   auto configure_optimizers() { return torch::optim::Adam(parameters(), 1e-3); }
+};
+
+// Validation loss averaged over the ranks (each validates its shard).
+struct DDPSyncedValidation : lightning::testing::SimpleModel {
+  std::int64_t validation_steps = 0;
+  void validation_step(const lightning::testing::XY& batch, std::int64_t) {
+    const auto& [x, y] = batch;
+    ++validation_steps;
+    log("val_loss", torch::mse_loss(forward(x), y.unsqueeze(1)), {.sync_dist = true});
+  }
 };
 
 // A model for the launched cases: rank 1 fails at step 3 ("throw": an exception, "kill":
@@ -250,6 +276,18 @@ TEST(DDPWorker, TrainsItsShard) {
     write_tensor(out, lightning::testing::flat_parameters(model).detach().clone());
     return;
   }
+  if (test_case == "validate") {
+    L::Trainer<L::accelerators::CPU, L::strategies::DDP> trainer(lightning::testing::bare({}));
+    auto [X, y] = ddp_data();
+    torch::manual_seed(0);
+    DDPSyncedValidation model;
+    const auto results = trainer.validate(model, L::data::TensorLoader({X, y}, {.batch_size = 8}));
+    write_tensor(out, torch::tensor({results.at(0).at("val_loss"),
+                                     static_cast<double>(model.validation_steps),
+                                     static_cast<double>(*trainer.num_val_batches)},
+                                    torch::kDouble));
+    return;
+  }
   if (test_case == "manual") {
     L::Trainer<L::accelerators::CPU, L::strategies::DDP> trainer(
         lightning::testing::bare({.max_epochs = 2}));
@@ -304,17 +342,7 @@ TEST(DDPWorker, TrainsItsShard) {
 }
 
 TEST(DDP, TwoRanksTrainAsOneProcessWithTheirGlobalBatch) {
-  const int port = free_port();
-  const auto dir = std::filesystem::current_path();
-  std::vector<pid_t> ranks;
-  for (int r = 0; r < 2; ++r) {
-    ranks.push_back(start_rank(r, 2, port, dir / ("rank" + std::to_string(r) + ".pt")));
-    ASSERT_GT(ranks.back(), 0) << "could not start rank " << r;
-  }
-  for (int r = 0; r < 2; ++r)
-    EXPECT_EQ(wait_for(ranks[static_cast<std::size_t>(r)], std::chrono::seconds(120)), 0)
-        << "rank " << r << " failed or hung";
-  const auto rank0 = read_tensor(dir / "rank0.pt"), rank1 = read_tensor(dir / "rank1.pt");
+  const auto [rank0, rank1] = run_two_ranks("train");
   EXPECT_TRUE(torch::equal(rank0, rank1));  // the ranks agree bit for bit
 
   L::Trainer<L::accelerators::CPU> single(lightning::testing::bare({.max_epochs = 2}));
@@ -328,17 +356,7 @@ TEST(DDP, TwoRanksTrainAsOneProcessWithTheirGlobalBatch) {
 // Manual optimization under DDP: manual_backward averages the gradients, so 2 ranks
 // train as one process with their global batch.
 TEST(DDP, ManualOptimizationTrainsAsOneProcessWithTheGlobalBatch) {
-  const int port = free_port();
-  const auto dir = std::filesystem::current_path();
-  std::vector<pid_t> ranks;
-  for (int r = 0; r < 2; ++r) {
-    ranks.push_back(start_rank(r, 2, port, dir / ("manual" + std::to_string(r) + ".pt"), "manual"));
-    ASSERT_GT(ranks.back(), 0) << "could not start rank " << r;
-  }
-  for (int r = 0; r < 2; ++r)
-    EXPECT_EQ(wait_for(ranks[static_cast<std::size_t>(r)], std::chrono::seconds(120)), 0)
-        << "rank " << r << " failed or hung";
-  const auto rank0 = read_tensor(dir / "manual0.pt"), rank1 = read_tensor(dir / "manual1.pt");
+  const auto [rank0, rank1] = run_two_ranks("manual");
   EXPECT_TRUE(torch::equal(rank0, rank1));
   L::Trainer<L::accelerators::CPU> single(lightning::testing::bare({.max_epochs = 2}));
   auto [X, y] = ddp_data();
@@ -349,22 +367,28 @@ TEST(DDP, ManualOptimizationTrainsAsOneProcessWithTheGlobalBatch) {
   EXPECT_TRUE(torch::allclose(rank0, one, 1e-6, 1e-7)) << rank0 << "\n" << one;
 }
 
+// Validation loaders are sharded as the train loader is (Lightning's DistributedSampler in
+// val loaders): each rank validates half of the batches, and the val_loss logged with
+// sync_dist equals one process validating all of them.
+TEST(DDP, EachRankValidatesItsShardAndSyncDistGivesTheWholeMean) {
+  const auto [rank0, rank1] = run_two_ranks("validate");
+  EXPECT_TRUE(torch::equal(rank0, rank1));
+  EXPECT_EQ(rank0[1].item<double>(), 4.0);  // 32 of the 64 examples, batches of 8
+  EXPECT_EQ(rank0[2].item<double>(), 4.0);
+  L::Trainer<L::accelerators::CPU> single(lightning::testing::bare({}));
+  auto [X, y] = ddp_data();
+  torch::manual_seed(0);
+  DDPSyncedValidation model;
+  const auto whole = single.validate(model, L::data::TensorLoader({X, y}, {.batch_size = 8}));
+  EXPECT_EQ(model.validation_steps, 8);
+  EXPECT_NEAR(rank0[0].item<double>(), whole.at(0).at("val_loss"), 1e-6);
+}
+
 // log(..., {.sync_dist = true}) reduces across ranks (Lightning's): the step value when
 // logged, the epoch mean over every rank's batches with their weights; a value logged
 // without it stays each rank's own.
 TEST(DDP, SyncDistReducesLoggedValuesAcrossRanks) {
-  const int port = free_port();
-  const auto dir = std::filesystem::current_path();
-  std::vector<pid_t> ranks;
-  for (int r = 0; r < 2; ++r) {
-    ranks.push_back(
-        start_rank(r, 2, port, dir / ("sync" + std::to_string(r) + ".pt"), "sync_dist"));
-    ASSERT_GT(ranks.back(), 0) << "could not start rank " << r;
-  }
-  for (int r = 0; r < 2; ++r)
-    EXPECT_EQ(wait_for(ranks[static_cast<std::size_t>(r)], std::chrono::seconds(120)), 0)
-        << "rank " << r << " failed or hung";
-  const auto rank0 = read_tensor(dir / "sync0.pt"), rank1 = read_tensor(dir / "sync1.pt");
+  const auto [rank0, rank1] = run_two_ranks("sync_dist");
   // Rank r logs r + 1 + 10 * batch over 4 batches with weight r + 1: epoch means 16 and 17.
   const auto at = [](const torch::Tensor& t, int i) { return t[i].item<double>(); };
   for (const auto& r : {rank0, rank1}) {
@@ -381,18 +405,7 @@ TEST(DDP, SyncDistReducesLoggedValuesAcrossRanks) {
 // EarlyStopping's decision is any rank's (Lightning's reduce_boolean_decision, all=False):
 // only rank 1's validation loss stops improving, and both ranks stop after the same epoch.
 TEST(DDP, WhenOneRankWouldStopEarlyBothStopTogether) {
-  const int port = free_port();
-  const auto dir = std::filesystem::current_path();
-  std::vector<pid_t> ranks;
-  for (int r = 0; r < 2; ++r) {
-    ranks.push_back(
-        start_rank(r, 2, port, dir / ("stop" + std::to_string(r) + ".pt"), "early_stopping"));
-    ASSERT_GT(ranks.back(), 0) << "could not start rank " << r;
-  }
-  for (int r = 0; r < 2; ++r)
-    EXPECT_EQ(wait_for(ranks[static_cast<std::size_t>(r)], std::chrono::seconds(120)), 0)
-        << "rank " << r << " failed or hung";
-  const auto rank0 = read_tensor(dir / "stop0.pt"), rank1 = read_tensor(dir / "stop1.pt");
+  const auto [rank0, rank1] = run_two_ranks("early_stopping");
   EXPECT_TRUE(torch::equal(rank0, rank1)) << rank0 << "\n" << rank1;
   // Rank 1: best at epoch 0, no improvement at epoch 1 (patience 1): both stop after
   // epoch 1 (current_epoch then reads 2, as in Lightning), not at max_epochs = 10 (which
@@ -405,19 +418,7 @@ TEST(DDP, WhenOneRankWouldStopEarlyBothStopTogether) {
 // the uninterrupted run does, bit for bit.
 TEST(DDP, AResumeFromADdpCheckpointContinuesExactly) {
   const auto dir = std::filesystem::current_path();
-  auto run = [&](const std::string& test_case) {
-    const int port = free_port();
-    std::vector<pid_t> ranks;
-    for (int r = 0; r < 2; ++r) {
-      ranks.push_back(
-          start_rank(r, 2, port, dir / (test_case + std::to_string(r) + ".pt"), test_case));
-      EXPECT_GT(ranks.back(), 0) << "could not start rank " << r;
-    }
-    for (int r = 0; r < 2; ++r)
-      EXPECT_EQ(wait_for(ranks[static_cast<std::size_t>(r)], std::chrono::seconds(120)), 0)
-          << test_case << ": rank " << r << " failed or hung";
-    return read_tensor(dir / (test_case + "0.pt"));
-  };
+  const auto run = [](const std::string& test_case) { return run_two_ranks(test_case).first; };
   const auto straight = run("straight");
   const auto first = run("first");
   ASSERT_TRUE(std::filesystem::exists(dir / "ddp.ckpt"));

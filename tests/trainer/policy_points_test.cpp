@@ -170,8 +170,10 @@ TEST(PolicyPoints, AccumulationClippingAndASkippedStepInFit) {
                                                 "post_backward(sync)",
                                                 "unscale(raw)",
                                                 "step(skipped)(clipped)"};
+  // The train loader, then the validation loader (a DDP rank validates its shard).
   auto it = std::find(calls.begin(), calls.end(), "process_dataloader");
   ASSERT_NE(it, calls.end());
+  ASSERT_EQ(*++it, "process_dataloader");
   const std::vector<std::string> steps(it + 1, it + 1 + static_cast<long>(expected_steps.size()));
   EXPECT_EQ(steps, expected_steps);
 
@@ -238,10 +240,10 @@ TEST(PolicyPoints, EvaluationAndPredictionSetUpAndTearDownThroughThePolicies) {
       {.enable_progress_bar = false, .enable_model_summary = false, .logger = false});
   auto val = batches(2);
   calls.clear();
-  trainer.validate(model, val);
+  trainer.validate(model, val);  // the loader through the strategy (a DDP rank's shard)
   EXPECT_EQ(calls,
             (std::vector<std::string>{"setup_environment", "convert_module", "setup_module(Double)",
-                                      "broadcast(bool false)", "teardown"}));
+                                      "process_dataloader", "broadcast(bool false)", "teardown"}));
   calls.clear();
   trainer.validate(model, val);  // the process group is joined once per process
   EXPECT_EQ(calls.front(), "convert_module");

@@ -11,8 +11,8 @@
 //
 // Backends as Python's "cpu:gloo,cuda:nccl": Gloo carries CPU tensors (the decisions the
 // loop broadcasts), NCCL the CUDA ones (the gradients of a module on a GPU), compiled
-// where LibTorch has CUDA (LIGHTNING_WITH_NCCL). LibTorch 2.6 or newer (the ProcessGroup
-// of backends).
+// where LibTorch has CUDA (LIGHTNING_WITH_NCCL) and is 2.6 or newer. LibTorch 1.13
+// (Debian's) runs it on the CPU with Gloo.
 #pragma once
 
 #include <lightning/core/bad_option.hpp>
@@ -22,16 +22,20 @@
 #include <lightning/policies/cluster_environment.hpp>
 #include <lightning/policies/subprocess_launcher.hpp>
 
-#if !LIGHTNING_TORCH_AT_LEAST(2, 6)
-#error "lightning: strategies::DDP needs LibTorch 2.6 or newer in this release"
+// c10d's C++ API changed between 1.13 and 2.6 (the process group of backends, the
+// Reducer's arguments); the two spellings live in process_group() and make_reducer().
+#if LIGHTNING_TORCH_AT_LEAST(2, 0) && !LIGHTNING_TORCH_AT_LEAST(2, 6)
+#error "lightning: strategies::DDP supports LibTorch 1.13 and 2.6 or newer"
 #endif
+#define LIGHTNING_DDP_BACKENDS LIGHTNING_TORCH_AT_LEAST(2, 6)
 
 #include <torch/torch.h>
 #include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <torch/csrc/distributed/c10d/reducer.hpp>
-#if defined(LIGHTNING_WITH_NCCL) && LIGHTNING_WITH_NCCL && defined(USE_C10D_NCCL)
+#if LIGHTNING_DDP_BACKENDS && defined(LIGHTNING_WITH_NCCL) && LIGHTNING_WITH_NCCL && \
+    defined(USE_C10D_NCCL)
 #define LIGHTNING_DDP_NCCL 1
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
@@ -111,13 +115,7 @@ class DDP {
     store_options.waitWorkers = true;
     store_options.timeout = o_.timeout;
     store_ = c10::make_intrusive<c10d::TCPStore>(env_.main_address, store_options);
-    auto gloo_options = c10d::ProcessGroupGloo::Options::create(o_.timeout);
-    gloo_options->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
-    const auto rank = static_cast<int>(env_.global_rank), size = static_cast<int>(world_);
-    auto gloo = c10::make_intrusive<c10d::ProcessGroupGloo>(store_, rank, size, gloo_options);
-    group_ = c10::make_intrusive<c10d::ProcessGroup>(store_, rank, size);
-    group_->setBackend(c10::kCPU, c10d::ProcessGroup::BackendType::GLOO, gloo);
-    group_->setDefaultBackend(c10d::ProcessGroup::BackendType::GLOO);
+    group_ = process_group();
   }
 
   // After the precision converted the module: every rank starts from rank zero's
@@ -141,7 +139,7 @@ class DDP {
     if (params.empty())
       throw std::invalid_argument(
           "lightning: strategies::DDP: the module has no parameter to train");
-    c10d::verify_params_across_processes(group_, params, std::nullopt);
+    c10d::verify_params_across_processes(group_, params, {});
     {
       torch::NoGradGuard no_grad;
       std::vector<torch::Tensor> state = params;
@@ -151,22 +149,7 @@ class DDP {
         group_->broadcast(one)->wait();
       }
     }
-    const auto cap = static_cast<std::size_t>(o_.bucket_cap_mb) * 1024 * 1024;
-    // As DistributedDataParallel: one bucket until the first iteration has shown the
-    // order gradients arrive in (rebuild_buckets), unless unused parameters are looked for.
-    const std::vector<std::size_t> limits =
-        o_.find_unused_parameters
-            ? std::vector<std::size_t>{static_cast<std::size_t>(c10d::kDefaultFirstBucketBytes),
-                                       cap}
-            : std::vector<std::size_t>{static_cast<std::size_t>(-1)};
-    auto buckets = std::get<0>(c10d::compute_bucket_assignment_by_size(params, limits));
-    std::reverse(buckets.begin(), buckets.end());  // roughly the order gradients arrive in
-    reducer_ = std::make_unique<c10d::Reducer>(
-        params, std::move(buckets), group_, std::vector<bool>(params.size(), false),
-        static_cast<std::int64_t>(cap), o_.find_unused_parameters, o_.gradient_as_bucket_view,
-        std::move(names), c10d::kDefaultFirstBucketBytes,
-        /*skip_all_reduce_unused_params=*/false, /*use_python_reducer=*/false,
-        std::vector<std::int64_t>{});
+    reducer_ = make_reducer(std::move(params), std::move(names));
   }
 
   // The rank's shard of a loader that can shard itself (TensorLoader::shard); any other
@@ -272,7 +255,11 @@ class DDP {
   // would wait for it, are stopped. An agreed interrupt ends every rank by itself.
   void handle_failure(const std::exception& error) {
     auto& supervisor = detail::Supervisor::instance();
-    if (!supervisor.launched() || dynamic_cast<const Interrupted*>(&error) != nullptr) return;
+    if (!supervisor.launched()) return;
+    if (dynamic_cast<const Interrupted*>(&error) != nullptr) {
+      supervisor.interrupted();
+      return;
+    }
     if (is_collective_error(error))
       if (auto failure = supervisor.failure(o_.failure_timeout)) throw RankFailure(*failure);
     if (dynamic_cast<const RankFailure*>(&error) == nullptr) supervisor.abandon();
@@ -281,7 +268,9 @@ class DDP {
   // A collective that broke: c10d's own errors, and Gloo's, which reach C++ as they are
   // (gloo::IoException, whose header the wheel does not ship: known by its text).
   static bool is_collective_error(const std::exception& error) {
+#if LIGHTNING_DDP_BACKENDS
     if (dynamic_cast<const c10::DistError*>(&error) != nullptr) return true;
+#endif
     const std::string_view what = error.what();
     for (const std::string_view sign :
          {"gloo/", "Connection reset by peer", "Connection closed by peer", "Broken pipe"})
@@ -295,13 +284,69 @@ class DDP {
     reducer_.reset();
   }
 
-  [[nodiscard]] std::int64_t rank() const noexcept { return env_.global_rank; }
-  [[nodiscard]] std::int64_t local_rank() const noexcept { return env_.local_rank; }
-  [[nodiscard]] std::int64_t world_size() const noexcept { return world_; }
-  [[nodiscard]] bool is_global_zero() const noexcept { return rank() == 0; }
-  [[nodiscard]] const ClusterEnvironment& cluster_environment() const noexcept { return env_; }
+  [[nodiscard]] std::int64_t rank() const noexcept {
+    return env_.global_rank;
+  }
+  [[nodiscard]] std::int64_t local_rank() const noexcept {
+    return env_.local_rank;
+  }
+  [[nodiscard]] std::int64_t world_size() const noexcept {
+    return world_;
+  }
+  [[nodiscard]] bool is_global_zero() const noexcept {
+    return rank() == 0;
+  }
+  [[nodiscard]] const ClusterEnvironment& cluster_environment() const noexcept {
+    return env_;
+  }
 
  private:
+  // Gloo for the CPU (2.6+: a process group of backends, NCCL added for CUDA later; 1.13:
+  // ProcessGroupGloo is the process group).
+  c10::intrusive_ptr<c10d::ProcessGroup> process_group() const {
+    auto gloo_options = c10d::ProcessGroupGloo::Options::create(o_.timeout);
+    gloo_options->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
+    const auto rank = static_cast<int>(env_.global_rank), size = static_cast<int>(world_);
+    auto gloo = c10::make_intrusive<c10d::ProcessGroupGloo>(store_, rank, size, gloo_options);
+#if LIGHTNING_DDP_BACKENDS
+    auto group = c10::make_intrusive<c10d::ProcessGroup>(store_, rank, size);
+    group->setBackend(c10::kCPU, c10d::ProcessGroup::BackendType::GLOO, gloo);
+    group->setDefaultBackend(c10d::ProcessGroup::BackendType::GLOO);
+    return group;
+#else
+    return gloo;
+#endif
+  }
+
+  // As DistributedDataParallel builds it: one bucket until the first iteration has shown
+  // the order gradients arrive in (rebuild_buckets), unless unused parameters are looked
+  // for; buckets reversed, roughly the order gradients arrive in.
+  std::unique_ptr<c10d::Reducer> make_reducer(std::vector<torch::Tensor> params,
+                                              std::unordered_map<std::size_t, std::string> names) {
+    const auto cap = static_cast<std::size_t>(o_.bucket_cap_mb) * 1024 * 1024;
+    const std::vector<std::size_t> limits =
+        o_.find_unused_parameters
+            ? std::vector<std::size_t>{static_cast<std::size_t>(c10d::kDefaultFirstBucketBytes),
+                                       cap}
+            : std::vector<std::size_t>{static_cast<std::size_t>(-1)};
+    const std::vector<bool> sparse(params.size(), false);
+    auto [buckets, bucket_limits] = c10d::compute_bucket_assignment_by_size(params, limits, sparse);
+    std::reverse(buckets.begin(), buckets.end());
+    std::reverse(bucket_limits.begin(), bucket_limits.end());
+#if LIGHTNING_DDP_BACKENDS
+    return std::make_unique<c10d::Reducer>(
+        std::move(params), std::move(buckets), group_, sparse, static_cast<std::int64_t>(cap),
+        o_.find_unused_parameters, o_.gradient_as_bucket_view, std::move(names),
+        c10d::kDefaultFirstBucketBytes, /*skip_all_reduce_unused_params=*/false,
+        /*use_python_reducer=*/false, std::vector<std::int64_t>{});
+#else
+    return std::make_unique<c10d::Reducer>(
+        std::move(params), std::move(buckets), std::move(bucket_limits), group_, sparse,
+        static_cast<std::int64_t>(cap), o_.find_unused_parameters, o_.gradient_as_bucket_view,
+        std::move(names), c10d::kDefaultFirstBucketBytes);
+#endif
+  }
+
   // CUDA tensors go through NCCL (once per process group), bound to this rank's device.
   void add_nccl([[maybe_unused]] c10::Device device) {
 #if LIGHTNING_DDP_NCCL
@@ -336,12 +381,14 @@ class DDP {
   void shutdown() noexcept {
     interrupt_work_.reset();
     reducer_.reset();
+#if LIGHTNING_DDP_BACKENDS
     if (group_) {
       try {
         group_->shutdown();
       } catch (...) {  // at exit nothing can be done about a peer that is gone
       }
     }
+#endif
     group_.reset();
     store_.reset();
   }

@@ -41,6 +41,7 @@
 #include <string>
 #include <system_error>
 #include <thread>
+#include <utility>
 #include <vector>
 
 extern char** environ;
@@ -150,6 +151,12 @@ class Supervisor {
     changed_cv_.wait_for(lock, wait, [&] { return failure_.has_value() || all_exited(); });
     if (failure_) acknowledged_ = true;
     return failure_;
+  }
+  // Every rank stopped for an agreed SIGTERM/SIGINT: how the copies exit then (a program
+  // may return 128 + the signal) is no failure.
+  void interrupted() {
+    std::lock_guard lock(mutex_);
+    interrupted_ = true;
   }
   // Rank 0 failed on its own: the copies are stopped now (they would wait on it).
   void abandon() {
@@ -277,7 +284,7 @@ class Supervisor {
         r.exited = changed = true;
         stop_forwarding_interrupts_to(r.pid);
         const bool ok = WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0;
-        if (!ok && !failure_ && !rank0_failed_) {
+        if (!ok && !failure_ && !rank0_failed_ && !interrupted_) {
           failure_.emplace(r.global_rank, failure_message(r));
           deadline = std::chrono::steady_clock::now() + failure_timeout_;
         }
@@ -307,7 +314,10 @@ class Supervisor {
   void pass_on_errors(Rank& r) {
     if (r.error_fd < 0) return;
     pollfd p{r.error_fd, POLLIN, 0};
-    while (::poll(&p, 1, 0) > 0 && (p.revents & (POLLIN | POLLHUP)) != 0) {
+    // A bounded number of reads: a rank that writes without pause must not keep the
+    // others (and their exits) from being looked at.
+    for (int reads = 0; reads < 16 && ::poll(&p, 1, 0) > 0 && (p.revents & (POLLIN | POLLHUP)) != 0;
+         ++reads) {
       char buffer[4096];
       const auto n = ::read(r.error_fd, buffer, sizeof buffer);
       if (n <= 0) {
@@ -319,8 +329,14 @@ class Supervisor {
       if (r.error_tail.size() > tail_bytes) r.error_tail.erase(0, r.error_tail.size() - tail_bytes);
     }
   }
+  // After its exit: what is left in its pipe (a process it started may still hold the
+  // pipe open, so only what is there now).
   void drain(Rank& r) {
-    while (r.error_fd >= 0) pass_on_errors(r);
+    for (int rounds = 0; r.error_fd >= 0 && rounds < 64; ++rounds) {
+      pollfd p{r.error_fd, POLLIN, 0};
+      if (::poll(&p, 1, 0) <= 0) break;
+      pass_on_errors(r);
+    }
   }
 
   std::string failure_message(const Rank& r) const {
@@ -342,7 +358,8 @@ class Supervisor {
   std::chrono::milliseconds failure_timeout_{30000};
   std::optional<RankFailure> failure_;
   std::string start_error_;
-  bool started_ = false, acknowledged_ = false, rank0_failed_ = false, exiting_ = false;
+  bool started_ = false, acknowledged_ = false, rank0_failed_ = false, exiting_ = false,
+       interrupted_ = false;
 };
 
 // Called first thing by a rank this launcher started: it ends when rank 0 ends.

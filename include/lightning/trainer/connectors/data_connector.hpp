@@ -57,6 +57,26 @@ std::optional<std::int64_t> loader_length(L& loader) {
     return std::nullopt;
 }
 
+// The evaluation loaders this rank iterates: each one's shard where the strategy shards it
+// (Lightning puts a DistributedSampler, shuffle as the loader's, in val and test loaders
+// too), else the loader itself (a reference).
+template <class F, class L>
+decltype(auto) setup_evaluation_loader(F& fabric, L& loader) {
+  if constexpr (std::is_same_v<std::remove_cvref_t<L>, detail::NoLoader>)
+    return (loader);
+  else
+    return fabric.setup_dataloader(loader);
+}
+template <class F, class Refs>
+auto setup_evaluation_loaders(F& fabric, const Refs& loaders) {
+  return std::apply(
+      [&](auto&... l) {
+        return std::tuple<decltype(setup_evaluation_loader(fabric, l))...>(
+            setup_evaluation_loader(fabric, l)...);
+      },
+      loaders);
+}
+
 // Applies a BatchLimit, refusing a fraction that leaves no batch of a non-empty loader.
 inline std::optional<std::int64_t> limited(const BatchLimit& limit, std::optional<std::int64_t> n,
                                            const char* option) {

@@ -198,13 +198,13 @@ std::vector<MetricMap> run_evaluation_entry(T& trainer, M& model, Loaders& loade
   trainer.run_entry(model, Loop::stage, [&] {
     trainer.checkpoint_connector().load_evaluation_checkpoint(trainer, model);
     connectors::log_hyperparameters(trainer, model);
-    limits =
-        connectors::loader_limits(loaders, test ? run.limit_test_batches : run.limit_val_batches,
-                                  test ? "limit_test_batches" : "limit_val_batches");
+    auto mine = connectors::setup_evaluation_loaders(trainer.fabric(), loaders);  // its shards
+    limits = connectors::loader_limits(mine, test ? run.limit_test_batches : run.limit_val_batches,
+                                       test ? "limit_test_batches" : "limit_val_batches");
     trainer.num_val_batches = connectors::total_batches(limits);
     if (test) trainer.num_test_batches = trainer.num_val_batches;
     if (!trainer.num_val_batches || *trainer.num_val_batches > 0)
-      run_evaluation<Loop>(trainer, model, loaders, limits);
+      run_evaluation<Loop>(trainer, model, mine, limits);
   });
   if constexpr (count == 1) {
     return {trainer.metrics.logged_metrics()};

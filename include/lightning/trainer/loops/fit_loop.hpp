@@ -139,7 +139,9 @@ void run_fit(T& trainer, M& model, TL& given_train_loader, VL& val_loader) {
     throw std::invalid_argument(
         "lightning: the training loader is empty (0 batches); check the number of examples, "
         "batch_size and drop_last");
-  ValidationSchedule<detail::loader_refs_t<VL>> validation{detail::loader_refs(val_loader)};
+  auto val_loaders =
+      connectors::setup_evaluation_loaders(trainer.fabric(), detail::loader_refs(val_loader));
+  ValidationSchedule<decltype(val_loaders)> validation{std::move(val_loaders)};
   if constexpr (has_val) {
     resolve_validation_schedule(trainer, validation);
     trainer.fit_has_validation_ = validation.enabled;
