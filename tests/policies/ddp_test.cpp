@@ -276,6 +276,22 @@ TEST(DDPWorker, TrainsItsShard) {
     write_tensor(out, lightning::testing::flat_parameters(model).detach().clone());
     return;
   }
+  if (test_case == "two_trainers") {
+    // The first Trainer's process group is shut down and destroyed with it; the second
+    // meets the other rank again at the same address.
+    auto [X, y] = ddp_data();
+    std::vector<double> steps;
+    for (int i = 0; i < 2; ++i) {
+      L::Trainer<L::accelerators::CPU, L::strategies::DDP> trainer(
+          lightning::testing::bare({.max_epochs = 1}));
+      lightning::testing::SimpleModel model;
+      trainer.fit(model, L::data::TensorLoader({X, y}, {.batch_size = 8}));
+      steps.push_back(static_cast<double>(trainer.global_step));
+      steps.push_back(static_cast<double>(trainer.fabric().world_size()));
+    }
+    write_tensor(out, torch::tensor(steps, torch::kDouble));
+    return;
+  }
   if (test_case == "validate") {
     L::Trainer<L::accelerators::CPU, L::strategies::DDP> trainer(lightning::testing::bare({}));
     auto [X, y] = ddp_data();
@@ -412,6 +428,14 @@ TEST(DDP, WhenOneRankWouldStopEarlyBothStopTogether) {
   // following rank zero alone would give).
   EXPECT_EQ(rank0[0].item<std::int64_t>(), 2);
   EXPECT_EQ(rank0[1].item<std::int64_t>(), 8);  // 2 epochs of 4 steps
+}
+
+// A process group lives as long as its Trainer: destroyed with it, a later Trainer of the
+// same processes forms a new one (Lightning keeps one per process until exit).
+TEST(DDP, ASecondTrainerFormsANewProcessGroup) {
+  const auto [rank0, rank1] = run_two_ranks("two_trainers");
+  EXPECT_TRUE(torch::equal(rank0, rank1));
+  EXPECT_TRUE(torch::equal(rank0, torch::tensor({4.0, 2.0, 4.0, 2.0}, torch::kDouble))) << rank0;
 }
 
 // A run resumed from a DDP checkpoint (same world size, shuffled shards) continues as
