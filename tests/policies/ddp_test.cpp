@@ -183,6 +183,11 @@ struct DDPManualLinear : L::LightningModule {
   auto configure_optimizers() { return torch::optim::Adam(parameters(), 1e-3); }
 };
 
+// A layer the loss never uses: the Reducer must be told to look for it.
+struct DDPWithUnusedLayer : lightning::testing::SimpleModel {
+  torch::nn::Linear unused{register_module("unused", torch::nn::Linear(10, 3))};
+};
+
 // Validation loss averaged over the ranks (each validates its shard).
 struct DDPSyncedValidation : lightning::testing::SimpleModel {
   std::int64_t validation_steps = 0;
@@ -273,6 +278,17 @@ TEST(DDPWorker, TrainsItsShard) {
     else
       trainer.fit(model, loader);
     if (test_case == "first") trainer.save_checkpoint(checkpoint);  // rank zero writes
+    write_tensor(out, lightning::testing::flat_parameters(model).detach().clone());
+    return;
+  }
+  if (test_case == "unused") {
+    L::Trainer<L::accelerators::CPU, L::strategies::DDP> trainer(
+        lightning::testing::bare({.max_epochs = 2}),
+        L::strategies::DDP({.find_unused_parameters = true, .gradient_as_bucket_view = true}));
+    auto [X, y] = ddp_data();
+    torch::manual_seed(0);
+    DDPWithUnusedLayer model;
+    trainer.fit(model, L::data::TensorLoader({X, y}, {.batch_size = 8}));
     write_tensor(out, lightning::testing::flat_parameters(model).detach().clone());
     return;
   }
@@ -428,6 +444,24 @@ TEST(DDP, WhenOneRankWouldStopEarlyBothStopTogether) {
   // following rank zero alone would give).
   EXPECT_EQ(rank0[0].item<std::int64_t>(), 2);
   EXPECT_EQ(rank0[1].item<std::int64_t>(), 8);  // 2 epochs of 4 steps
+}
+
+// find_unused_parameters (a layer outside the loss) and gradient_as_bucket_view (the
+// gradients are views into the Reducer's buckets, zeroed in place) train as one process
+// with the global batch; the unused layer stays as it was.
+TEST(DDP, UnusedParametersAndBucketViewsTrainAsOneProcess) {
+  const auto [rank0, rank1] = run_two_ranks("unused");
+  EXPECT_TRUE(torch::equal(rank0, rank1));
+  L::Trainer<L::accelerators::CPU> single(lightning::testing::bare({.max_epochs = 2}));
+  auto [X, y] = ddp_data();
+  torch::manual_seed(0);
+  DDPWithUnusedLayer model;
+  const auto untrained = lightning::testing::flat_parameters(model).detach().clone();
+  single.fit(model, L::data::TensorLoader({X, y}, {.batch_size = 16}));
+  const auto one = lightning::testing::flat_parameters(model).detach();
+  EXPECT_TRUE(torch::allclose(rank0, one, 1e-6, 1e-7)) << rank0 << "\n" << one;
+  EXPECT_TRUE(torch::equal(rank0.slice(0, 11), untrained.slice(0, 11)));  // "unused" as it was
+  EXPECT_FALSE(torch::equal(rank0.slice(0, 0, 11), untrained.slice(0, 0, 11)));
 }
 
 // A process group lives as long as its Trainer: destroyed with it, a later Trainer of the
