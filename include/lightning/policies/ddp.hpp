@@ -30,6 +30,7 @@
 #define LIGHTNING_DDP_BACKENDS LIGHTNING_TORCH_AT_LEAST(2, 6)
 
 #include <torch/torch.h>
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
@@ -37,7 +38,6 @@
 #if LIGHTNING_DDP_BACKENDS && defined(LIGHTNING_WITH_NCCL) && LIGHTNING_WITH_NCCL && \
     defined(USE_C10D_NCCL)
 #define LIGHTNING_DDP_NCCL 1
-#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #else
 #define LIGHTNING_DDP_NCCL 0
@@ -48,6 +48,7 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -56,6 +57,54 @@
 #include <unordered_map>
 #include <utility>
 #include <vector>
+
+namespace lightning::detail {
+
+// The TCPStore of this process, made at the first rendezvous and kept until exit (rank
+// zero hosts it), as torchrun's agent keeps its store: every process group made later by
+// a new Trainer takes keys of its own (a generation prefix, the same on every rank, which
+// make their Trainers in the same order). A store per group would let a rank that is
+// quicker to the next group reach the previous group's server while rank zero closes it.
+class ProcessStore {
+ public:
+  static ProcessStore& instance() {
+    static ProcessStore store;
+    return store;
+  }
+  c10::intrusive_ptr<c10d::Store> get(const std::string& address, int port, bool host,
+                                      std::int64_t world, std::chrono::milliseconds timeout) {
+    std::lock_guard lock(mutex_);
+    if (!store_ || address != address_ || port != port_ || world != world_) {
+      c10d::TCPStoreOptions options;
+      options.port = static_cast<std::uint16_t>(port);
+      options.isServer = host;
+      options.numWorkers = static_cast<std::size_t>(world);
+      options.waitWorkers = true;
+      options.timeout = timeout;
+      store_.reset();  // a server at the same port closes before the new one opens
+      store_ = c10::make_intrusive<c10d::TCPStore>(address, options);
+      address_ = address;
+      port_ = port;
+      world_ = world;
+    }
+    return store_;
+  }
+  std::int64_t next_generation() {
+    std::lock_guard lock(mutex_);
+    return generation_++;
+  }
+
+ private:
+  ProcessStore() = default;
+  std::mutex mutex_;
+  c10::intrusive_ptr<c10d::Store> store_;
+  std::string address_;
+  int port_ = 0;
+  std::int64_t world_ = 0;
+  std::int64_t generation_ = 0;
+};
+
+}  // namespace lightning::detail
 
 namespace lightning::strategies {
 
@@ -108,13 +157,10 @@ class DDP {
                            std::to_string(world_) + " processes, not devices x num_nodes = " +
                            std::to_string(*devices_ * num_nodes_) +
                            "; set devices to the processes per node (or leave it unset)");
-    c10d::TCPStoreOptions store_options;
-    store_options.port = static_cast<std::uint16_t>(env_.main_port);
-    store_options.isServer = env_.global_rank == 0;
-    store_options.numWorkers = static_cast<std::size_t>(world_);
-    store_options.waitWorkers = true;
-    store_options.timeout = o_.timeout;
-    store_ = c10::make_intrusive<c10d::TCPStore>(env_.main_address, store_options);
+    auto& shared = detail::ProcessStore::instance();
+    store_ = c10::make_intrusive<c10d::PrefixStore>(
+        "group" + std::to_string(shared.next_generation()) + "/",
+        shared.get(env_.main_address, env_.main_port, env_.global_rank == 0, world_, o_.timeout));
     group_ = process_group();
   }
 
