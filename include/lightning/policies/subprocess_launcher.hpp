@@ -163,7 +163,7 @@ class Supervisor {
     std::lock_guard lock(mutex_);
     rank0_failed_ = true;
     for (auto& r : ranks_)
-      if (!r.exited) ::kill(r.pid, SIGKILL);
+      if (!r.exited && r.pid > 0) ::kill(r.pid, SIGKILL);  // never kill(-1)
   }
 
   // At exit: waits for the copies, and reports a failure among them in the exit status.
@@ -294,7 +294,7 @@ class Supervisor {
       if (all_exited() && !(failure_ && !acknowledged_ && !rank0_failed_ && !exiting_)) break;
       if (std::chrono::steady_clock::now() >= deadline) {
         for (auto& r : ranks_)
-          if (!r.exited) ::kill(r.pid, SIGKILL);
+          if (!r.exited && r.pid > 0) ::kill(r.pid, SIGKILL);  // never kill(-1)
         if (!acknowledged_ && !rank0_failed_ && !exiting_) {
           // Rank 0 did not see the failure in time (stuck, or busy outside fit).
           std::fprintf(stderr, "%s\nlightning: ending rank 0 after %lld ms\n", failure_->what(),
