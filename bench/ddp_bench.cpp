@@ -14,6 +14,8 @@
 // runs the case and the one-rank, one-thread baseline back to back, alternating which
 // goes first; "x_one_rank" is the median of those paired ratios (this VM drifts by tens of
 // percent within seconds, docs/benchmarking.md). The goal: 2 ranks >= 1.7x one rank.
+#include "support/fashion_net.hpp"
+
 #include <lightning/lightning.hpp>
 #include <lightning/policies/ddp.hpp>
 
@@ -55,17 +57,10 @@ struct MLP : L::LightningModule {
 };
 
 struct CNN : L::LightningModule {
-  torch::nn::Conv2d conv1{
-      register_module("conv1", torch::nn::Conv2d(torch::nn::Conv2dOptions(1, 32, 3)))};
-  torch::nn::Conv2d conv2{
-      register_module("conv2", torch::nn::Conv2d(torch::nn::Conv2dOptions(32, 64, 3)))};
-  torch::nn::Linear fc1{register_module("fc1", torch::nn::Linear(64 * 5 * 5, 128))};
-  torch::nn::Linear fc2{register_module("fc2", torch::nn::Linear(128, 10))};
+  lightning::bench::FashionNet net{register_module("net", lightning::bench::FashionNet())};
   torch::Tensor training_step(const XY& batch, std::int64_t) {
     const auto& [x, y] = batch;
-    auto h = torch::max_pool2d(torch::relu(conv1(x.view({-1, 1, 28, 28}))), 2);
-    h = torch::max_pool2d(torch::relu(conv2(h)), 2);
-    return torch::cross_entropy_loss(fc2(torch::relu(fc1(h.flatten(1)))), y);
+    return torch::cross_entropy_loss(net(x), y);
   }
   auto configure_optimizers() { return torch::optim::SGD(parameters(), 0.05); }
 };

@@ -7,6 +7,8 @@
 //
 // The CNN trains on the first 2,048 training images (32 steps of 64) per fit; the seed
 // workload is one epoch of 1,000 x 10 (32 steps of 32).
+#include "support/fashion_net.hpp"
+
 #include <lightning/benchmarks/policy_combinations.hpp>
 #include <lightning/data/fashion_mnist.hpp>
 #include <lightning/lightning.hpp>
@@ -34,17 +36,10 @@ struct SeedModel : L::LightningModule {
 
 // examples/fashion_mnist.cpp's network, with Adam at a fixed rate.
 struct FashionCNN : L::LightningModule {
-  torch::nn::Conv2d conv1{
-      register_module("conv1", torch::nn::Conv2d(torch::nn::Conv2dOptions(1, 32, 3)))};
-  torch::nn::Conv2d conv2{
-      register_module("conv2", torch::nn::Conv2d(torch::nn::Conv2dOptions(32, 64, 3)))};
-  torch::nn::Linear fc1{register_module("fc1", torch::nn::Linear(64 * 5 * 5, 128))};
-  torch::nn::Linear fc2{register_module("fc2", torch::nn::Linear(128, 10))};
+  lightning::bench::FashionNet net{register_module("net", lightning::bench::FashionNet())};
   torch::Tensor training_step(const XY& batch, std::int64_t) {
     const auto& [x, y] = batch;
-    auto h = torch::max_pool2d(torch::relu(conv1(x)), 2);
-    h = torch::max_pool2d(torch::relu(conv2(h)), 2);
-    auto loss = torch::cross_entropy_loss(fc2(torch::relu(fc1(h.flatten(1)))), y);
+    auto loss = torch::cross_entropy_loss(net(x), y);
     log("train_loss", loss, {.prog_bar = true});
     return loss;
   }

@@ -15,39 +15,22 @@ namespace L = lightning;
 using lightning::testing::CpuTrainer;
 using lightning::testing::expect_invalid_argument;
 using lightning::testing::flat_parameters;
+using lightning::testing::ManualModel;
 using lightning::testing::seed_data;
 using lightning::testing::XY;
 
 namespace {
 
-// SimpleModel's workload (Linear(10, 1), MSE, Adam 1e-3) optimized by hand.
-struct ManualLinear : L::LightningModule {
-  static constexpr bool automatic_optimization = false;
-  torch::nn::Linear linear{register_module("linear", torch::nn::Linear(10, 1))};
-
-  torch::Tensor training_step(const XY& batch, std::int64_t) {
-    const auto& [x, y] = batch;
-    auto opt = optimizer();
-    opt.zero_grad();
-    auto loss = torch::mse_loss(linear(x), y.unsqueeze(1));
-    manual_backward(loss);
-    opt.step();
-    log("train_loss", loss);
-    return loss;
-  }
-  auto configure_optimizers() { return torch::optim::Adam(parameters(), 1e-3); }
-};
-
-static_assert(L::uses_manual_optimization<ManualLinear>);
+static_assert(L::uses_manual_optimization<ManualModel>);
 static_assert(!L::uses_manual_optimization<lightning::testing::SimpleModel>);
-static_assert(L::TrainingModule<ManualLinear, XY>);
+static_assert(L::TrainingModule<ManualModel, XY>);
 
 TEST(ManualOptimization, SameParametersAsTheHandWrittenLoop) {
   auto [X, y] = seed_data(256);
   torch::manual_seed(3);
-  ManualLinear m;
+  ManualModel m;
   torch::manual_seed(3);
-  ManualLinear reference;
+  ManualModel reference;
 
   CpuTrainer<> t({.max_epochs = 2, .enable_progress_bar = false});
   t.fit(m, L::data::TensorLoader({X, y}, {.batch_size = 32}));
@@ -251,19 +234,19 @@ TEST(ManualOptimization, MisuseIsAClearError) {
                             "returned 2");
   }
   {
-    ManualLinear m;
+    ManualModel m;
     CpuTrainer<> t({.max_epochs = 1, .accumulate_grad_batches = 2, .enable_progress_bar = false});
     expect_invalid_argument([&] { t.fit(m, loader); },
                             "TrainerOptions.accumulate_grad_batches = 2 is invalid: manual "
                             "optimization");
   }
   {
-    ManualLinear m;
+    ManualModel m;
     CpuTrainer<> t({.max_epochs = 1, .gradient_clip_val = 0.5, .enable_progress_bar = false});
     expect_invalid_argument([&] { t.fit(m, loader); }, "TrainerOptions.gradient_clip_val = 0.5");
   }
   // Outside fit (or in an automatic module) the manual API says what it is for.
-  ManualLinear m;
+  ManualModel m;
   try {
     m.manual_backward(torch::ones({}, torch::requires_grad()));
     FAIL() << "manual_backward outside fit must throw";
@@ -346,7 +329,7 @@ TEST(ManualOptimization, ClosureStepForLbfgs) {
 // (That manual_backward and opt.step() go through the precision is policy_points_test's.)
 TEST(ManualOptimization, F64ConvertsAManualModuleAndItsGradients) {
   auto [X, y] = seed_data(64);
-  ManualLinear m;
+  ManualModel m;
   L::Trainer<L::accelerators::CPU, L::strategies::SingleDevice, L::precision::F64> t(
       {.max_epochs = 1, .enable_progress_bar = false});
   t.fit(m, L::data::TensorLoader({X, y}, {.batch_size = 32}));

@@ -166,23 +166,6 @@ void write_tensor(const std::string& path, const torch::Tensor& t) {
   std::ofstream(path, std::ios::binary).write(bytes.data(), std::streamsize(bytes.size()));
 }
 
-// The seed workload optimized by hand (automatic_optimization = false): manual_backward
-// synchronises the gradients every time.
-struct DDPManualLinear : L::LightningModule {
-  static constexpr bool automatic_optimization = false;
-  torch::nn::Linear linear{register_module("linear", torch::nn::Linear(10, 1))};
-  torch::Tensor training_step(const lightning::testing::XY& batch, std::int64_t) {
-    const auto& [x, y] = batch;
-    auto opt = optimizer();
-    opt.zero_grad();
-    auto loss = torch::mse_loss(linear(x), y.unsqueeze(1));
-    manual_backward(loss);
-    opt.step();
-    return loss;
-  }
-  auto configure_optimizers() { return torch::optim::Adam(parameters(), 1e-3); }
-};
-
 // A layer the loss never uses: the Reducer must be told to look for it.
 struct DDPWithUnusedLayer : lightning::testing::SimpleModel {
   torch::nn::Linear unused{register_module("unused", torch::nn::Linear(10, 3))};
@@ -325,7 +308,7 @@ TEST(DDPWorker, TrainsItsShard) {
         lightning::testing::bare({.max_epochs = 2}));
     auto [X, y] = ddp_data();
     torch::manual_seed(0);
-    DDPManualLinear model;
+    lightning::testing::ManualModel model;  // manual_backward synchronises every time
     trainer.fit(model, L::data::TensorLoader({X, y}, {.batch_size = 8}));
     write_tensor(out, lightning::testing::flat_parameters(model).detach().clone());
     return;
@@ -393,7 +376,7 @@ TEST(DDP, ManualOptimizationTrainsAsOneProcessWithTheGlobalBatch) {
   L::Trainer<L::accelerators::CPU> single(lightning::testing::bare({.max_epochs = 2}));
   auto [X, y] = ddp_data();
   torch::manual_seed(0);
-  DDPManualLinear model;
+  lightning::testing::ManualModel model;  // manual_backward synchronises every time
   single.fit(model, L::data::TensorLoader({X, y}, {.batch_size = 16}));
   const auto one = lightning::testing::flat_parameters(model).detach();
   EXPECT_TRUE(torch::allclose(rank0, one, 1e-6, 1e-7)) << rank0 << "\n" << one;

@@ -34,6 +34,26 @@ struct SimpleModel : L::LightningModule {
   auto configure_optimizers() { return torch::optim::Adam(parameters(), 1e-3); }
 };
 
+// SimpleModel's workload optimized by hand (automatic_optimization = false): zero_grad,
+// manual_backward and step in training_step, train_loss logged per step.
+struct ManualModel : L::LightningModule {
+  static constexpr bool automatic_optimization = false;
+  torch::nn::Linear linear{register_module("linear", torch::nn::Linear(10, 1))};
+
+  torch::Tensor training_step(const XY& batch, std::int64_t) {
+    const auto& [x, y] = batch;
+    auto opt = optimizer();
+    opt.zero_grad();
+    auto loss = torch::mse_loss(linear(x), y.unsqueeze(1));
+    manual_backward(loss);
+    opt.step();
+    log("train_loss", loss);
+    return loss;
+  }
+
+  auto configure_optimizers() { return torch::optim::Adam(parameters(), 1e-3); }
+};
+
 // SimpleModel with a validation_step logging val_loss.
 struct ValidatedModel : SimpleModel {
   std::int64_t validation_steps = 0;

@@ -194,25 +194,14 @@ TEST(PolicyPoints, AccumulationClippingAndASkippedStepInFit) {
 }
 
 namespace {
-struct ManualModel : L::LightningModule {
-  static constexpr bool automatic_optimization = false;
-  torch::nn::Linear linear{register_module("linear", torch::nn::Linear(10, 1))};
-  torch::Tensor training_step(const XY& batch, std::int64_t) {
-    const auto& [x, y] = batch;
-    auto opt = optimizer();
-    opt.zero_grad();
-    auto loss = torch::mse_loss(linear(x), y.unsqueeze(1));
-    manual_backward(loss);
-    opt.step();
-    return loss;
-  }
+struct ManualSGD : lightning::testing::ManualModel {
   auto configure_optimizers() { return torch::optim::SGD(parameters(), 0.1); }
 };
 }  // namespace
 
 TEST(PolicyPoints, ManualOptimizationGoesThroughTheSamePoints) {
   calls.clear();
-  ManualModel model;
+  ManualSGD model;
   L::Trainer<L::accelerators::CPU, RecordingStrategy, RecordingPrecision> trainer(
       {.max_epochs = 1,
        .enable_progress_bar = false,

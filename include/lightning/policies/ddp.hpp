@@ -284,14 +284,13 @@ class DDP {
     bool any = false;
     if (interrupt_work_) {
       interrupt_work_->wait();
-      any = interrupt_flags_[interrupt_slot_].data_ptr<std::int64_t>()[0] > 0;
+      any = interrupt_flags_[interrupt_slot_][0].data_ptr<std::int64_t>()[0] > 0;
       interrupt_slot_ ^= 1;
     }
     auto& flag = interrupt_flags_[interrupt_slot_];
-    if (!flag.defined()) flag = torch::zeros({1}, torch::kLong);
-    flag.data_ptr<std::int64_t>()[0] = mine ? 1 : 0;
-    std::vector<at::Tensor> one{flag};
-    interrupt_work_ = group_->allreduce(one);
+    if (flag.empty()) flag.push_back(torch::zeros({1}, torch::kLong));
+    flag[0].data_ptr<std::int64_t>()[0] = mine ? 1 : 0;
+    interrupt_work_ = group_->allreduce(flag);
     return any;
   }
 
@@ -445,7 +444,7 @@ class DDP {
   ClusterEnvironment env_;
   std::int64_t world_ = 1;
   c10::intrusive_ptr<c10d::Work> interrupt_work_;
-  torch::Tensor interrupt_flags_[2];
+  std::vector<at::Tensor> interrupt_flags_[2];  // allreduce's argument, one tensor each
   int interrupt_slot_ = 0;
   bool has_nccl_ = false;
   c10::intrusive_ptr<c10d::Store> store_;
