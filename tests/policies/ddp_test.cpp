@@ -38,10 +38,11 @@ std::pair<torch::Tensor, torch::Tensor> ddp_data() {
   return lightning::testing::seed_data(64, 9);
 }
 
+template <class Model = lightning::testing::SimpleModel>
 torch::Tensor fit_and_read(auto& trainer, std::int64_t batch) {
   auto [X, y] = ddp_data();
   torch::manual_seed(0);  // the same start everywhere (DDP broadcasts rank zero's anyway)
-  lightning::testing::SimpleModel model;
+  Model model;
   trainer.fit(model, L::data::TensorLoader({X, y}, {.batch_size = batch}));
   return lightning::testing::flat_parameters(model).detach().clone();
 }
@@ -268,11 +269,7 @@ TEST(DDPWorker, TrainsItsShard) {
     L::Trainer<L::accelerators::CPU, L::strategies::DDP> trainer(
         lightning::testing::bare({.max_epochs = 2}),
         L::strategies::DDP({.find_unused_parameters = true, .gradient_as_bucket_view = true}));
-    auto [X, y] = ddp_data();
-    torch::manual_seed(0);
-    DDPWithUnusedLayer model;
-    trainer.fit(model, L::data::TensorLoader({X, y}, {.batch_size = 8}));
-    write_tensor(out, lightning::testing::flat_parameters(model).detach().clone());
+    write_tensor(out, fit_and_read<DDPWithUnusedLayer>(trainer, 8));
     return;
   }
   if (test_case == "two_trainers") {
@@ -306,11 +303,8 @@ TEST(DDPWorker, TrainsItsShard) {
   if (test_case == "manual") {
     L::Trainer<L::accelerators::CPU, L::strategies::DDP> trainer(
         lightning::testing::bare({.max_epochs = 2}));
-    auto [X, y] = ddp_data();
-    torch::manual_seed(0);
-    lightning::testing::ManualModel model;  // manual_backward synchronises every time
-    trainer.fit(model, L::data::TensorLoader({X, y}, {.batch_size = 8}));
-    write_tensor(out, lightning::testing::flat_parameters(model).detach().clone());
+    // manual_backward synchronises the gradients every time
+    write_tensor(out, fit_and_read<lightning::testing::ManualModel>(trainer, 8));
     return;
   }
   if (test_case == "sync_dist") {
@@ -374,11 +368,7 @@ TEST(DDP, ManualOptimizationTrainsAsOneProcessWithTheGlobalBatch) {
   const auto [rank0, rank1] = run_two_ranks("manual");
   EXPECT_TRUE(torch::equal(rank0, rank1));
   L::Trainer<L::accelerators::CPU> single(lightning::testing::bare({.max_epochs = 2}));
-  auto [X, y] = ddp_data();
-  torch::manual_seed(0);
-  lightning::testing::ManualModel model;  // manual_backward synchronises every time
-  single.fit(model, L::data::TensorLoader({X, y}, {.batch_size = 16}));
-  const auto one = lightning::testing::flat_parameters(model).detach();
+  const auto one = fit_and_read<lightning::testing::ManualModel>(single, 16);
   EXPECT_TRUE(torch::allclose(rank0, one, 1e-6, 1e-7)) << rank0 << "\n" << one;
 }
 
@@ -436,13 +426,11 @@ TEST(DDP, UnusedParametersAndBucketViewsTrainAsOneProcess) {
   const auto [rank0, rank1] = run_two_ranks("unused");
   EXPECT_TRUE(torch::equal(rank0, rank1));
   L::Trainer<L::accelerators::CPU> single(lightning::testing::bare({.max_epochs = 2}));
-  auto [X, y] = ddp_data();
-  torch::manual_seed(0);
-  DDPWithUnusedLayer model;
-  const auto untrained = lightning::testing::flat_parameters(model).detach().clone();
-  single.fit(model, L::data::TensorLoader({X, y}, {.batch_size = 16}));
-  const auto one = lightning::testing::flat_parameters(model).detach();
+  const auto one = fit_and_read<DDPWithUnusedLayer>(single, 16);
   EXPECT_TRUE(torch::allclose(rank0, one, 1e-6, 1e-7)) << rank0 << "\n" << one;
+  torch::manual_seed(0);  // the start fit_and_read trained from
+  DDPWithUnusedLayer model;
+  const auto untrained = lightning::testing::flat_parameters(model).detach();
   EXPECT_TRUE(torch::equal(rank0.slice(0, 11), untrained.slice(0, 11)));  // "unused" as it was
   EXPECT_FALSE(torch::equal(rank0.slice(0, 0, 11), untrained.slice(0, 0, 11)));
 }
