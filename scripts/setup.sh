@@ -4,7 +4,9 @@
 #   bash scripts/setup.sh example   install what is missing, build and run the seed example
 #   bash scripts/setup.sh test      install what is missing, build, run the whole test suite:
 #                                   on LibTorch 2.x (preset default), then the compat subset
-#                                   on Debian's LibTorch 1.13 (preset compat)
+#                                   on Debian's LibTorch 1.13 (preset compat), then the
+#                                   fuzzers for a fixed number of inputs (preset fuzz)
+#   bash scripts/setup.sh asan|tsan|fuzz  one of the sanitizer presets alone (docs/testing.md)
 #   bash scripts/setup.sh deps      only install what is missing
 #   bash scripts/setup.sh build     install what is missing and build (preset default)
 #
@@ -26,6 +28,7 @@ readonly PACKAGES=(
   libgtest-dev libgmock-dev             # tests
   protobuf-compiler                     # tests: protoc --decode_raw reads TensorBoard event files
   libbenchmark-dev                      # bench/
+  clang libclang-rt-14-dev              # fuzz/: libFuzzer and clang's sanitizer runtimes
 )
 readonly VENV=.venv
 readonly REQUIREMENTS=scripts/requirements.txt
@@ -140,9 +143,14 @@ case "${1:-}" in
     install_missing test
     build_and_test default "LibTorch 2.x"
     build_and_test compat "LibTorch 1.13"
+    build_and_test fuzz "libFuzzer, LibTorch 2.x"
+    ;;
+  asan | tsan | fuzz)
+    install_missing "$1"
+    build_and_test "$1" "$1 preset"
     ;;
   *)
-    echo "usage: bash scripts/setup.sh example|test|deps|build" >&2
+    echo "usage: bash scripts/setup.sh example|test|deps|build|asan|tsan|fuzz" >&2
     exit 2
     ;;
 esac

@@ -12,6 +12,10 @@
 //              lr_schedulers.hpp PyTorch's LR schedules (lr::StepLR, ..., ReduceLROnPlateau)
 //              checkpoint_dict.hpp CheckpointDict, generator state
 //              trainer_state.hpp, stage.hpp, seed.hpp
+//              errors.hpp       MisconfigurationError (a run that cannot go on as set up)
+//              directories.hpp  require_directory: a run's folders checked when it starts
+//              durable_file.hpp write_file_durably: temporary, fsync, rename (torch-free)
+//              interrupts.hpp   SIGTERM/SIGINT during fit, Interrupted
 //   policies/  accelerators.hpp (CPU, Auto), strategies.hpp (SingleDevice),
 //              precision.hpp (F32, F64)
 //   fabric/    fabric.hpp       Fabric<Accelerator, Strategy, Precision> for custom loops
@@ -45,6 +49,9 @@
 #include <lightning/core/batch.hpp>
 #include <lightning/core/checkpoint_dict.hpp>
 #include <lightning/core/concepts.hpp>
+#include <lightning/core/directories.hpp>
+#include <lightning/core/durable_file.hpp>
+#include <lightning/core/errors.hpp>
 #include <lightning/core/hooks.hpp>
 #include <lightning/core/hyperparameters.hpp>
 #include <lightning/core/lr_schedulers.hpp>

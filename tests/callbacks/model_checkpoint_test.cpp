@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <fstream>
 #include <set>
 #include <sstream>
 #include <string>
@@ -363,4 +364,142 @@ TEST(OnExceptionCheckpoint, SavesWhereFitFailedAndTheResumeIsExact) {
     EXPECT_EQ(resumed_rows[i].metrics, straight_rows[offset + i].metrics) << "row " << i;
   }
   EXPECT_FALSE(fs::exists(saved));  // a run that ended well removed it
+}
+
+namespace {
+// A checkpoint slow to write (a 32 MB buffer), and a score that improves at every step:
+// -(global step when training_step ran), so the file saved after step s holds global_step
+// s + 1 and the score -s.
+struct SlowToSaveModel : SimpleModel {
+  torch::Tensor padding = register_buffer("padding", torch::zeros({8 << 20}));
+  torch::Tensor training_step(const XY& batch, std::int64_t idx) {
+    log("score", -static_cast<double>(global_step()));
+    return SimpleModel::training_step(batch, idx);
+  }
+};
+
+// Validation logs "val/loss" (a metric name with a '/'), falling each epoch.
+struct SlashMetricModel : SimpleModel {
+  void validation_step(const XY&, std::int64_t) {
+    log("val/loss", 1.0 / static_cast<double>(current_epoch() + 1));
+  }
+};
+
+std::size_t checkpoints_under(const fs::path& dir) {
+  std::size_t n = 0;
+  for (const auto& e : fs::recursive_directory_iterator(dir))
+    if (e.path().extension() == ".ckpt") ++n;
+  return n;
+}
+}  // namespace
+
+// A name whose previous save is still being written is taken: the version counter gives
+// the next save "best-v1.ckpt" as Lightning's synchronous saves would, never the same
+// file twice (which would make best_model_path name later, worse weights).
+TEST(ModelCheckpoint, TheVersionCounterCountsSavesStillInFlight) {
+  TempDir dir("inflight");
+  SlowToSaveModel model;
+  CpuTrainer<L::callbacks::ModelCheckpoint> trainer(
+      quiet(1), L::callbacks::ModelCheckpoint({.dirpath = dir.path,
+                                               .filename = "best",
+                                               .monitor = "score",
+                                               .save_top_k = 2,
+                                               .every_n_train_steps = 1}));
+  trainer.fit(model, loader(60));  // 6 steps, 6 saves
+  const auto& cb = trainer.callback<L::callbacks::ModelCheckpoint>();
+  ASSERT_EQ(cb.best_k_models().size(), 2u);
+  EXPECT_NE(cb.best_k_models()[0].first, cb.best_k_models()[1].first);
+  EXPECT_EQ(dir.files(), (std::set<std::string>{"best.ckpt", "best-v1.ckpt"}));
+  for (const auto& [path, score] : cb.best_k_models())
+    EXPECT_EQ(L::load_checkpoint_file(path).at("global_step").toInt(),
+              static_cast<std::int64_t>(-score) + 1)
+        << path;
+  EXPECT_DOUBLE_EQ(*cb.best_model_score(), -5.0);
+  EXPECT_EQ(L::load_checkpoint_file(cb.best_model_path()).at("global_step").toInt(), 6);
+}
+
+// A metric named "val/loss" puts files in subfolders of dirpath ("epoch=0-val/..."), as in
+// Lightning; those that fall out of the top k are deleted like any other.
+TEST(ModelCheckpoint, TopKDeletesFilesInSubfoldersOfDirpath) {
+  TempDir dir("subfolders");
+  SlashMetricModel model;
+  auto train = loader();
+  auto val = loader(20);
+  CpuTrainer<L::callbacks::ModelCheckpoint> trainer(
+      quiet(3), L::callbacks::ModelCheckpoint({.dirpath = dir.path,
+                                               .filename = "{epoch}-{val/loss:.2f}",
+                                               .monitor = "val/loss",
+                                               .save_top_k = 1}));
+  trainer.fit(model, train, val);
+  EXPECT_EQ(checkpoints_under(dir.path), 1u);
+  EXPECT_EQ(trainer.callback<L::callbacks::ModelCheckpoint>().best_model_path(),
+            (dir.path / "epoch=2-val" / "loss=0.33.ckpt").string());
+  EXPECT_TRUE(fs::exists(dir.path / "epoch=2-val" / "loss=0.33.ckpt"));
+}
+
+// A name made from the template and the metric names never leaves dirpath: an absolute
+// template or a ".." that climbs out is an error naming the option, and nothing is
+// written outside.
+TEST(ModelCheckpoint, ACheckpointNameCannotLeaveDirpath) {
+  TempDir dir("escape");
+  const auto inside = dir.path / "ckpts";
+  L::callbacks::ModelCheckpoint climbing({.dirpath = inside, .filename = "../{epoch}"});
+  L::callbacks::ModelCheckpoint absolute({.dirpath = inside, .filename = "/tmp/x-{epoch}"});
+  L::callbacks::ModelCheckpoint by_metric({.dirpath = inside, .filename = "{a/../../../b}"});
+  const L::MetricMap m{{"a/../../../b", 1.0}};
+  for (const auto* cb : {&climbing, &absolute, &by_metric})
+    expect_invalid_argument([&] { (void)cb->format_checkpoint_name(m, 0, 0); },
+                            "leaves the checkpoint directory");
+  // Subfolders stay allowed, and a ".." that stays inside is harmless.
+  L::callbacks::ModelCheckpoint sub({.dirpath = inside, .filename = "run/x/../{epoch}"});
+  (void)sub.format_checkpoint_name(m, 0, 0);
+
+  SimpleModel model;
+  CpuTrainer<L::callbacks::ModelCheckpoint> trainer(
+      quiet(1), L::callbacks::ModelCheckpoint({.dirpath = inside, .filename = "../{epoch}"}));
+  expect_invalid_argument([&] { trainer.fit(model, loader()); }, "ModelCheckpointOptions.filename");
+  EXPECT_FALSE(fs::exists(dir.path / "epoch=0.ckpt"));
+}
+
+// Where the run's folders should be, a file (or a file among their parents) is an error
+// naming the option, the path and the fix, raised when fit starts; the checkpoints of an
+// earlier run stay as they were.
+TEST(ModelCheckpoint, AFileWhereARunsFolderShouldBeIsAClearError) {
+  TempDir dir("file_in_the_way");
+  SimpleModel model;
+  CpuTrainer<L::callbacks::ModelCheckpoint> first(
+      quiet(1), L::callbacks::ModelCheckpoint({.dirpath = dir.path / "ckpts"}));
+  first.fit(model, loader());
+  const auto kept = first.callback<L::callbacks::ModelCheckpoint>().best_model_path();
+  std::ofstream(dir.path / "a_file") << "not a directory\n";
+  const auto expect_misconfigured = [&](auto&& fit, const std::vector<std::string>& parts) {
+    try {
+      fit();
+      ADD_FAILURE() << "expected MisconfigurationError";
+    } catch (const L::MisconfigurationError& e) {
+      for (const auto& part : parts)
+        EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << e.what();
+    }
+  };
+  const auto file = (dir.path / "a_file").string();
+  for (const auto& root : {dir.path / "a_file", dir.path / "a_file" / "sub"}) {
+    CpuTrainer<> trainer({.enable_progress_bar = false, .default_root_dir = root});
+    expect_misconfigured([&] { trainer.fit(model, loader()); },
+                         {"TrainerOptions.default_root_dir = \"" + root.string() + "\"",
+                          "a file stands", "set TrainerOptions.default_root_dir"});
+  }
+  // The default checkpoint folder (<default_root_dir>/checkpoints without a logger).
+  fs::create_directories(dir.path / "root");
+  std::ofstream(dir.path / "root" / "checkpoints") << "not a directory\n";
+  CpuTrainer<> no_logger(
+      {.enable_progress_bar = false, .logger = false, .default_root_dir = dir.path / "root"});
+  expect_misconfigured(
+      [&] { no_logger.fit(model, loader()); },
+      {"the checkpoint directory = \"" + (dir.path / "root" / "checkpoints").string(),
+       "a file stands there"});
+  CpuTrainer<L::callbacks::ModelCheckpoint> with_dirpath(
+      quiet(1), L::callbacks::ModelCheckpoint({.dirpath = dir.path / "a_file" / "ckpts"}));
+  expect_misconfigured([&] { with_dirpath.fit(model, loader()); },
+                       {"ModelCheckpointOptions.dirpath", "a file stands at " + file});
+  EXPECT_NO_THROW((void)L::load_checkpoint_file(kept));
 }

@@ -8,6 +8,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstdlib>
+#include <string>
+
 namespace L = lightning;
 
 namespace {
@@ -72,4 +76,90 @@ TEST(InterruptHandlers, PassTheSignalOnToLaunchedRanks) {
   L::stop_forwarding_interrupts_to(rank);
   ASSERT_TRUE(WIFSIGNALED(status));
   EXPECT_EQ(WTERMSIG(status), SIGTERM);
+}
+
+namespace {
+// Runs `body` in a child that plays a launched rank of this process (its launcher), and
+// returns how the child ended: its exit status, or 128 + the signal that killed it.
+template <class Body>
+int as_launched_rank(Body&& body) {
+  int ready[2];
+  if (::pipe(ready) != 0) return -1;
+  const pid_t child = ::fork();
+  if (child < 0) return -1;
+  if (child == 0) {
+    ::setenv("LIGHTNING_LAUNCHER_PID", std::to_string(::getppid()).c_str(), 1);
+    const L::InterruptHandlers handlers;
+    ::_exit(body(ready[1]));
+  }
+  ::close(ready[1]);
+  char byte = 0;
+  while (::read(ready[0], &byte, 1) == 1) ::kill(child, SIGTERM);  // the launcher passes it on
+  ::close(ready[0]);
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+// Waits (bounded) until the launcher's copy of the signal has arrived.
+bool wait_for_the_launchers_copy() {
+  for (int i = 0; i < 5000; ++i) {
+    if ((L::detail::interrupts::sources.load() & L::detail::interrupts::from_launcher) != 0)
+      return true;
+    ::usleep(1000);
+  }
+  return false;
+}
+}  // namespace
+
+// A launched rank that gets SIGTERM directly (pkill, a control group's stop) and again
+// from its launcher, in either order, has been asked to stop once: it records SIGTERM
+// and goes on to the step boundary. Two from the same source are still "now".
+TEST(InterruptHandlers, TheLaunchersCopyOfASignalIsNoSecondSignal) {
+  const auto ask_launcher = [](int fd) { return ::write(fd, "x", 1) == 1; };
+  // Directly first (the process signals itself), then the launcher's copy.
+  EXPECT_EQ(as_launched_rank([&](int fd) {
+              ::raise(SIGTERM);
+              if (!ask_launcher(fd) || !wait_for_the_launchers_copy()) return 2;
+              return L::received_interrupt() == SIGTERM ? 0 : 3;
+            }),
+            0);
+  // The launcher's copy first, then directly.
+  EXPECT_EQ(as_launched_rank([&](int fd) {
+              if (!ask_launcher(fd) || !wait_for_the_launchers_copy()) return 2;
+              ::raise(SIGTERM);
+              return L::received_interrupt() == SIGTERM ? 0 : 3;
+            }),
+            0);
+  // Twice from the launcher (a second Ctrl-C at the launcher's terminal): the default action.
+  EXPECT_EQ(as_launched_rank([&](int fd) {
+              if (!ask_launcher(fd) || !wait_for_the_launchers_copy()) return 2;
+              if (!ask_launcher(fd)) return 2;
+              for (int i = 0; i < 5000; ++i) ::usleep(1000);  // ended by the second
+              return 4;
+            }),
+            128 + SIGTERM);
+  // Twice directly: the default action.
+  EXPECT_EQ(as_launched_rank([&](int) {
+              ::raise(SIGTERM);
+              ::raise(SIGTERM);
+              return 4;
+            }),
+            128 + SIGTERM);
+}
+
+// The handler leaves errno as the interrupted code had it (it calls kill, which may fail).
+TEST(InterruptHandlers, TheHandlerKeepsErrno) {
+  const pid_t gone = ::fork();
+  ASSERT_GE(gone, 0);
+  if (gone == 0) ::_exit(0);
+  ::waitpid(gone, nullptr, 0);
+  ASSERT_TRUE(L::forward_interrupts_to(gone));  // kill(gone) fails with ESRCH in the handler
+  {
+    const L::InterruptHandlers handlers;
+    errno = EDOM;
+    ::raise(SIGTERM);
+    EXPECT_EQ(errno, EDOM);
+  }
+  L::stop_forwarding_interrupts_to(gone);
 }

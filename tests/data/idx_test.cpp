@@ -36,6 +36,17 @@ void write_gz(const fs::path& p, const std::vector<unsigned char>& bytes) {
   gzclose(f);
 }
 
+// Runs f and expects a std::runtime_error whose message contains `part`.
+template <class F>
+void expect_runtime(F&& f, const std::string& part) {
+  try {
+    f();
+    ADD_FAILURE() << "expected an error mentioning " << part;
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << e.what();
+  }
+}
+
 // A 2x3 uint8 file, and a 2-element big-endian int32 file.
 const std::vector<unsigned char> u8 = {0, 0, 0x08, 2, 0, 0, 0, 2, 0, 0, 0, 3, 1, 2, 3, 4, 5, 255};
 const std::vector<unsigned char> i32 = {0, 0, 0x0C, 1, 0,    0,    0,    2,
@@ -67,17 +78,30 @@ TEST(Idx, ClearErrorsNameTheFileAndTheCause) {
   truncated.resize(15);
   write_gz(d / "short.gz", truncated);
   write_plain(d / "text.idx", {'h', 'e', 'l', 'l', 'o', '!', '!', '!'});
-  auto expect_runtime = [](auto&& f, const std::string& part) {
-    try {
-      f();
-      ADD_FAILURE() << "expected an error mentioning " << part;
-    } catch (const std::runtime_error& e) {
-      EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << e.what();
-    }
-  };
   expect_runtime([&] { L::data::read_idx(d / "short.gz"); }, "short.gz is truncated");
   expect_runtime([&] { L::data::read_idx(d / "text.idx"); }, "text.idx is not an IDX file");
   expect_runtime([&] { L::data::read_idx(d / "missing.gz"); }, "missing.gz does not exist");
+  fs::remove_all(d);
+}
+
+// A header is checked against the file before its data is allocated: three dimensions of
+// 2^32-1 overflow the element count, and even a plausible count must fit in the file.
+TEST(Idx, AHeaderDeclaringMoreThanTheFileHoldsIsAnErrorNotAnAllocation) {
+  const auto d = temp_dir();
+  const std::vector<unsigned char> huge = {0,    0,    0x08, 3,    0xFF, 0xFF, 0xFF, 0xFF,
+                                           0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF};
+  write_plain(d / "huge.idx", huge);
+  write_gz(d / "huge.gz", huge);
+  // 2 x 1,000,000 float64: 16 MB declared by a 30-byte file.
+  write_plain(d / "big.idx", {0, 0, 0x0E, 2, 0, 0, 0, 2, 0, 0x0F, 0x42, 0x40, 1, 2, 3, 4});
+  write_plain(d / "type.idx", {0, 0, 0x42, 1, 0, 0, 0, 1, 7});
+  for (const char* name : {"huge.idx", "huge.gz"}) {
+    expect_runtime([&] { L::data::read_idx(d / name); },
+                   std::string(name) + " is truncated or damaged");
+    expect_runtime([&] { L::data::read_idx(d / name); }, "[4294967295, 4294967295, 4294967295]");
+  }
+  expect_runtime([&] { L::data::read_idx(d / "big.idx"); }, "shape [2, 1000000] of 8-byte values");
+  expect_runtime([&] { L::data::read_idx(d / "type.idx"); }, "unknown IDX element type 0x42");
   fs::remove_all(d);
 }
 

@@ -294,3 +294,115 @@ TEST(CheckpointState, ModuleMismatchesNameTheEntry) {
         << e.what();
   }
 }
+
+namespace {
+
+// A checkpoint whose data record for its one tensor holds only `stored_bytes` of the
+// tensor's storage (torch.save's layout otherwise): the tensor's offset and sizes in the
+// pickle then point past the storage the reader builds from the record.
+void write_crafted_checkpoint(const fs::path& path, const torch::Tensor& tensor,
+                              std::size_t stored_bytes) {
+  auto state = L::make_checkpoint();
+  state.insert("weight", tensor);
+  auto content = L::make_checkpoint();
+  content.insert("state_dict", state);
+  content.insert("lightning_version", std::string(L::version));
+  content.insert("checksum", std::int64_t{0});
+  std::vector<char> pickled;
+  torch::jit::Pickler pickler(
+      [&](const char* bytes, std::size_t n) { pickled.insert(pickled.end(), bytes, bytes + n); },
+      nullptr, nullptr, nullptr, nullptr, false);
+  pickler.protocol();
+  pickler.pushIValue(c10::IValue(content));
+  pickler.stop();
+  std::vector<char> archive;
+  caffe2::serialize::PyTorchStreamWriter writer([&](const void* data, std::size_t n) {
+    const auto* bytes = static_cast<const char*>(data);
+    archive.insert(archive.end(), bytes, bytes + n);
+    return n;
+  });
+  const auto data = torch::jit::getWriteableTensorData(pickler.tensorData().at(0));
+  writer.writeRecord("data/0", data.data(), std::min(stored_bytes, data.sizeInBytes()));
+  writer.writeRecord("data.pkl", pickled.data(), pickled.size());
+  writer.writeEndOfFile();
+  std::ofstream(path, std::ios::binary).write(archive.data(), std::streamsize(archive.size()));
+}
+
+std::size_t open_descriptors() {
+  return static_cast<std::size_t>(
+      std::distance(fs::directory_iterator("/proc/self/fd"), fs::directory_iterator()));
+}
+
+// Names the temporary file a save of `target` by this process writes first.
+fs::path temporary_of(const fs::path& target) {
+  return target.parent_path() /
+         ("." + target.filename().string() + ".lightning-tmp-" + std::to_string(::getpid()));
+}
+
+}  // namespace
+
+// A tensor whose offset or sizes reach past its storage (a crafted or damaged file) is a
+// CheckpointError naming it, found before anything reads the tensor's data.
+TEST(CheckpointIO, ATensorReachingPastItsStorageIsRefusedBeforeItsDataIsRead) {
+  const auto dir = fresh_dir("crafted");
+  // 100 floats at offset 90 of their storage, and 1,000,000 floats, each stored in 16 bytes.
+  write_crafted_checkpoint(dir / "offset.ckpt", torch::arange(100, torch::kFloat).narrow(0, 90, 10),
+                           16);
+  write_crafted_checkpoint(dir / "size.ckpt", torch::zeros({1000, 1000}), 16);
+  for (const char* name : {"offset.ckpt", "size.ckpt"}) {
+    const auto error = error_of(dir / name);
+    EXPECT_NE(error.find(std::string(name) + " is corrupted or crafted"), std::string::npos)
+        << error;
+    EXPECT_NE(error.find("checkpoint[\"state_dict\"][\"weight\"]"), std::string::npos) << error;
+    EXPECT_NE(error.find("its data record holds 16"), std::string::npos) << error;
+  }
+  // The same tensors stored whole load.
+  write_crafted_checkpoint(dir / "whole.ckpt", torch::arange(100, torch::kFloat).narrow(0, 90, 10),
+                           400);
+  EXPECT_EQ(error_of(dir / "whole.ckpt").find("is corrupted or crafted"), std::string::npos)
+      << error_of(dir / "whole.ckpt");
+}
+
+// A full disk (ENOSPC, from /dev/full standing at the temporary's name): the save fails
+// with the path and the cause, the previous checkpoint stays as it was, no temporary is
+// left, and no descriptor leaks.
+TEST(CheckpointIO, AFullDiskFailsTheSaveAndKeepsThePreviousCheckpoint) {
+  const auto dir = fresh_dir("enospc");
+  Net net;
+  L::save_checkpoint_file(dir / "last.ckpt", sample_checkpoint(net));
+  const auto descriptors = open_descriptors();
+  fs::create_symlink("/dev/full", temporary_of(dir / "last.ckpt"));
+  auto newer = sample_checkpoint(net);
+  newer.insert_or_assign("epoch", std::int64_t{4});
+  try {
+    L::save_checkpoint_file(dir / "last.ckpt", newer);
+    FAIL() << "a write to /dev/full must fail";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find((dir / "last.ckpt").string()), std::string::npos)
+        << e.what();
+    EXPECT_NE(std::string(e.what()).find("No space left on device"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(L::load_checkpoint_file(dir / "last.ckpt").at("epoch").toInt(), 3);
+  EXPECT_EQ(std::distance(fs::directory_iterator(dir), fs::directory_iterator()), 1);
+  EXPECT_EQ(open_descriptors(), descriptors);
+}
+
+// An fsync that fails (EINVAL from /dev/null at the temporary's name; EIO on a failing
+// disk or NFS) closes the file all the same: many failed saves leak no descriptor.
+TEST(CheckpointIO, AFailedFsyncClosesTheFile) {
+  const auto dir = fresh_dir("fsync");
+  Net net;
+  const auto descriptors = open_descriptors();
+  for (int i = 0; i < 3; ++i) {
+    fs::create_symlink("/dev/null", temporary_of(dir / "a.ckpt"));
+    try {
+      L::save_checkpoint_file(dir / "a.ckpt", sample_checkpoint(net));
+      FAIL() << "fsync of /dev/null must fail";
+    } catch (const std::runtime_error& e) {
+      EXPECT_NE(std::string(e.what()).find("cannot flush"), std::string::npos) << e.what();
+    }
+    EXPECT_FALSE(fs::exists(fs::symlink_status(temporary_of(dir / "a.ckpt"))));
+  }
+  EXPECT_EQ(open_descriptors(), descriptors);
+  EXPECT_FALSE(fs::exists(dir / "a.ckpt"));
+}

@@ -6,7 +6,15 @@
 
 #include "support/models.hpp"
 
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <csignal>
 #include <filesystem>
+#include <string>
+#include <thread>
 
 namespace L = lightning;
 namespace fs = std::filesystem;
@@ -117,4 +125,45 @@ TEST(CheckpointWriter, TheTrainerRaisesABackgroundFailureFromFit) {
     EXPECT_NE(std::string(e.what()).find("lightning-cannot-write-here"), std::string::npos)
         << e.what();
   }
+}
+
+// A writer whose thread cannot start (EAGAIN: a pids limit, RLIMIT_NPROC) raises that at
+// submit, and neither wait() nor its destructor then waits for a write that never comes.
+// Run in a child: it lowers its own process limit (as an unprivileged user, whom the limit
+// binds) and reports by its exit status; the parent ends it if it hangs.
+TEST(CheckpointWriter, AWriterThreadThatCannotStartIsAnErrorNotAHang) {
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    if (::getuid() == 0 && (::setgid(65534) != 0 || ::setuid(65534) != 0)) ::_exit(10);
+    const rlimit none{0, 0};
+    if (::setrlimit(RLIMIT_NPROC, &none) != 0) ::_exit(11);
+    int status = 12;  // submit did not throw
+    {
+      L::BackgroundCheckpointWriter writer;
+      try {
+        writer.submit("never.ckpt", content_with(torch::ones({1})));
+      } catch (const std::runtime_error& e) {
+        status = std::string(e.what()).find("cannot start the checkpoint writer thread") !=
+                         std::string::npos
+                     ? 0
+                     : 13;
+      }
+      writer.wait();  // returns: nothing is in flight
+    }                 // the destructor returns too
+    ::_exit(status);
+  }
+  int status = 0;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (::waitpid(child, &status, WNOHANG) == 0) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      ::kill(child, SIGKILL);
+      ::waitpid(child, &status, 0);
+      FAIL() << "the writer hung";
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_TRUE(WIFEXITED(status)) << status;
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "10/11: could not set up the limit, 12: submit did not "
+                                       "throw, 13: another error";
 }

@@ -5,6 +5,8 @@
 
 #include <lightning/loggers/csv_logger.hpp>
 
+#include <unistd.h>
+
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -432,7 +434,10 @@ TEST(CSVLogger, IoFailuresNameThePathAndKeepTheRows) {
   } catch (const std::runtime_error& e) {
     EXPECT_NE(std::string(e.what()).find((tmp / "blocked").string()), std::string::npos)
         << e.what();
-    EXPECT_NE(std::string(e.what()).find("Not a directory"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("the log directory"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("a file stands at " + (tmp / "blocked").string()),
+              std::string::npos)
+        << e.what();
   }
   EXPECT_THROW(logger.log_hyperparams({{"a", 1}}), std::runtime_error);
   fs::remove(tmp / "blocked");
@@ -443,3 +448,28 @@ TEST(CSVLogger, IoFailuresNameThePathAndKeepTheRows) {
 }
 
 }  // namespace
+
+// A full disk (ENOSPC, from /dev/full standing at the temporary's name) is reported with
+// the path and the cause, leaves no temporary, and the rows wait for the next save.
+TEST(CSVLogger, AFullDiskIsReportedAndTheRowsKept) {
+  TempDir tmp;
+  CSVLogger logger({.save_dir = tmp.path(), .name = "exp"});
+  logger.log_metrics({{"x", 1.0}}, 0);
+  const fs::path dir = logger.log_dir();
+  fs::create_directories(dir);
+  const auto temporary = dir / (".metrics.csv.lightning-tmp-" + std::to_string(::getpid()));
+  fs::create_symlink("/dev/full", temporary);
+  try {
+    logger.save();
+    ADD_FAILURE() << "a write to /dev/full must fail";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find((dir / "metrics.csv").string()), std::string::npos)
+        << e.what();
+    EXPECT_NE(std::string(e.what()).find("No space left on device"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(fs::exists(fs::symlink_status(temporary)));
+  EXPECT_FALSE(fs::exists(dir / "metrics.csv"));
+  logger.log_metrics({{"x", 2.0}}, 1);
+  logger.save();
+  EXPECT_EQ(read_file(logger.metrics_file()), "step,x\r\n0,1.0\r\n1,2.0\r\n");
+}

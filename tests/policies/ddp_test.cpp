@@ -136,6 +136,22 @@ torch::Tensor read_tensor(const std::filesystem::path& path) {
   return torch::pickle_load(bytes).toTensor();
 }
 
+// Starts a launched signal case and returns the launcher once its rank 0 has passed step
+// 3 (and rank 1 has said its pid, when `rank1_pid` is asked for); 60 s at most.
+pid_t start_signal_case(const std::string& test_case, bool rank1_pid = false) {
+  const auto dir = std::filesystem::current_path();
+  for (const char* stale : {"step3.marker", "rank1.pid", "interrupted.ckpt"})
+    std::filesystem::remove(dir / stale);  // another test of this process may have left them
+  const pid_t launcher =
+      start_launcher(dir / (test_case + ".pt"), test_case, dir / (test_case + ".log"));
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (!(std::filesystem::exists(dir / "step3.marker") &&
+           (!rank1_pid || std::filesystem::exists(dir / "rank1.pid"))) &&
+         std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  return launcher;
+}
+
 // Runs `test_case` on 2 ranks started by hand (bounded in time); each rank's tensor.
 std::pair<torch::Tensor, torch::Tensor> run_two_ranks(const std::string& test_case) {
   const int port = free_port();
@@ -197,16 +213,30 @@ struct LaunchedModel : lightning::testing::SimpleModel {
     if (how == "kill" && rank1 && global_step() == 3) ::raise(SIGKILL);
     if (how == "throw0" && !rank1 && global_step() == 3)
       throw std::runtime_error("rank 0 failed on purpose at step 3");
-    if (how == "sigterm") {
+    if (how == "sigterm" || how == "pkill" || how == "sigterm143") {
       std::this_thread::sleep_for(std::chrono::milliseconds(40));
       if (!rank1 && global_step() == 3) std::ofstream(marker) << "step 3\n";
+      if (rank1 && global_step() == 0)  // where the test finds rank 1 to signal it
+        std::ofstream(marker.parent_path() / "rank1.pid") << ::getpid() << '\n';
     }
     return SimpleModel::training_step(batch, idx);
   }
 };
 
+// Rank zero's on_exception takes its time (as a callback that uploads or flushes may):
+// the other rank can end before rank zero is done with the interrupt.
+struct SlowOnException {
+  bool enabled = false;
+  template <class T, class M>
+  void on_exception(T& trainer, M&, const std::exception&) {
+    if (enabled && trainer.is_global_zero())
+      std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  }
+};
+
 // The cases started as one process that launches rank 1 itself (devices = 2). Exit
-// status: 0 done, 3 fit threw RankFailure, 4 it threw something else (printed).
+// status: 0 done, 3 fit threw RankFailure, 4 it threw something else (printed); the
+// "sigterm143" case exits as examples/ddp.cpp does after an interrupt, 128 + the signal.
 [[noreturn]] void run_launched_case(const std::string& test_case, const std::string& out) {
   const auto dir = std::filesystem::path(out).parent_path();
   auto [X, y] = ddp_data();
@@ -214,10 +244,11 @@ struct LaunchedModel : lightning::testing::SimpleModel {
   LaunchedModel model;
   model.how = test_case.substr(std::string("launch_").size());
   model.marker = dir / "step3.marker";
-  L::Trainer<L::accelerators::CPU, L::strategies::DDP> trainer(
+  L::Trainer<L::accelerators::CPU, L::strategies::DDP, L::precision::F32, SlowOnException> trainer(
       lightning::testing::bare({.max_epochs = 4, .devices = 2, .default_root_dir = dir}),
       L::strategies::DDP(
-          {.failure_timeout = std::chrono::seconds(test_case == "launch_stuck" ? 3 : 10)}));
+          {.failure_timeout = std::chrono::seconds(test_case == "launch_stuck" ? 3 : 10)}),
+      SlowOnException{.enabled = test_case == "launch_sigterm143"});
   L::data::TensorLoader loader({X, y}, {.batch_size = 8, .shuffle = true, .seed = 3});
   // Set by the launch in fit (rank 0 is this process).
   const auto mine = [&] { return out + "." + std::getenv("RANK"); };
@@ -228,6 +259,7 @@ struct LaunchedModel : lightning::testing::SimpleModel {
       trainer.fit(model, loader);
   } catch (const L::Interrupted& e) {
     std::ofstream(mine() + ".interrupted") << e.what() << '\n';
+    if (test_case == "launch_sigterm143") std::exit(128 + e.signal);
   } catch (const L::RankFailure& e) {
     std::cerr << "RankFailure (rank " << e.rank << "): " << e.what() << std::endl;
     std::exit(3);
@@ -328,6 +360,31 @@ TEST(DDPWorker, TrainsItsShard) {
     write_tensor(out, torch::tensor({m.at("synced_step"), m.at("synced_epoch"), m.at("synced_max"),
                                      m.at("own_step"), m.at("own_epoch")},
                                     torch::kDouble));
+    return;
+  }
+  if (test_case == "topk_disagree") {
+    // val_loss, not synced, improves on rank 0 only after epoch 0: ModelCheckpoint's
+    // top-k decision (a save is a collective) must be the same on both ranks.
+    auto [X, y] = ddp_data();
+    OneRankStalls model;
+    L::Trainer<L::accelerators::CPU, L::strategies::DDP, L::precision::F32,
+               L::callbacks::ModelCheckpoint>
+        trainer({.max_epochs = 3,
+                 .num_sanity_val_steps = 0,
+                 .enable_progress_bar = false,
+                 .enable_model_summary = false,
+                 .logger = false},
+                L::strategies::DDP({.timeout = std::chrono::seconds(10)}),
+                L::callbacks::ModelCheckpoint(
+                    {.dirpath = std::filesystem::path(out).parent_path() / "topk",
+                     .filename = "{epoch}",
+                     .monitor = "val_loss",
+                     .save_top_k = 1}));
+    trainer.fit(model, L::data::TensorLoader({X, y}, {.batch_size = 8}),
+                L::data::TensorLoader({X, y}, {.batch_size = 32}));
+    std::ofstream(std::string(out) + ".path")
+        << trainer.callback<L::callbacks::ModelCheckpoint>().best_model_path();
+    write_tensor(out, torch::tensor({trainer.current_epoch, trainer.global_step}));
     return;
   }
   if (test_case == "early_stopping") {
@@ -554,6 +611,96 @@ TEST(DDPLauncher, SigtermSavesACheckpointThatResumesExactly) {
   ASSERT_TRUE(std::filesystem::exists(dir / "interrupted.ckpt"));
   const auto resumed = read_tensor(run("launch_resume").string() + ".0");
   EXPECT_TRUE(torch::equal(resumed, straight)) << resumed << "\n" << straight;
+}
+
+// pkill, killall or a systemd stop signal every rank directly, and rank 0 passes its
+// signal on as well: rank 1 gets SIGTERM twice, once from each. That is one request to
+// stop, not a second "now": the run stops at an agreed step with its checkpoint.
+TEST(DDPLauncher, SigtermToEveryRankAtOnceStillStopsGracefully) {
+  const auto dir = std::filesystem::current_path();
+  const auto log = dir / "launch_pkill.log";
+  const pid_t launcher = start_signal_case("launch_pkill", /*rank1_pid=*/true);
+  ASSERT_GT(launcher, 0);
+  const pid_t rank1 = std::stoi(read_text(dir / "rank1.pid"));
+  ::kill(launcher, SIGTERM);  // forwarded to rank 1 at once ...
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  ::kill(rank1, SIGTERM);  // ... and its own copy (two deliveries, not one merged)
+  EXPECT_EQ(wait_for(launcher, std::chrono::seconds(120)), 0) << read_text(log);
+  for (const char* rank : {".0", ".1"})
+    EXPECT_NE(read_text(dir / ("launch_pkill.pt" + std::string(rank) + ".interrupted"))
+                  .find("stopped by SIGTERM"),
+              std::string::npos)
+        << read_text(log);
+  const auto at_stop = read_tensor(dir / "launch_pkill.pt.0");
+  EXPECT_TRUE(torch::equal(at_stop, read_tensor(dir / "launch_pkill.pt.1")));
+  EXPECT_LT(at_stop[-1].item<float>(), 16.0F);
+  EXPECT_TRUE(std::filesystem::exists(dir / "interrupted.ckpt"));
+}
+
+// A rank that ends with 128 + SIGTERM after the agreed stop (as examples/ddp.cpp returns)
+// while rank 0 is still in its on_exception is no failure: the job exits 143, the status
+// of a clean SIGTERM stop, without a "rank 1 exited with status 143" error.
+TEST(DDPLauncher, AnInterruptedRankExitingWith143IsNoFailure) {
+  const auto dir = std::filesystem::current_path();
+  const auto log = dir / "launch_sigterm143.log";
+  const pid_t launcher = start_signal_case("launch_sigterm143");
+  ASSERT_GT(launcher, 0);
+  ::kill(launcher, SIGTERM);
+  EXPECT_EQ(wait_for(launcher, std::chrono::seconds(120)), 128 + SIGTERM) << read_text(log);
+  EXPECT_EQ(read_text(log).find("exited with status 143"), std::string::npos) << read_text(log);
+  EXPECT_TRUE(std::filesystem::exists(dir / "launch_sigterm143.pt.1.interrupted"));
+  EXPECT_TRUE(std::filesystem::exists(dir / "interrupted.ckpt"));
+}
+
+// ModelCheckpoint under DDP: a monitored value that improves on rank 0 only (not synced)
+// must not make rank 0 save alone (a save is a collective: it would hang until the
+// timeout). Both ranks take the same decision and name the same best file.
+TEST(DDP, ModelCheckpointRanksAgreeWhenOnlyOneRanksMetricImproves) {
+  const auto dir = std::filesystem::current_path();
+  const auto [rank0, rank1] = run_two_ranks("topk_disagree");
+  EXPECT_TRUE(torch::equal(rank0, rank1));
+  const auto path0 = read_text(dir / "topk_disagree0.pt.path");
+  EXPECT_EQ(path0, read_text(dir / "topk_disagree1.pt.path"));
+  // Rank 1's val_loss worsens after epoch 0: the ranks never agree that a later epoch is
+  // better, as Lightning's reduce_boolean_decision(all) decides.
+  EXPECT_EQ(std::filesystem::path(path0).filename(), "epoch=0.ckpt");
+  EXPECT_TRUE(std::filesystem::exists(dir / "topk" / "epoch=0.ckpt"));
+}
+
+// A MASTER_PORT that another process listens on: rank 0 cannot host the rendezvous.
+// That is an error naming the port and the fix at once (not c10d's socket error after
+// its timeout), before the launcher starts any other rank; and on a rank 0 started by
+// hand (torchrun's way) too.
+TEST(DDPLauncher, AMasterPortInUseIsAnErrorNamingItAtOnce) {
+  const auto dir = std::filesystem::current_path();
+  const int busy = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(busy, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+  ASSERT_EQ(::listen(busy, 1), 0);
+  socklen_t length = sizeof address;
+  ::getsockname(busy, reinterpret_cast<sockaddr*>(&address), &length);
+  const auto port = std::to_string(ntohs(address.sin_port));
+  const auto start = std::chrono::steady_clock::now();
+  const pid_t launcher =
+      start_worker({"MASTER_PORT=" + port}, dir / "busy.pt", "launch_train", dir / "busy.log");
+  ASSERT_GT(launcher, 0);
+  EXPECT_EQ(wait_for(launcher, std::chrono::seconds(60)), 4) << read_text(dir / "busy.log");
+  const pid_t by_hand = start_worker(
+      {"MASTER_ADDR=127.0.0.1", "MASTER_PORT=" + port, "WORLD_SIZE=2", "RANK=0", "LOCAL_RANK=0"},
+      dir / "busy_rank0.pt", "train", dir / "busy_rank0.log");
+  ASSERT_GT(by_hand, 0);
+  EXPECT_NE(wait_for(by_hand, std::chrono::seconds(60)), 0);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(20));
+  ::close(busy);
+  for (const char* log : {"busy.log", "busy_rank0.log"}) {
+    const auto output = read_text(dir / log);
+    EXPECT_NE(output.find("MASTER_PORT = " + port), std::string::npos) << output;
+    EXPECT_NE(output.find("is in use by another process"), std::string::npos) << output;
+    EXPECT_NE(output.find("Unset MASTER_PORT"), std::string::npos) << output;
+  }
+  EXPECT_FALSE(std::filesystem::exists(dir / "busy.pt.1"));  // no other rank ever ran
 }
 
 // NCCL on a GPU: a world of one rank (gradients through the Reducer and NCCL) trains as

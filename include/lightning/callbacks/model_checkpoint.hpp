@@ -7,6 +7,7 @@
 #include <lightning/callbacks/checkpoint_name.hpp>
 #include <lightning/callbacks/monitor.hpp>
 #include <lightning/core/bad_option.hpp>
+#include <lightning/core/directories.hpp>
 #include <lightning/core/metric_map.hpp>
 #include <lightning/core/stage.hpp>
 #include <lightning/fabric/checkpoint_io.hpp>
@@ -137,6 +138,7 @@ class ModelCheckpoint {
                            : filename;
     if (version) name += "-v" + std::to_string(*version);
     name += extension;
+    check_inside_dirpath(name);
     return dirpath_.empty() ? std::filesystem::path(name) : dirpath_ / name;
   }
 
@@ -159,6 +161,16 @@ class ModelCheckpoint {
   void setup(Trainer& trainer, Module&, Stage stage) {
     if (!enabled_) return;
     dirpath_ = resolve_dir(trainer);
+    if (stage == Stage::fit && trainer.is_global_zero())
+      require_directory(dirpath_,
+                        o_.dirpath ? DirectoryRole{"ModelCheckpointOptions.dirpath",
+                                                   "set ModelCheckpointOptions.dirpath to "
+                                                   "another directory"}
+                                   : DirectoryRole{"the checkpoint directory",
+                                                   "set TrainerOptions.default_root_dir or "
+                                                   "ModelCheckpointOptions.dirpath to another "
+                                                   "directory"},
+                        /*create=*/false);
     if (stage == Stage::fit && trainer.is_global_zero() && o_.save_top_k != 0) {
       std::error_code ec;
       if (std::filesystem::is_directory(dirpath_, ec) && !std::filesystem::is_empty(dirpath_, ec) &&
@@ -185,6 +197,9 @@ class ModelCheckpoint {
     if (o_.train_time_interval) {
       now = Clock::now();
       skip_time = std::chrono::duration<double>(now - last_time_checked_) < *o_.train_time_interval;
+      // The ranks' clocks differ, and save() is a collective: rank zero's decision holds.
+      if constexpr (requires { trainer.broadcast(skip_time); })
+        skip_time = trainer.broadcast(skip_time);
     }
     if (skip_batch && skip_time) return;
     if (!skip_time) last_time_checked_ = now;
@@ -250,6 +265,22 @@ class ModelCheckpoint {
 
   std::ostream& out() const { return o_.stream ? *o_.stream : std::cerr; }
 
+  // A name made from the template, metric names and values stays inside dirpath: a "/"
+  // makes subfolders (as "val/loss" does in Lightning), but an absolute name or a ".."
+  // that climbs out of dirpath could overwrite any file the run may write.
+  void check_inside_dirpath(const std::string& name) const {
+    const auto relative = std::filesystem::path(name).lexically_normal();
+    const bool escapes = relative.is_absolute() || relative.has_root_name() ||
+                         relative.has_root_directory() ||
+                         (!relative.empty() && *relative.begin() == "..");
+    if (escapes)
+      throw_bad_option("ModelCheckpointOptions", "filename", "\"" + o_.filename + "\"",
+                       "it made the checkpoint name \"" + name +
+                           "\", which leaves the checkpoint directory; a name (and the metric "
+                           "names it holds) may make subfolders with '/', but not start with "
+                           "'/' or climb with '..'");
+  }
+
   template <class Trainer>
   std::filesystem::path resolve_dir(Trainer& trainer) const {
     return o_.dirpath ? *o_.dirpath : trainer.default_checkpoint_dir();
@@ -303,7 +334,7 @@ class ModelCheckpoint {
       return;
     }
     const double current = it->second;
-    if (top_k_accepts(current)) {
+    if (top_k_accepts(trainer, current)) {
       update_best_and_save(trainer, current, metrics);
     } else if (o_.verbose) {
       out() << "Epoch " << trainer.current_epoch << ", global step " << trainer.global_step << ": '"
@@ -311,10 +342,18 @@ class ModelCheckpoint {
     }
   }
 
-  [[nodiscard]] bool top_k_accepts(double current) const {
+  // Every rank takes the same decision (save() is a collective): a monitored value not
+  // synced across ranks may improve on one rank only, and then no rank saves (Lightning's
+  // reduce_boolean_decision in check_monitor_top_k). Below k kept files every rank agrees.
+  template <class Trainer>
+  [[nodiscard]] bool top_k_accepts(Trainer& trainer, double current) const {
     if (o_.save_top_k == -1 || static_cast<std::int64_t>(best_k_.size()) < o_.save_top_k)
       return true;
-    return detail::improves(o_.mode, current, kth_value_);
+    const bool improves = detail::improves(o_.mode, current, kth_value_);
+    if constexpr (requires { trainer.reduce_boolean_decision(true, true); })
+      return trainer.reduce_boolean_decision(improves, /*all=*/true);
+    else
+      return improves;
   }
 
   template <class Trainer>
@@ -364,25 +403,34 @@ class ModelCheckpoint {
   }
 
   // The file name, with "-vN" added while another file has it (unless it is `reuse`,
-  // the file this save replaces).
+  // the file this save replaces), as rank zero names it. A name this callback still keeps
+  // is taken even before its file exists: its write may still be in flight.
   template <class Trainer>
   std::filesystem::path versioned(Trainer& trainer, const MetricMap& metrics,
                                   const std::string& filename, const std::string& reuse) const {
     auto path =
         format_checkpoint_name(metrics, trainer.current_epoch, trainer.global_step, filename);
-    if (!o_.enable_version_counter) return path;
-    for (std::int64_t v = 1; std::filesystem::exists(path) && path.string() != reuse; ++v)
-      path =
-          format_checkpoint_name(metrics, trainer.current_epoch, trainer.global_step, filename, v);
+    if (o_.enable_version_counter)
+      for (std::int64_t v = 1; taken(path) && path.string() != reuse; ++v)
+        path = format_checkpoint_name(metrics, trainer.current_epoch, trainer.global_step, filename,
+                                      v);
+    if constexpr (requires { trainer.broadcast(path.string()); })
+      path = trainer.broadcast(path.string());
     return path;
   }
+  [[nodiscard]] bool taken(const std::filesystem::path& path) const {
+    const auto name = path.string();
+    if (name == best_model_path_ || name == last_model_path_ || name == kth_path_) return true;
+    for (const auto& kept : best_k_)
+      if (kept.first == name) return true;
+    std::error_code ec;
+    return std::filesystem::exists(path, ec);
+  }
 
+  // Every rank calls it for rank zero's file (versioned()); the write leaves the training
+  // thread.
   template <class Trainer>
-  void save(Trainer& trainer, const std::filesystem::path& given) {
-    // Every rank saves (and names) rank zero's file; the write leaves the training thread.
-    std::filesystem::path path = given;
-    if constexpr (requires { trainer.broadcast(given.string()); })
-      path = trainer.broadcast(given.string());
+  void save(Trainer& trainer, const std::filesystem::path& path) {
     if constexpr (requires { trainer.save_checkpoint_in_background(path, true); })
       trainer.save_checkpoint_in_background(path, o_.save_weights_only);
     else
@@ -391,16 +439,20 @@ class ModelCheckpoint {
   }
 
   // Deletes a file this callback wrote and no longer keeps: never the checkpoint the run
-  // resumed from, never a file outside dirpath, only on rank zero.
+  // resumed from, never a file outside dirpath (files in its subfolders are inside, as
+  // "epoch=2-val/loss=0.1.ckpt" from a metric "val/loss"), only on rank zero.
   template <class Trainer>
   void remove_if_ours(Trainer& trainer, const std::string& previous,
                       const std::filesystem::path& current) const {
     if (previous == current.string() || !trainer.is_global_zero()) return;
     std::error_code ec;
-    const auto prev = std::filesystem::absolute(previous, ec);
-    if (trainer.ckpt_path() && std::filesystem::absolute(*trainer.ckpt_path(), ec) == prev) return;
-    const auto dir = std::filesystem::absolute(dirpath_, ec);
-    if (prev.parent_path() != dir) return;
+    const auto prev = std::filesystem::absolute(previous, ec).lexically_normal();
+    if (trainer.ckpt_path() &&
+        std::filesystem::absolute(*trainer.ckpt_path(), ec).lexically_normal() == prev)
+      return;
+    const auto inside =
+        prev.lexically_relative(std::filesystem::absolute(dirpath_, ec).lexically_normal());
+    if (inside.empty() || *inside.begin() == ".." || *inside.begin() == ".") return;
     if constexpr (requires { trainer.remove_checkpoint(prev); })
       trainer.remove_checkpoint(prev);  // after the save that replaces it is on disk
     else

@@ -16,6 +16,7 @@
 #include <filesystem>
 #include <stdexcept>
 #include <string>
+#include <system_error>
 #include <vector>
 
 namespace lightning::data {
@@ -49,6 +50,10 @@ inline void read_exact(GzFile& in, void* out, std::size_t n, const std::filesyst
                                std::to_string(done) + " of " + std::to_string(n) + " bytes read)");
     done += static_cast<std::size_t>(got);
   }
+}
+inline std::string hex_byte(unsigned char b) {
+  constexpr char digits[] = "0123456789ABCDEF";
+  return {digits[b >> 4], digits[b & 0xF]};
 }
 }  // namespace detail
 
@@ -86,19 +91,38 @@ inline torch::Tensor read_idx(const std::filesystem::path& path) {
       break;
     default:
       throw std::runtime_error("lightning: " + path.string() + " has unknown IDX element type 0x" +
-                               std::to_string(magic[2]));
+                               detail::hex_byte(magic[2]));
   }
   const int dims = magic[3];
   if (dims == 0)
     throw std::runtime_error("lightning: " + path.string() + " declares zero dimensions");
   std::vector<std::int64_t> shape(static_cast<std::size_t>(dims));
+  std::string shape_text;
   std::int64_t count = 1;
+  bool overflow = false;
   for (auto& d : shape) {
     unsigned char b[4];
     detail::read_exact(in, b, 4, path, "header");
     d = (std::int64_t{b[0]} << 24) | (std::int64_t{b[1]} << 16) | (std::int64_t{b[2]} << 8) | b[3];
-    count *= d;
+    overflow = overflow || __builtin_mul_overflow(count, d, &count);
+    shape_text += (shape_text.empty() ? "" : ", ") + std::to_string(d);
   }
+  // The header is the file's word: before allocating what it declares, check that the
+  // file can hold it (a plain file: its size; gzip: deflate's best ratio, 1032:1), so a
+  // damaged or hostile 20-byte file is an error naming it, not a request for gigabytes.
+  const auto header = 4 + 4 * static_cast<std::uintmax_t>(dims);
+  std::error_code ec;
+  const auto on_disk = std::filesystem::file_size(path, ec);
+  const std::uintmax_t most = ec                    ? 0
+                              : gzdirect(in.f) != 0 ? (on_disk > header ? on_disk - header : 0)
+                                                    : on_disk * 1032;
+  std::int64_t bytes = 0;
+  overflow = overflow || __builtin_mul_overflow(count, static_cast<std::int64_t>(width), &bytes);
+  if (overflow || static_cast<std::uintmax_t>(bytes) > most)
+    throw std::runtime_error("lightning: IDX file " + path.string() +
+                             " is truncated or damaged: its header declares shape [" + shape_text +
+                             "] of " + std::to_string(width) + "-byte values, more than its " +
+                             std::to_string(on_disk) + " bytes on disk can hold");
   auto t = torch::empty(shape, torch::TensorOptions().dtype(type));
   detail::read_exact(in, t.data_ptr(), static_cast<std::size_t>(count) * width, path, "data");
   if (width > 1 && std::endian::native == std::endian::little) {

@@ -13,10 +13,12 @@
 #pragma once
 
 #include <lightning/core/checkpoint_dict.hpp>
+#include <lightning/core/durable_file.hpp>
 #include <lightning/version.hpp>
 
 #include <caffe2/serialize/inline_container.h>
 #include <torch/csrc/jit/serialization/pickler.h>
+#include <torch/csrc/jit/serialization/unpickler.h>
 #include <torch/serialize.h>
 #include <torch/torch.h>
 #include <boost/crc.hpp>
@@ -26,6 +28,7 @@
 #include <sys/types.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
@@ -36,7 +39,9 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <tuple>
 #include <type_traits>
+#include <unordered_map>
 #include <vector>
 
 namespace lightning {
@@ -47,9 +52,6 @@ struct CheckpointError : std::runtime_error {
 };
 
 namespace detail {
-
-// Temporary files are named ".<target name>.lightning-tmp-<pid>" next to their target.
-inline constexpr std::string_view tmp_marker = ".lightning-tmp-";
 
 // CRC32C (Castagnoli) of a checkpoint's content: keys, value kinds and tensor bytes, in
 // order. Computed over the content, not the file, so the zip container can carry it.
@@ -115,62 +117,6 @@ inline std::int64_t content_checksum(const CheckpointDict& content) {
   return c.value();
 }
 
-[[noreturn]] inline void throw_io(const std::string& what, const std::filesystem::path& p) {
-  throw std::runtime_error("lightning: " + what + " " + p.string() + ": " + std::strerror(errno));
-}
-
-inline void fsync_directory(const std::filesystem::path& dir) {
-  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) throw_io("cannot open directory", dir);
-  const int rc = ::fsync(fd);
-  ::close(fd);
-  if (rc != 0) throw_io("cannot fsync directory", dir);
-}
-
-}  // namespace detail
-
-// Writes `bytes` to `path` so that `path` holds either its old content or all of the new.
-inline void write_file_atomically(const std::filesystem::path& path,
-                                  const std::vector<char>& bytes) {
-  const auto dir = path.has_parent_path() ? path.parent_path() : std::filesystem::path(".");
-  std::filesystem::create_directories(dir);
-  // Built piece by piece: GCC 12 at -O3 misreads `"." + std::string&&` as an overflow.
-  std::string tmp_name = ".";
-  tmp_name += path.filename().string();
-  tmp_name += detail::tmp_marker;
-  tmp_name += std::to_string(::getpid());
-  const auto tmp = dir / tmp_name;
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) detail::throw_io("cannot create", tmp);
-  std::size_t done = 0;
-  while (done < bytes.size()) {
-    const auto n = ::write(fd, bytes.data() + done, bytes.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      const int saved = errno;
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      errno = saved;
-      detail::throw_io("cannot write", tmp);
-    }
-    done += static_cast<std::size_t>(n);
-  }
-  if (::fsync(fd) != 0 || ::close(fd) != 0) {
-    const int saved = errno;
-    ::unlink(tmp.c_str());
-    errno = saved;
-    detail::throw_io("cannot flush", tmp);
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    const int saved = errno;
-    ::unlink(tmp.c_str());
-    errno = saved;
-    detail::throw_io("cannot rename a temporary file onto", path);
-  }
-  detail::fsync_directory(dir);
-}
-
-namespace detail {
 // Whether the process that named a temporary ".<name>.lightning-tmp-<pid>" still runs:
 // its save may be in flight (two runs sharing a directory), so its file is not stale.
 inline bool temporary_owner_alive(const std::string& name) {
@@ -245,8 +191,116 @@ inline void save_checkpoint_file(const std::filesystem::path& path, const Checkp
                            std::string(lightning_checkpoint_format_version));
   (void)content.erase("checksum");
   content.insert_or_assign("checksum", detail::content_checksum(content));
-  write_file_atomically(path, detail::pickle_without_type_tags(c10::IValue(content)));
+  const auto bytes = detail::pickle_without_type_tags(c10::IValue(content));
+  write_file_durably(path, std::string_view(bytes.data(), bytes.size()));
 }
+
+namespace detail {
+
+// Whether every element a tensor's sizes, strides and offset reach lies in its storage.
+// The unpickler takes a file's tensor metadata as it is: a crafted offset or size would
+// point past the storage, and the first read of the data (the checksum) would be out of
+// bounds. Overflow-checked: the sizes come from the file.
+inline bool tensor_within_storage(const at::Tensor& t) {
+  if (!t.defined()) return true;
+  if (t.storage_offset() < 0) return false;
+  std::int64_t last = t.storage_offset();  // the largest element index reached
+  for (std::int64_t d = 0; d < t.dim(); ++d) {
+    const auto size = t.size(d), stride = t.stride(d);
+    if (size < 0 || stride < 0) return false;
+    if (size == 0) return true;  // no element at all
+    std::int64_t reach = 0;
+    if (__builtin_mul_overflow(size - 1, stride, &reach) ||
+        __builtin_add_overflow(last, reach, &last))
+      return false;
+  }
+  if (!t.has_storage()) return false;
+  std::int64_t end_byte = 0;
+  if (__builtin_add_overflow(last, std::int64_t{1}, &end_byte) ||
+      __builtin_mul_overflow(end_byte, static_cast<std::int64_t>(t.element_size()), &end_byte))
+    return false;
+  return end_byte <= static_cast<std::int64_t>(t.storage().nbytes());
+}
+
+// Sizes of the data records the tensors' storages were made from, by their memory.
+using RecordSizes = std::unordered_map<const void*, std::size_t>;
+
+// Why the first tensor in `value` would read past memory the file gave it, "" when none:
+// its storage declares more bytes than its record holds, or its offset and sizes reach
+// past its storage.
+inline std::string tensor_outside_storage(const c10::IValue& value, const std::string& where,
+                                          const RecordSizes& records) {
+  if (value.isTensor()) {
+    const auto& t = value.toTensor();
+    if (!t.defined()) return {};
+    const auto declared = t.has_storage() ? t.storage().nbytes() : 0;
+    if (t.has_storage()) {
+      const auto record = records.find(t.storage().data_ptr().get());
+      if (record != records.end() && declared > record->second)
+        return "the tensor " + where + " declares a storage of " + std::to_string(declared) +
+               " bytes, but its data record holds " + std::to_string(record->second);
+    }
+    if (tensor_within_storage(t)) return {};
+    std::string sizes;
+    for (const auto s : t.sizes()) sizes += (sizes.empty() ? "" : ", ") + std::to_string(s);
+    return "the tensor " + where + " (sizes [" + sizes + "], offset " +
+           std::to_string(t.storage_offset()) + ") reaches past the end of its storage of " +
+           std::to_string(declared) + " bytes";
+  }
+  if (value.isGenericDict()) {
+    for (const auto& kv : value.toGenericDict()) {
+      const auto key = kv.key().isString() ? kv.key().toStringRef() : kv.key().tagKind();
+      if (auto bad = tensor_outside_storage(kv.value(), where + "[\"" + key + "\"]", records);
+          !bad.empty())
+        return bad;
+    }
+  } else if (value.isList()) {
+    const auto& list = value.toListRef();
+    for (std::size_t i = 0; i < list.size(); ++i)
+      if (auto bad =
+              tensor_outside_storage(list[i], where + "[" + std::to_string(i) + "]", records);
+          !bad.empty())
+        return bad;
+  } else if (value.isTuple()) {
+    const auto& elements = value.toTupleRef().elements();
+    for (std::size_t i = 0; i < elements.size(); ++i)
+      if (auto bad =
+              tensor_outside_storage(elements[i], where + "[" + std::to_string(i) + "]", records);
+          !bad.empty())
+        return bad;
+  }
+  return {};
+}
+
+// torch::pickle_load of a file, keeping the size of each data record a storage is made
+// from: the unpickler sizes a storage by the element count the pickle declares and hands
+// it the record's bytes as they are, so a crafted count would make a storage longer than
+// its memory.
+inline c10::IValue read_pickle_archive(const std::filesystem::path& path, RecordSizes& records) {
+  caffe2::serialize::PyTorchStreamReader reader(path.string());
+  const auto pickle = reader.getRecord("data.pkl");  // (bytes, size)
+  const auto* pickled = static_cast<const char*>(std::get<0>(pickle).get());
+  const std::size_t pickle_size = std::get<1>(pickle);
+  std::size_t consumed = 0;
+  torch::jit::Unpickler unpickler(
+      [&](char* buffer, std::size_t n) -> std::size_t {
+        n = std::min(n, pickle_size - consumed);
+        std::memcpy(buffer, pickled + consumed, n);
+        consumed += n;
+        return n;
+      },
+      nullptr, nullptr,
+      [&](const std::string& name) {
+        auto record = reader.getRecord("data/" + name);
+        records[std::get<0>(record).get()] = std::get<1>(record);
+        return std::move(std::get<0>(record));
+      },
+      {});
+  unpickler.set_version(reader.version());
+  return unpickler.parse_ivalue();
+}
+
+}  // namespace detail
 
 // Loads and verifies a checkpoint. A missing, truncated, corrupted or foreign file is a
 // CheckpointError naming the file and the cause.
@@ -254,13 +308,10 @@ inline CheckpointDict load_checkpoint_file(const std::filesystem::path& path) {
   std::error_code ec;
   if (!std::filesystem::is_regular_file(path, ec))
     throw CheckpointError("lightning: checkpoint " + path.string() + " does not exist");
-  std::ifstream in(path, std::ios::binary);
-  std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (!in.good() && !in.eof())
-    throw CheckpointError("lightning: cannot read checkpoint " + path.string());
   c10::IValue value;
+  detail::RecordSizes records;
   try {
-    value = torch::pickle_load(bytes);
+    value = detail::read_pickle_archive(path, records);
   } catch (const std::exception& e) {
     std::string why = e.what();
     why = why.substr(0, why.find('\n'));
@@ -272,6 +323,9 @@ inline CheckpointDict load_checkpoint_file(const std::filesystem::path& path) {
   if (!value.isGenericDict())
     throw CheckpointError("lightning: " + path.string() +
                           " is not a lightning-cpp checkpoint (its content is not a dict)");
+  // Before anything reads a tensor's data: a hostile file must not make us read past it.
+  if (const auto bad = detail::tensor_outside_storage(value, "checkpoint", records); !bad.empty())
+    throw CheckpointError("lightning: " + path.string() + " is corrupted or crafted: " + bad);
   CheckpointDict content = checkpoint_dict(value);
   if (!content.contains("lightning_version") || !content.contains("checksum"))
     throw CheckpointError("lightning: " + path.string() +

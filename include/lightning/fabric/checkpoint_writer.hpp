@@ -20,6 +20,8 @@
 #include <iostream>
 #include <mutex>
 #include <optional>
+#include <stdexcept>
+#include <string>
 #include <system_error>
 #include <thread>
 #include <utility>
@@ -93,11 +95,22 @@ class BackgroundCheckpointWriter {
   // save in flight has finished (its error, if any, is raised here instead).
   void submit(std::filesystem::path path, CheckpointDict content) {
     wait();
+    // The thread first: if it cannot start (EAGAIN under a pids limit), no job is left
+    // waiting for a writer that never comes, and wait() and the destructor return.
+    if (!thread_.joinable()) {
+      try {
+        thread_ = std::thread([this] { run(); });
+      } catch (const std::system_error& e) {
+        throw std::runtime_error("lightning: cannot start the checkpoint writer thread to save " +
+                                 path.string() + ": " + e.what() +
+                                 " (a process or thread limit: see ulimit -u, or the "
+                                 "pids limit of the container)");
+      }
+    }
     {
       std::lock_guard lock(mutex_);
       job_.emplace(Job{std::move(path), std::move(content)});
     }
-    if (!thread_.joinable()) thread_ = std::thread([this] { run(); });
     changed_.notify_all();
   }
 

@@ -4,6 +4,9 @@
 #pragma once
 
 #include <lightning/core/bad_option.hpp>
+#include <lightning/core/directories.hpp>
+#include <lightning/core/durable_file.hpp>
+#include <lightning/core/utf8.hpp>
 
 #include <lightning/core/stage.hpp>
 
@@ -38,6 +41,11 @@ namespace lightning::loggers::detail {
 using lightning::throw_bad_option;
 
 inline void make_directories(const std::filesystem::path& dir) {
+  require_directory(dir,
+                    {"the log directory",
+                     "set the logger's save_dir (or TrainerOptions.default_root_dir) to another "
+                     "directory"},
+                    /*create=*/false);
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) throw_io_error("create the log directory", dir, ec.message());
@@ -85,19 +93,11 @@ class File {
   std::FILE* file_;
 };
 
-// Readers see either the old file or the new one, never a half-written one: a crash
-// while rewriting cannot lose rows already on disk.
+// Readers see either the old file or the new one, never a half-written one, and a crash
+// or power loss while rewriting cannot lose rows already on disk (core/durable_file.hpp:
+// a temporary of this process, fsync, rename; removed again if anything fails).
 inline void write_file_atomically(const std::filesystem::path& target, std::string_view content) {
-  auto temporary = target;
-  temporary += ".tmp";
-  {
-    File file(temporary, "wb");
-    file.write(content);
-    file.close();
-  }
-  std::error_code ec;
-  std::filesystem::rename(temporary, target, ec);
-  if (ec) throw_io_error("replace", target, ec.message());
+  lightning::write_file_durably(target, content);
 }
 
 // Lightning's rule: one more than the largest N of the version_N directories (0 if none).
@@ -120,12 +120,13 @@ inline std::int64_t next_version(const std::filesystem::path& versions_root) {
   return next;
 }
 
-// Metric names as Lightning's _add_prefix writes them.
+// Metric names as Lightning's _add_prefix writes them, as valid UTF-8 (core/utf8.hpp):
+// the CSV header and TensorBoard's tags are read as UTF-8 by Python.
 inline std::string prefixed(std::string_view prefix, std::string_view name) {
   std::string key(prefix);
   if (!key.empty()) key += '-';
   key += name;
-  return key;
+  return valid_utf8(key);
 }
 
 // Reports an error that cannot be thrown (a destructor, or an exception already on its

@@ -6,6 +6,7 @@
 
 #include <lightning/core/hyperparameters.hpp>
 #include <lightning/core/python_format.hpp>
+#include <lightning/core/utf8.hpp>
 #include <lightning/loggers/experiment_dir.hpp>
 
 #include <algorithm>
@@ -113,7 +114,11 @@ inline std::string yaml_double_quoted(std::string_view s) {
 // string, else single-quoted, else (control characters, line breaks, non-ASCII)
 // double-quoted. PyYAML folds long plain lines and writes line breaks as folded
 // single-quoted text; both load identically to the forms chosen here.
-inline std::string yaml_string(std::string_view s) {
+inline std::string yaml_string(std::string_view text) {
+  // PyYAML reads UTF-8: a malformed sequence is written as U+FFFD (core/utf8.hpp), as
+  // Python would decode it, not as bytes that load as other characters.
+  const std::string valid = valid_utf8(text);
+  const std::string_view s = valid;
   bool needs_double = false;
   for (char c : s) {
     const auto u = static_cast<unsigned char>(c);

@@ -15,6 +15,7 @@
 
 #include <lightning/core/hyperparameters.hpp>
 #include <lightning/core/metric_map.hpp>
+#include <lightning/core/utf8.hpp>
 #include <lightning/loggers/experiment_dir.hpp>
 
 #include <unistd.h>
@@ -154,8 +155,11 @@ inline std::string file_version_event(double wall_time) {
 // What SummaryWriter.add_scalar writes: Summary{value{tag, simple_value}} (a float).
 inline std::string scalar_event(double wall_time, std::int64_t step, std::string_view tag,
                                 float value) {
-  const auto summary_value =
-      ProtoWriter{}.bytes(field::value_tag, tag).fixed32(field::value_simple_value, value).take();
+  // Protobuf strings are UTF-8: TensorBoard's reader refuses an event with other bytes.
+  const auto summary_value = ProtoWriter{}
+                                 .bytes(field::value_tag, valid_utf8(tag))
+                                 .fixed32(field::value_simple_value, value)
+                                 .take();
   const auto summary = ProtoWriter{}.bytes(field::summary_value, summary_value).take();
   return event(wall_time, step, field::event_summary, summary);
 }
@@ -195,23 +199,24 @@ inline HParamsSummaries hparams_summaries(double wall_time, const HParams& hpara
         [&](const auto& v) {
           using V = std::decay_t<decltype(v)>;
           if constexpr (std::is_same_v<V, std::string>)
-            value.bytes(field::struct_string_value, v);
+            value.bytes(field::struct_string_value, valid_utf8(v));
           else
             value.fixed64(field::struct_number_value, static_cast<double>(v));
         },
         param.value());
-    start_info.bytes(
-        field::session_start_hparams,
-        ProtoWriter{}.bytes(field::map_key, name).bytes(field::map_value, value.take()).take());
+    start_info.bytes(field::session_start_hparams, ProtoWriter{}
+                                                       .bytes(field::map_key, valid_utf8(name))
+                                                       .bytes(field::map_value, value.take())
+                                                       .take());
     experiment.bytes(
         field::experiment_hparam_infos,
         ProtoWriter{}
-            .bytes(field::hparam_info_name, name)
+            .bytes(field::hparam_info_name, valid_utf8(name))
             .varint(field::hparam_info_type, is_text ? data_type_string : data_type_float64)
             .take());
   }
   for (const auto& [tag, value] : metrics) {
-    const auto metric_name = ProtoWriter{}.bytes(field::metric_name_tag, tag).take();
+    const auto metric_name = ProtoWriter{}.bytes(field::metric_name_tag, valid_utf8(tag)).take();
     experiment.bytes(field::experiment_metric_infos,
                      ProtoWriter{}.bytes(field::metric_info_name, metric_name).take());
   }

@@ -82,6 +82,7 @@ class ProcessStore {
       options.waitWorkers = true;
       options.timeout = timeout;
       store_.reset();  // a server at the same port closes before the new one opens
+      if (host) require_free_port(port, "the cluster environment's main port");
       store_ = c10::make_intrusive<c10d::TCPStore>(address, options);
       address_ = address;
       port_ = port;
@@ -291,6 +292,10 @@ class DDP {
     if (flag.empty()) flag.push_back(torch::zeros({1}, torch::kLong));
     flag[0].data_ptr<std::int64_t>()[0] = mine ? 1 : 0;
     interrupt_work_ = group_->allreduce(flag);
+    // Rank 0 tells its supervisor now, not after the checkpoint and on_exception: a copy
+    // may stop and exit with 128 + the signal before then, and that is no failure.
+    if (any && detail::Supervisor::instance().launched())
+      detail::Supervisor::instance().interrupted();
     return any;
   }
 

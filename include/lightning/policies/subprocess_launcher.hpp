@@ -9,7 +9,9 @@
 // throws RankFailure with it (a collective with the dead rank fails at once), the other
 // ranks are killed after `failure_timeout`, and if rank 0 has not ended by then it is
 // ended with the message (exit status 1). A rank 0 that dies takes the copies with it
-// (PR_SET_PDEATHSIG). SIGTERM and SIGINT to rank 0 reach every copy (core/interrupts.hpp).
+// (PR_SET_PDEATHSIG). SIGTERM and SIGINT to rank 0 reach every copy (core/interrupts.hpp);
+// a copy that exits by such a signal (or returns 128 + it) while rank 0 stops for it
+// is no failure.
 // At exit rank 0 waits for the copies, and a failure among them makes its exit status 1.
 // Linux only (/proc/self, prctl). Torch-free.
 #pragma once
@@ -27,6 +29,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -39,6 +42,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <system_error>
 #include <thread>
 #include <utility>
@@ -72,6 +76,30 @@ inline int free_tcp_port() {
   ::close(fd);
   if (!ok) throw std::runtime_error("lightning: found no free TCP port for MASTER_PORT");
   return ntohs(address.sin_port);
+}
+
+// Rank zero is about to host the rendezvous at `port`: another process listening there
+// (another run, a leftover server) would make the TCPStore fail only after its timeout,
+// with c10d's socket error. Checked the way the store binds (every interface, address
+// reuse on), so a port in TIME_WAIT of our own earlier store still counts as free.
+inline void require_free_port(int port, std::string_view source) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return;  // no socket to test with: the store will say what is wrong
+  const int on = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_ANY);
+  address.sin_port = htons(static_cast<std::uint16_t>(port));
+  const bool in_use =
+      ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0 && errno == EADDRINUSE;
+  ::close(fd);
+  if (in_use)
+    throw std::runtime_error(
+        "lightning: MASTER_PORT = " + std::to_string(port) + " (" + std::string(source) +
+        ") is in use by another process, so rank 0 cannot host the rendezvous there. Unset "
+        "MASTER_PORT to let the launcher pick a free port, or set it to a free one (another "
+        "run on this machine may be using it)");
 }
 
 // This program's arguments as it was started (/proc/self/cmdline).
@@ -123,7 +151,9 @@ class Supervisor {
     if (thread_.joinable()) return;
     failure_timeout_ = failure_timeout;
     if (!std::getenv("MASTER_ADDR")) ::setenv("MASTER_ADDR", "127.0.0.1", 1);
-    if (!std::getenv("MASTER_PORT"))
+    if (const char* given = std::getenv("MASTER_PORT"))
+      require_free_port(std::atoi(given), "from the environment");  // before any copy starts
+    else
       ::setenv("MASTER_PORT", std::to_string(free_tcp_port()).c_str(), 1);
     ::setenv("NODE_RANK", std::to_string(node_rank).c_str(), 1);
     ::setenv("WORLD_SIZE", std::to_string(devices * num_nodes).c_str(), 1);
@@ -152,11 +182,13 @@ class Supervisor {
     if (failure_) acknowledged_ = true;
     return failure_;
   }
-  // Every rank stopped for an agreed SIGTERM/SIGINT: how the copies exit then (a program
-  // may return 128 + the signal) is no failure.
+  // Every rank stops for an agreed SIGTERM/SIGINT (called as soon as rank 0 knows): how
+  // the copies exit then (a program may return 128 + the signal) is no failure, also when
+  // one of them already did.
   void interrupted() {
     std::lock_guard lock(mutex_);
     interrupted_ = true;
+    forgive_interrupt_exit();
   }
   // Rank 0 failed on its own: the copies are stopped now (they would wait on it).
   void abandon() {
@@ -172,6 +204,7 @@ class Supervisor {
     if (!thread_.joinable()) return;
     exiting_ = true;
     changed_cv_.wait(lock, [&] { return all_exited(); });
+    forgive_interrupt_exit();
     const bool report = failure_ && !acknowledged_ && !rank0_failed_;
     lock.unlock();
     thread_.join();
@@ -193,6 +226,23 @@ class Supervisor {
     bool exited = false;
     int status = 0;
   };
+
+  // An exit that a SIGTERM/SIGINT explains: killed by it, or 128 + it returned (as a
+  // program that catches Interrupted does).
+  static bool interrupt_exit(int status) {
+    if (WIFSIGNALED(status)) return WTERMSIG(status) == SIGTERM || WTERMSIG(status) == SIGINT;
+    return WIFEXITED(status) &&
+           (WEXITSTATUS(status) == 128 + SIGTERM || WEXITSTATUS(status) == 128 + SIGINT);
+  }
+  // A copy that ended by an interrupt before rank 0 learnt of it was no failure once rank
+  // 0 knows (or got the signal itself). Called with mutex_ held.
+  void forgive_interrupt_exit() {
+    if (failure_ && failure_by_interrupt_ && !acknowledged_ &&
+        (interrupted_ || received_interrupt() != 0)) {
+      failure_.reset();
+      failure_by_interrupt_ = false;
+    }
+  }
 
   [[nodiscard]] bool all_exited() const {
     for (const auto& r : ranks_)
@@ -279,16 +329,25 @@ class Supervisor {
           r.exited = true;
           continue;
         }
-        if (::waitpid(r.pid, &r.status, WNOHANG) != r.pid) continue;
+        // Seen ended but not reaped yet (WNOWAIT): its pid cannot be another process's
+        // until it stops being a signal's target, then it is reaped.
+        siginfo_t info{};
+        if (::waitid(P_PID, static_cast<id_t>(r.pid), &info, WEXITED | WNOHANG | WNOWAIT) != 0 ||
+            info.si_pid != r.pid)
+          continue;
+        stop_forwarding_interrupts_to(r.pid);
+        if (::waitpid(r.pid, &r.status, 0) != r.pid) continue;
         drain(r);
         r.exited = changed = true;
-        stop_forwarding_interrupts_to(r.pid);
         const bool ok = WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0;
         if (!ok && !failure_ && !rank0_failed_ && !interrupted_) {
           failure_.emplace(r.global_rank, failure_message(r));
+          failure_by_interrupt_ = interrupt_exit(r.status);
           deadline = std::chrono::steady_clock::now() + failure_timeout_;
         }
       }
+      forgive_interrupt_exit();
+      if (!failure_) deadline = std::chrono::steady_clock::time_point::max();
       if (changed) changed_cv_.notify_all();
       // Done when every copy has ended, unless a failure still waits for rank 0 to take it.
       if (all_exited() && !(failure_ && !acknowledged_ && !rank0_failed_ && !exiting_)) break;
@@ -360,6 +419,7 @@ class Supervisor {
   std::string start_error_;
   bool started_ = false, acknowledged_ = false, rank0_failed_ = false, exiting_ = false,
        interrupted_ = false;
+  bool failure_by_interrupt_ = false;  // failure_ is an exit an interrupt would explain
 };
 
 // Called first thing by a rank this launcher started: it ends when rank 0 ends.

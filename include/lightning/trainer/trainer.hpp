@@ -8,6 +8,7 @@
 #pragma once
 
 #include <lightning/core/concepts.hpp>
+#include <lightning/core/directories.hpp>
 #include <lightning/core/hooks.hpp>
 #include <lightning/core/hyperparameters.hpp>
 #include <lightning/core/interrupts.hpp>
@@ -408,6 +409,14 @@ class Trainer : public TrainerState {
     if (run_.deterministic) use_deterministic_algorithms(true);
     fabric_.configure_processes(run_.devices, run_.num_nodes);
     fabric_.launch();  // ranks known (and started) before any hook asks is_global_zero()
+    // Where fit writes (interrupted.ckpt, the default checkpoint and log folders): a path
+    // that cannot be a directory fails now, naming the option, before any step runs.
+    if (s == Stage::fit && fabric_.is_global_zero() && !options_.default_root_dir.empty())
+      require_directory(options_.default_root_dir,
+                        {"TrainerOptions.default_root_dir",
+                         "set TrainerOptions.default_root_dir to a directory this process may "
+                         "create and write"},
+                        /*create=*/true);
     metrics.set_cross_rank_reduce(
         [this](const torch::Tensor& t, Reduce op) { return fabric_.all_reduce(t, op); });
     connectors::scope(*this, LogScope::forbidden, "setup");

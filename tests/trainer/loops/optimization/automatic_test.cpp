@@ -133,3 +133,52 @@ TEST(Optimization, PlateauOnAMetricNeverLoggedIsAClearError) {
   t2.fit(lenient, L::data::TensorLoader({X, y}, {.batch_size = 32}));
   EXPECT_EQ(t2.global_step, 4);
 }
+
+namespace {
+// training_step's loss, spoiled as users spoil it.
+struct SpoiledLossModel : lightning::testing::SimpleModel {
+  std::string how;
+  torch::Tensor training_step(const XY& batch, std::int64_t idx) {
+    const auto& [x, y] = batch;
+    if (how == "detached") return SimpleModel::training_step(batch, idx).detach();
+    if (how == "no_grad") {
+      torch::NoGradGuard no_grad;
+      return torch::mse_loss(forward(x), y.unsqueeze(1));
+    }
+    return (forward(x) - y.unsqueeze(1)).pow(2);  // "per_example": not reduced
+  }
+};
+
+std::string fit_error(const std::string& how) {
+  SpoiledLossModel model;
+  model.how = how;
+  auto [X, y] = seed_data(32);
+  CpuTrainer<> trainer(lightning::testing::bare({.max_epochs = 1}));
+  const auto before = lightning::testing::flat_parameters(model).clone();
+  try {
+    trainer.fit(model, L::data::TensorLoader({X, y}, {.batch_size = 8}));
+  } catch (const L::MisconfigurationError& e) {
+    EXPECT_TRUE(torch::equal(before, lightning::testing::flat_parameters(model)));
+    return e.what();
+  }
+  return "(no MisconfigurationError)";
+}
+}  // namespace
+
+// A loss autograd cannot use is the module's error, named as such at the first step,
+// not autograd's message from inside backward.
+TEST(Optimization, ALossWithoutGradOrNotAScalarIsAnErrorNamingTrainingStep) {
+  for (const char* how : {"detached", "no_grad"}) {
+    const auto error = fit_error(how);
+    EXPECT_NE(error.find("training_step returned a loss that does not require grad (epoch 0, "
+                         "batch 0)"),
+              std::string::npos)
+        << how << ": " << error;
+    EXPECT_NE(error.find("NoGradGuard"), std::string::npos) << error;
+  }
+  const auto error = fit_error("per_example");
+  EXPECT_NE(error.find("training_step returned a loss of shape [8, 1] (epoch 0, batch 0)"),
+            std::string::npos)
+      << error;
+  EXPECT_NE(error.find("loss.mean()"), std::string::npos) << error;
+}

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <lightning/core/concepts.hpp>
+#include <lightning/core/errors.hpp>
 #include <lightning/core/hooks.hpp>
 #include <lightning/core/optimizers.hpp>
 #include <lightning/trainer/connectors/callback_connector.hpp>
@@ -21,6 +22,32 @@
 #include <stdexcept>
 #include <string>
 #include <tuple>
+
+namespace lightning::detail {
+// Out of line and cold: the step pays two reads of tensor metadata, no sync.
+[[noreturn, gnu::cold, gnu::noinline]] inline void bad_training_step_loss(const torch::Tensor& loss,
+                                                                          std::int64_t epoch,
+                                                                          std::int64_t idx) {
+  const std::string where =
+      " (epoch " + std::to_string(epoch) + ", batch " + std::to_string(idx) + ")";
+  if (!loss.defined())
+    throw MisconfigurationError(
+        "lightning: training_step returned an undefined tensor as the loss" + where +
+        "; return the loss computed from the batch");
+  if (loss.numel() != 1) {
+    std::string shape;
+    for (const auto d : loss.sizes()) shape += (shape.empty() ? "" : ", ") + std::to_string(d);
+    throw MisconfigurationError(
+        "lightning: training_step returned a loss of shape [" + shape + "]" + where +
+        "; automatic optimization needs a scalar: reduce it, e.g. loss.mean() or loss.sum()");
+  }
+  throw MisconfigurationError(
+      "lightning: training_step returned a loss that does not require grad" + where +
+      ": it was detached (.detach(), .item(), a new tensor), computed under torch::NoGradGuard "
+      "or InferenceMode, or every parameter it depends on is frozen. Return the loss as autograd "
+      "computed it from the module's trainable parameters");
+}
+}  // namespace lightning::detail
 
 namespace lightning::loops {
 
@@ -72,6 +99,10 @@ struct AutomaticSettings {
 template <class T, class M, class Config>
 void automatic_optimization_step(T& trainer, M& model, Config& config, const torch::Tensor& loss,
                                  std::int64_t idx, bool is_last, const AutomaticSettings& s) {
+  // As Lightning, before any hook sees it: a loss autograd cannot differentiate is the
+  // module's error, named as such, not autograd's "element 0 of tensors does not require grad".
+  if (!loss.defined() || !loss.requires_grad() || loss.numel() != 1) [[unlikely]]
+    detail::bad_training_step_loss(loss, trainer.current_epoch, idx);
   auto& fabric = trainer.fabric();
   auto& optimizer = static_cast<torch::optim::Optimizer&>(config.optimizer);
   const bool step_now = (idx + 1) % s.accumulate == 0 || is_last;
