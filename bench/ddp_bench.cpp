@@ -34,6 +34,7 @@
 #include <iostream>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 extern char** environ;
@@ -95,6 +96,19 @@ double timed_steps(const std::string& how, std::int64_t value) {
   const auto seconds = [](const StepClock& c) {
     return std::chrono::duration<double>(c.end - c.start).count();
   };
+  if (how == "ddp-cuda") {  // NCCL: one GPU per rank
+    options.devices = 2;
+    L::Trainer<L::accelerators::CUDA, L::strategies::DDP, L::precision::F32, StepClock> trainer(
+        options, L::strategies::DDP({.bucket_cap_mb = value}), clock);
+    trainer.fit(model, L::data::TensorLoader({X, y}, {.batch_size = global_batch / 2}));
+    return trainer.is_global_zero() ? seconds(trainer.callback<StepClock>()) : -1.0;
+  }
+  if (how == "single-cuda") {
+    L::Trainer<L::accelerators::CUDA, L::strategies::SingleDevice, L::precision::F32, StepClock>
+        trainer(options, clock);
+    trainer.fit(model, L::data::TensorLoader({X, y}, {.batch_size = global_batch}));
+    return seconds(trainer.callback<StepClock>());
+  }
   if (how == "ddp") {
     options.devices = 2;
     L::Trainer<L::accelerators::CPU, L::strategies::DDP, L::precision::F32, StepClock> trainer(
@@ -113,7 +127,7 @@ int run_worker(const std::string& config, const std::string& out) {
   std::string model, how;
   std::int64_t value = 0;
   words >> model >> how >> value;
-  torch::set_num_threads(how == "ddp" ? 1 : static_cast<int>(value));
+  torch::set_num_threads(how.starts_with("ddp") ? 1 : static_cast<int>(value));
   const double seconds =
       model == "cnn" ? timed_steps<CNN>(how, value) : timed_steps<MLP>(how, value);
   if (seconds >= 0) std::ofstream(out) << seconds << '\n';
@@ -150,9 +164,11 @@ double median(std::vector<double> v) {
   return v[v.size() / 2];
 }
 
-// The case and the one-rank, one-thread baseline of its model.
+// The case and the one-rank baseline of its model (one thread; one GPU for a CUDA case).
 void BM_Fit(benchmark::State& state, const std::string& config) {
-  const std::string baseline = config.substr(0, config.find(' ')) + " single 1";
+  const bool cuda = config.find("cuda") != std::string::npos;
+  const std::string baseline =
+      config.substr(0, config.find(' ')) + (cuda ? " single-cuda 1" : " single 1");
   std::vector<double> ratios, rates;
   bool case_first = true;
   for (auto _ : state) {
@@ -199,6 +215,15 @@ BENCHMARK_CAPTURE(BM_Fit, MLP_TwoRanks_OneBucket, std::string("mlp ddp 1000"))
 int main(int argc, char** argv) {
   if (const char* config = std::getenv("LIGHTNING_DDP_BENCH"))
     return run_worker(config, std::getenv("LIGHTNING_DDP_BENCH_OUT"));
+  // NCCL between two GPUs, where there are two (scripts/gpu-check.sh runs these).
+  if (torch::cuda::device_count() >= 2)
+    for (const auto& [name, config] : {std::pair{"CNN_TwoRanks_Cuda", "cnn ddp-cuda 25"},
+                                       std::pair{"MLP_TwoRanks_Cuda", "mlp ddp-cuda 25"}})
+      benchmark::RegisterBenchmark((std::string("BM_Fit/") + name).c_str(), BM_Fit,
+                                   std::string(config))
+          ->Iterations(5)
+          ->UseManualTime()
+          ->Unit(benchmark::kMillisecond);
   benchmark::Initialize(&argc, argv);
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();

@@ -13,7 +13,9 @@
 #include <lightning/loggers/tensorboard_logger.hpp>
 #include <lightning/loggers/tfevents.hpp>
 
-#include <fuzzer/FuzzedDataProvider.h>
+// In quotes: clang finds it on its own include path, and the GPU machine's dependency
+// packer (which probes every <...> include with g++) does not look for it.
+#include "fuzzer/FuzzedDataProvider.h"
 
 #include <cstddef>
 #include <cstdint>

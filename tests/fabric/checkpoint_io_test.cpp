@@ -328,6 +328,19 @@ void write_crafted_checkpoint(const fs::path& path, const torch::Tensor& tensor,
   std::ofstream(path, std::ios::binary).write(archive.data(), std::streamsize(archive.size()));
 }
 
+// A zip archive as torch.save lays it out, holding `pickled` as data.pkl and no tensor.
+void write_archive(const fs::path& path, const std::string& pickled) {
+  std::vector<char> archive;
+  caffe2::serialize::PyTorchStreamWriter writer([&](const void* data, std::size_t n) {
+    const auto* bytes = static_cast<const char*>(data);
+    archive.insert(archive.end(), bytes, bytes + n);
+    return n;
+  });
+  writer.writeRecord("data.pkl", pickled.data(), pickled.size());
+  writer.writeEndOfFile();
+  std::ofstream(path, std::ios::binary).write(archive.data(), std::streamsize(archive.size()));
+}
+
 std::size_t open_descriptors() {
   return static_cast<std::size_t>(
       std::distance(fs::directory_iterator("/proc/self/fd"), fs::directory_iterator()));
@@ -361,6 +374,31 @@ TEST(CheckpointIO, ATensorReachingPastItsStorageIsRefusedBeforeItsDataIsRead) {
                            400);
   EXPECT_EQ(error_of(dir / "whole.ckpt").find("is corrupted or crafted"), std::string::npos)
       << error_of(dir / "whole.ckpt");
+}
+
+// A pickle whose arguments ask for more than the stream could describe (found by
+// fuzz/checkpoint_reader: LONG_BINPUT with a memo index of 1.9 billion made torch's
+// unpickler grow its memo to 30 GB; a string length past the end) is refused before the
+// unpickler sees it.
+TEST(CheckpointIO, APickleAskingForMoreThanItHoldsIsRefusedBeforeUnpickling) {
+  const auto dir = fresh_dir("pickle");
+  using namespace std::string_literals;
+  write_archive(dir / "memo.ckpt", "\x80\x02}r\x01\x43\x51\x71."s);  // a dict, memo 1901150977
+  write_archive(dir / "string.ckpt",
+                "\x80\x02X\xff\xff\xff\x7f"
+                "abc."s);  // 2 GB of text
+  write_archive(dir / "opcode.ckpt", "\x80\x02\xfe."s);
+  EXPECT_NE(error_of(dir / "memo.ckpt").find("pickle memo index 1901150977 in a stream of 9 bytes"),
+            std::string::npos)
+      << error_of(dir / "memo.ckpt");
+  EXPECT_NE(error_of(dir / "string.ckpt").find("runs past the end of the stream"),
+            std::string::npos)
+      << error_of(dir / "string.ckpt");
+  EXPECT_NE(error_of(dir / "opcode.ckpt").find("unknown pickle opcode 0xfe"), std::string::npos)
+      << error_of(dir / "opcode.ckpt");
+  for (const char* name : {"memo.ckpt", "string.ckpt", "opcode.ckpt"})
+    EXPECT_NE(error_of(dir / name).find(std::string(name) + " is not a readable checkpoint"),
+              std::string::npos);
 }
 
 // A full disk (ENOSPC, from /dev/full standing at the temporary's name): the save fails

@@ -14,6 +14,7 @@
 
 #include <lightning/core/checkpoint_dict.hpp>
 #include <lightning/core/durable_file.hpp>
+#include <lightning/core/torch_version.hpp>
 #include <lightning/version.hpp>
 
 #include <caffe2/serialize/inline_container.h>
@@ -31,10 +32,12 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -272,15 +275,173 @@ inline std::string tensor_outside_storage(const c10::IValue& value, const std::s
   return {};
 }
 
+// Why torch's unpickler would take this pickle stream as a request for more memory than
+// the stream could describe, "" when it would not. The unpickler trusts its length and
+// memo-index arguments (LONG_BINPUT 1,900,000,000 grows its memo to 30 GB); a stream
+// that pickle and torch.save write never has a length past its end nor a memo index
+// above its size (every PUT takes two bytes at least). Walks every opcode of the
+// protocols 0-5 with its argument; anything else is refused.
+inline std::string pickle_stream_problem(const char* data, std::size_t size) {
+  std::size_t at = 0;
+  const auto fits = [&](std::uint64_t n) { return n <= size - at; };
+  const auto little_endian = [&](int bytes) {
+    std::uint64_t v = 0;
+    for (int k = bytes - 1; k >= 0; --k)
+      v = (v << 8) | static_cast<unsigned char>(data[at + static_cast<std::size_t>(k)]);
+    at += static_cast<std::size_t>(bytes);
+    return v;
+  };
+  const auto line = [&]() -> std::optional<std::string_view> {
+    const auto* end = static_cast<const char*>(std::memchr(data + at, '\n', size - at));
+    if (end == nullptr) return std::nullopt;
+    const std::string_view text(data + at, static_cast<std::size_t>(end - (data + at)));
+    at += text.size() + 1;
+    return text;
+  };
+  const auto past_end = [](unsigned char op) {
+    char hex[64];
+    std::snprintf(hex, sizeof hex, "pickle opcode 0x%02x runs past the end of the stream", op);
+    return std::string(hex);
+  };
+  while (at < size) {
+    const auto op = static_cast<unsigned char>(data[at++]);
+    std::uint64_t length = 0;
+    switch (op) {
+      case '.':  // STOP
+        return {};
+      case '(':
+      case ')':
+      case ']':
+      case '}':
+      case 'N':
+      case 'R':
+      case 'b':
+      case 't':
+      case 'l':
+      case 'd':
+      case 's':
+      case 'u':
+      case 'a':
+      case 'e':
+      case '0':
+      case '1':
+      case '2':
+      case 'Q':
+      case 0x81:
+      case 0x85:
+      case 0x86:
+      case 0x87:
+      case 0x88:
+      case 0x89:
+      case 0x8f:
+      case 0x90:
+      case 0x91:
+      case 0x92:
+      case 0x93:
+      case 0x94:
+      case 0x97:
+      case 0x98:
+        continue;  // no argument
+      case 0x80:
+      case 'K':
+      case 'h':
+      case 'q':
+        length = 1;
+        break;
+      case 'M':
+        length = 2;
+        break;
+      case 'J':
+      case 'j':
+        length = 4;
+        break;
+      case 'r': {  // LONG_BINPUT
+        if (!fits(4)) return past_end(op);
+        const auto memo = little_endian(4);
+        if (memo >= size)
+          return "pickle memo index " + std::to_string(memo) + " in a stream of " +
+                 std::to_string(size) + " bytes";
+        continue;
+      }
+      case 'G':
+      case 0x95:
+        length = 8;
+        break;
+      case 0x8a:
+      case 0x8c:
+      case 'U':
+      case 'C':  // one length byte, then the data
+        if (!fits(1)) return past_end(op);
+        length = little_endian(1);
+        break;
+      case 0x8b:
+      case 'X':
+      case 'T':
+      case 'B':  // four length bytes
+        if (!fits(4)) return past_end(op);
+        length = little_endian(4);
+        break;
+      case 0x8d:
+      case 0x8e:
+      case 0x96:  // eight length bytes
+        if (!fits(8)) return past_end(op);
+        length = little_endian(8);
+        break;
+      case 'c':
+      case 'i':  // module and name lines
+        if (!line() || !line()) return past_end(op);
+        continue;
+      case 'p': {  // PUT with a decimal memo index
+        const auto text = line();
+        if (!text) return past_end(op);
+        if (text->size() > 19 || std::stoull("0" + std::string(*text)) >= size)
+          return "pickle memo index " + std::string(*text) + " in a stream of " +
+                 std::to_string(size) + " bytes";
+        continue;
+      }
+      case 'I':
+      case 'L':
+      case 'S':
+      case 'V':
+      case 'F':
+      case 'P':
+      case 'g':
+        if (!line()) return past_end(op);
+        continue;
+      default: {
+        char hex[48];
+        std::snprintf(hex, sizeof hex, "unknown pickle opcode 0x%02x", op);
+        return hex;
+      }
+    }
+    if (!fits(length)) return past_end(op);
+    at += static_cast<std::size_t>(length);
+  }
+  return "the pickle stream has no STOP opcode";
+}
+
 // torch::pickle_load of a file, keeping the size of each data record a storage is made
 // from: the unpickler sizes a storage by the element count the pickle declares and hands
 // it the record's bytes as they are, so a crafted count would make a storage longer than
 // its memory.
 inline c10::IValue read_pickle_archive(const std::filesystem::path& path, RecordSizes& records) {
   caffe2::serialize::PyTorchStreamReader reader(path.string());
+  // A record is allocated at the size the zip's directory declares: not more than the file.
+  [[maybe_unused]] const auto file_size = std::filesystem::file_size(path);
+  const auto check_size = [&]([[maybe_unused]] const std::string& record) {
+#if LIGHTNING_TORCH_AT_LEAST(2, 0)
+    if (reader.getRecordSize(record) > file_size)
+      throw CheckpointError("the record " + record + " declares " +
+                            std::to_string(reader.getRecordSize(record)) + " bytes in a file of " +
+                            std::to_string(file_size));
+#endif
+  };
+  check_size("data.pkl");
   const auto pickle = reader.getRecord("data.pkl");  // (bytes, size)
   const auto* pickled = static_cast<const char*>(std::get<0>(pickle).get());
   const std::size_t pickle_size = std::get<1>(pickle);
+  if (const auto problem = pickle_stream_problem(pickled, pickle_size); !problem.empty())
+    throw CheckpointError(problem);
   std::size_t consumed = 0;
   torch::jit::Unpickler unpickler(
       [&](char* buffer, std::size_t n) -> std::size_t {
@@ -291,6 +452,7 @@ inline c10::IValue read_pickle_archive(const std::filesystem::path& path, Record
       },
       nullptr, nullptr,
       [&](const std::string& name) {
+        check_size("data/" + name);
         auto record = reader.getRecord("data/" + name);
         records[std::get<0>(record).get()] = std::get<1>(record);
         return std::move(std::get<0>(record));
