@@ -95,11 +95,17 @@ TEST(Idx, AHeaderDeclaringMoreThanTheFileHoldsIsAnErrorNotAnAllocation) {
   // 2 x 1,000,000 float64: 16 MB declared by a 30-byte file.
   write_plain(d / "big.idx", {0, 0, 0x0E, 2, 0, 0, 0, 2, 0, 0x0F, 0x42, 0x40, 1, 2, 3, 4});
   write_plain(d / "type.idx", {0, 0, 0x42, 1, 0, 0, 0, 1, 7});
-  for (const char* name : {"huge.idx", "huge.gz"}) {
+  // Found by fuzz/idx_reader: a zero among huge dimensions holds no element, but its
+  // strides overflow (torch's "Stride calculation overflowed", a c10::Error).
+  write_plain(d / "zero.idx",
+              {0, 0, 0x08, 3, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF});
+  for (const char* name : {"huge.idx", "huge.gz", "zero.idx"})
     expect_runtime([&] { L::data::read_idx(d / name); },
-                   std::string(name) + " is truncated or damaged");
-    expect_runtime([&] { L::data::read_idx(d / name); }, "[4294967295, 4294967295, 4294967295]");
-  }
+                   std::string(name) + " is damaged or not an IDX file");
+  expect_runtime([&] { L::data::read_idx(d / "huge.idx"); },
+                 "[4294967295, 4294967295, 4294967295], too large for any tensor");
+  expect_runtime([&] { L::data::read_idx(d / "zero.idx"); }, "[0, 4294967295, 4294967295]");
+  expect_runtime([&] { L::data::read_idx(d / "big.idx"); }, "big.idx is truncated or damaged");
   expect_runtime([&] { L::data::read_idx(d / "big.idx"); }, "shape [2, 1000000] of 8-byte values");
   expect_runtime([&] { L::data::read_idx(d / "type.idx"); }, "unknown IDX element type 0x42");
   fs::remove_all(d);

@@ -98,13 +98,16 @@ inline torch::Tensor read_idx(const std::filesystem::path& path) {
     throw std::runtime_error("lightning: " + path.string() + " declares zero dimensions");
   std::vector<std::int64_t> shape(static_cast<std::size_t>(dims));
   std::string shape_text;
-  std::int64_t count = 1;
+  std::int64_t count = 1, extent = 1;
   bool overflow = false;
   for (auto& d : shape) {
     unsigned char b[4];
     detail::read_exact(in, b, 4, path, "header");
     d = (std::int64_t{b[0]} << 24) | (std::int64_t{b[1]} << 16) | (std::int64_t{b[2]} << 8) | b[3];
-    overflow = overflow || __builtin_mul_overflow(count, d, &count);
+    // Every product of sizes must fit, not only the count: with a zero among them the
+    // count is 0, but the strides torch computes are products of the others.
+    overflow = overflow || __builtin_mul_overflow(count, d, &count) ||
+               __builtin_mul_overflow(extent, std::max<std::int64_t>(d, 1), &extent);
     shape_text += (shape_text.empty() ? "" : ", ") + std::to_string(d);
   }
   // The header is the file's word: before allocating what it declares, check that the
@@ -117,8 +120,13 @@ inline torch::Tensor read_idx(const std::filesystem::path& path) {
                               : gzdirect(in.f) != 0 ? (on_disk > header ? on_disk - header : 0)
                                                     : on_disk * 1032;
   std::int64_t bytes = 0;
-  overflow = overflow || __builtin_mul_overflow(count, static_cast<std::int64_t>(width), &bytes);
-  if (overflow || static_cast<std::uintmax_t>(bytes) > most)
+  overflow = overflow || __builtin_mul_overflow(extent, static_cast<std::int64_t>(width), &bytes);
+  if (overflow)
+    throw std::runtime_error("lightning: IDX file " + path.string() +
+                             " is damaged or not an IDX file: its header declares shape [" +
+                             shape_text + "], too large for any tensor");
+  bytes = count * static_cast<std::int64_t>(width);
+  if (static_cast<std::uintmax_t>(bytes) > most)
     throw std::runtime_error("lightning: IDX file " + path.string() +
                              " is truncated or damaged: its header declares shape [" + shape_text +
                              "] of " + std::to_string(width) + "-byte values, more than its " +
