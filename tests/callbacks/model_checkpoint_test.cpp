@@ -488,6 +488,14 @@ TEST(ModelCheckpoint, AFileWhereARunsFolderShouldBeIsAClearError) {
                          {"TrainerOptions.default_root_dir = \"" + root.string() + "\"",
                           "a file stands", "set TrainerOptions.default_root_dir"});
   }
+  // A directory no process may create (root included: /proc takes no new folders).
+  {
+    const std::filesystem::path uncreatable = "/proc/lightning-cannot-create-this";
+    CpuTrainer<> trainer({.enable_progress_bar = false, .default_root_dir = uncreatable});
+    expect_misconfigured([&] { trainer.fit(model, loader()); },
+                         {"TrainerOptions.default_root_dir = \"" + uncreatable.string() + "\"",
+                          "the directory cannot be created"});
+  }
   // The default checkpoint folder (<default_root_dir>/checkpoints without a logger).
   fs::create_directories(dir.path / "root");
   std::ofstream(dir.path / "root" / "checkpoints") << "not a directory\n";
