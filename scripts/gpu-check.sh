@@ -36,7 +36,11 @@ mkdir -p "$out"
 out=$(cd "$out" && pwd)
 report=$out/gpu-report.md
 build=build-gpu
+# The machine's own torch (the GPU machine's python3); here, the project's .venv.
 python=${LIGHTNING_GPU_PYTHON:-python3}
+if ! "$python" -c 'import torch' 2>/dev/null && [[ -x .venv/bin/python ]]; then
+  python=$PWD/.venv/bin/python
+fi
 jobs=$(nproc)
 start=$SECONDS
 [[ -x /usr/local/cuda/bin/nvcc ]] && ! command -v nvcc >/dev/null && export PATH="$PATH:/usr/local/cuda/bin"
