@@ -385,6 +385,19 @@ struct SlashMetricModel : SimpleModel {
   }
 };
 
+// The names ModelCheckpoint keeps, as the next step starts (after the previous step's save).
+struct KeptNames {
+  std::vector<std::vector<std::string>>* seen;
+  template <class T, class M, class B>
+  void on_train_batch_start(T& trainer, M&, const B&, std::int64_t) {
+    std::vector<std::string> names;
+    for (const auto& kept :
+         trainer.template callback<L::callbacks::ModelCheckpoint>().best_k_models())
+      names.push_back(kept.first);
+    seen->push_back(std::move(names));
+  }
+};
+
 std::size_t checkpoints_under(const fs::path& dir) {
   std::size_t n = 0;
   for (const auto& e : fs::recursive_directory_iterator(dir))
@@ -399,13 +412,21 @@ std::size_t checkpoints_under(const fs::path& dir) {
 TEST(ModelCheckpoint, TheVersionCounterCountsSavesStillInFlight) {
   TempDir dir("inflight");
   SlowToSaveModel model;
-  CpuTrainer<L::callbacks::ModelCheckpoint> trainer(
-      quiet(1), L::callbacks::ModelCheckpoint({.dirpath = dir.path,
-                                               .filename = "best",
-                                               .monitor = "score",
-                                               .save_top_k = 2,
-                                               .every_n_train_steps = 1}));
+  std::vector<std::vector<std::string>> kept;
+  CpuTrainer<KeptNames, L::callbacks::ModelCheckpoint> trainer(
+      quiet(1), KeptNames{&kept},
+      L::callbacks::ModelCheckpoint({.dirpath = dir.path,
+                                     .filename = "best",
+                                     .monitor = "score",
+                                     .save_top_k = 2,
+                                     .every_n_train_steps = 1}));
   trainer.fit(model, loader(60));  // 6 steps, 6 saves
+  // At every step, while the previous save may still be written, no two kept entries
+  // share a file (before the fix, the second save reused "best.ckpt").
+  ASSERT_EQ(kept.size(), 6u);
+  for (std::size_t step = 0; step < kept.size(); ++step)
+    EXPECT_EQ(std::set<std::string>(kept[step].begin(), kept[step].end()).size(), kept[step].size())
+        << "step " << step;
   const auto& cb = trainer.callback<L::callbacks::ModelCheckpoint>();
   ASSERT_EQ(cb.best_k_models().size(), 2u);
   EXPECT_NE(cb.best_k_models()[0].first, cb.best_k_models()[1].first);
