@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "support/expect.hpp"
@@ -36,15 +37,9 @@ void write_gz(const fs::path& p, const std::vector<unsigned char>& bytes) {
   gzclose(f);
 }
 
-// Runs f and expects a std::runtime_error whose message contains `part`.
 template <class F>
 void expect_runtime(F&& f, const std::string& part) {
-  try {
-    f();
-    ADD_FAILURE() << "expected an error mentioning " << part;
-  } catch (const std::runtime_error& e) {
-    EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << e.what();
-  }
+  lightning::testing::expect_error<std::runtime_error>(std::forward<F>(f), part);
 }
 
 // A 2x3 uint8 file, and a 2-element big-endian int32 file.

@@ -35,8 +35,6 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <iterator>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -257,15 +255,10 @@ inline std::string tensor_outside_storage(const c10::IValue& value, const std::s
           !bad.empty())
         return bad;
     }
-  } else if (value.isList()) {
-    const auto& list = value.toListRef();
-    for (std::size_t i = 0; i < list.size(); ++i)
-      if (auto bad =
-              tensor_outside_storage(list[i], where + "[" + std::to_string(i) + "]", records);
-          !bad.empty())
-        return bad;
-  } else if (value.isTuple()) {
-    const auto& elements = value.toTupleRef().elements();
+  } else if (value.isList() || value.isTuple()) {
+    const auto elements = value.isList()
+                              ? value.toListRef()
+                              : c10::ArrayRef<c10::IValue>(value.toTupleRef().elements());
     for (std::size_t i = 0; i < elements.size(); ++i)
       if (auto bad =
               tensor_outside_storage(elements[i], where + "[" + std::to_string(i) + "]", records);

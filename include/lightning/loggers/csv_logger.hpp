@@ -9,6 +9,7 @@
 // temporary file and a rename so that rows already on disk are never lost.
 #pragma once
 
+#include <lightning/core/durable_file.hpp>
 #include <lightning/core/hyperparameters.hpp>
 #include <lightning/core/metric_map.hpp>
 #include <lightning/loggers/experiment_dir.hpp>
@@ -205,7 +206,9 @@ class CSVRun {
       file.close();
     } else {
       if (exists && existing.empty()) existing = parse_csv(read_text_file(path));
-      write_file_atomically(path, rows_text(columns, /*header=*/true, existing));
+      // Readers see the old file or all of the new one (core/durable_file.hpp): a crash or
+      // power loss while rewriting cannot lose rows already on disk.
+      write_file_durably(path, rows_text(columns, /*header=*/true, existing));
     }
     file_columns_ = std::move(columns);
     pending_.clear();

@@ -93,13 +93,6 @@ class File {
   std::FILE* file_;
 };
 
-// Readers see either the old file or the new one, never a half-written one, and a crash
-// or power loss while rewriting cannot lose rows already on disk (core/durable_file.hpp:
-// a temporary of this process, fsync, rename; removed again if anything fails).
-inline void write_file_atomically(const std::filesystem::path& target, std::string_view content) {
-  lightning::write_file_durably(target, content);
-}
-
 // Lightning's rule: one more than the largest N of the version_N directories (0 if none).
 // Entries that are not directories or whose N is not a number are ignored.
 inline std::int64_t next_version(const std::filesystem::path& versions_root) {

@@ -4,6 +4,7 @@
 // reads back the same values and types.
 #pragma once
 
+#include <lightning/core/durable_file.hpp>
 #include <lightning/core/hyperparameters.hpp>
 #include <lightning/core/python_format.hpp>
 #include <lightning/core/utf8.hpp>
@@ -188,7 +189,7 @@ inline std::string hparams_to_yaml(const HParams& hparams) {
 
 // Lightning's save_hparams_to_yaml; the file is replaced atomically.
 inline void save_hparams_to_yaml(const std::filesystem::path& file, const HParams& hparams) {
-  detail::write_file_atomically(file, hparams_to_yaml(hparams));
+  write_file_durably(file, hparams_to_yaml(hparams));
 }
 
 }  // namespace lightning::loggers
