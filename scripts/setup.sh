@@ -24,6 +24,7 @@ readonly PACKAGES=(
   libgloo-dev                           # c10d's Gloo headers for the 1.13 build
   libboost-dev librange-v3-dev          # Boost.Hana, Boost.CRC, range-v3
   zlib1g-dev                            # gzip-compressed IDX files
+  libpng-dev libjpeg62-turbo-dev        # data/image.hpp: PNG and JPEG files
   dataset-fashion-mnist                 # a real data set for the examples and tests
   libgtest-dev libgmock-dev             # tests
   protobuf-compiler                     # tests: protoc --decode_raw reads TensorBoard event files
@@ -68,7 +69,7 @@ install_python_packages() {
   local stamp="$VENV/.lightning-requirements" want
   want=$(sha256sum "$REQUIREMENTS" | cut -d' ' -f1)
   if [[ -x $VENV/bin/python && -f $stamp && $(cat "$stamp") == "$want" ]] &&
-    "$VENV/bin/python" -c 'import torch, pytorch_lightning, tensorboard' 2>/dev/null; then
+    "$VENV/bin/python" -c 'import torch, torchvision, pytorch_lightning, tensorboard' 2>/dev/null; then
     say "$VENV has what $REQUIREMENTS pins"
     return
   fi

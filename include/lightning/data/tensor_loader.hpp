@@ -14,6 +14,8 @@
 #include <lightning/core/bad_option.hpp>
 
 #include <lightning/core/batch.hpp>
+#include <lightning/data/dataset.hpp>
+#include <lightning/data/samplers.hpp>
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
@@ -250,17 +252,7 @@ class TensorLoader {
     if (options_.batch_size <= 0)
       throw_bad_option("LoaderOptions", "batch_size", std::to_string(options_.batch_size),
                        "must be >= 1");
-    for (std::size_t i = 0; i < N; ++i) {
-      if (!tensors_[i].defined() || tensors_[i].dim() == 0)
-        throw std::invalid_argument("lightning: TensorLoader tensor #" + std::to_string(i) +
-                                    " must be defined and have a first (example) dimension");
-      if (tensors_[i].size(0) != tensors_[0].size(0))
-        throw std::invalid_argument(
-            "lightning: TensorLoader tensors must have the same number of examples; tensor #0 "
-            "has " +
-            std::to_string(tensors_[0].size(0)) + ", tensor #" + std::to_string(i) + " has " +
-            std::to_string(tensors_[i].size(0)));
-    }
+    detail::check_example_tensors("TensorLoader", tensors_);
   }
 
   [[nodiscard]] bool sharded() const noexcept { return shard_count_ > 1; }
@@ -271,29 +263,21 @@ class TensorLoader {
 
   void reshuffle() {
     const auto n = num_examples();
-    perm_ = generator_ ? torch::randperm(n, *generator_, torch::kLong)
-                       : torch::randperm(n, torch::kLong);
+    perm_ =
+        generator_ ? RandomSampler::permutation(n, *generator_) : torch::randperm(n, torch::kLong);
     gather();
   }
 
-  // DistributedSampler.__iter__ (drop_last=False): order, pad, take every count-th.
+  // DistributedSampler's order (drop_last=False), the sampler code DataLoader uses too.
   void reshard() {
-    const std::int64_t n = tensors_[0].size(0);
-    torch::Tensor order;
-    if (options_.shuffle) {
-      auto g = at::make_generator<at::CPUGeneratorImpl>(options_.seed.value_or(0) +
-                                                        static_cast<std::uint64_t>(epoch_));
-      order = torch::randperm(n, g, torch::kLong);
-    } else {
-      order = torch::arange(n, torch::kLong);
-    }
+    perm_ = DistributedSampler::order(tensors_[0].size(0),
+                                      {.num_replicas = shard_count_,
+                                       .rank = shard_rank_,
+                                       .shuffle = options_.shuffle,
+                                       .seed = options_.seed.value_or(0)},
+                                      epoch_)
+                .contiguous();
     ++epoch_;
-    const std::int64_t total = num_examples() * shard_count_;
-    if (total > n) {  // pad with the first examples (repeated when the padding is longer)
-      const auto repeats = (total + n - 1) / n;
-      order = order.repeat({repeats}).narrow(0, 0, total);
-    }
-    perm_ = order.slice(0, shard_rank_, total, shard_count_).contiguous();
     gather();
   }
 

@@ -205,8 +205,9 @@ class CheckpointConnector {
       c.insert("rng_states", trainer.fabric().rng_state());
       if (auto precision = trainer.fabric().precision_state(); !precision.empty())
         c.insert("precision", precision);
-      if (trainer.progress().train_loader_state.defined())
-        c.insert("train_loader", trainer.progress().train_loader_state);
+      if (const auto& loader = trainer.progress().train_loader_state;
+          !loader.isNone() && !(loader.isTensor() && !loader.toTensor().defined()))
+        c.insert("train_loader", loader);
       c.insert("callbacks", callback_states(trainer));
       hooks::call_callbacks<hooks::on_save_checkpoint>(trainer.callbacks(), trainer, model, c);
     }

@@ -4,6 +4,7 @@
 // transfer hooks.
 #pragma once
 
+#include <lightning/core/checkpoint_dict.hpp>
 #include <lightning/core/concepts.hpp>
 #include <lightning/core/hooks.hpp>
 #include <lightning/core/stage.hpp>
@@ -110,6 +111,17 @@ std::optional<std::int64_t> total_batches(
     total += *n;
   }
   return total;
+}
+
+// Restores a train loader's state_dict() from a checkpoint: a TensorLoader's generator
+// (a tensor) or a DataLoader's dict.
+template <class L>
+void load_loader_state(L& loader, const c10::IValue& state) {
+  if constexpr (requires { loader.load_state_dict(torch::Tensor()); }) {
+    if (state.isTensor()) loader.load_state_dict(state.toTensor());
+  } else if constexpr (requires { loader.load_state_dict(make_checkpoint()); }) {
+    if (state.isGenericDict()) loader.load_state_dict(checkpoint_dict(state));
+  }
 }
 
 // Runs a DataModule's prepare_data and setup(stage) before, teardown(stage) after.

@@ -161,9 +161,8 @@ void run_fit(T& trainer, M& model, TL& given_train_loader, VL& val_loader) {
     const bool completed = progress.from_checkpoint(loops, connectors::rng_states(*resume));
     trainer.current_epoch = resume->at("epoch").toInt() + (completed ? 1 : 0);
     trainer.global_step = resume->at("global_step").toInt();
-    if constexpr (requires { train_loader.load_state_dict(torch::Tensor()); })
-      if (resume->contains("train_loader"))
-        train_loader.load_state_dict(resume->at("train_loader").toTensor());
+    if (resume->contains("train_loader"))
+      connectors::load_loader_state(train_loader, resume->at("train_loader"));
     if (!progress.mid_epoch_resume) trainer.fabric().set_rng_state(connectors::rng_states(*resume));
   }
   if (!progress.mid_epoch_resume) progress.epoch_boundary(train_loader);

@@ -8,6 +8,7 @@
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <utility>
@@ -21,14 +22,18 @@ struct Progress {
   std::int64_t total_batch_idx = 0;     // the running batch, counted over all epochs
   std::int64_t batches_done = 0;        // batches completed over all epochs
   std::int64_t epoch_batches_done = 0;  // batches completed in the running epoch
-  torch::Tensor train_loader_state;     // the train loader's generator as the epoch began
-  torch::Tensor epoch_rng_cpu;          // the CPU generator as the epoch's loader began
-  bool min_limits_warned = false;       // the "min_epochs/min_steps not met" warning was given
+  c10::IValue train_loader_state;       // the train loader's state as the epoch began
+  // A loader that can start an epoch at any batch (DataLoader::begin_at): its workers'
+  // generators after k batches of the running epoch (set while the epoch runs).
+  std::function<torch::Tensor(std::int64_t)> train_loader_workers;
+  torch::Tensor epoch_rng_cpu;     // the CPU generator as the epoch's loader began
+  bool min_limits_warned = false;  // the "min_epochs/min_steps not met" warning was given
 
   // What a checkpoint saved inside an epoch restores when that epoch starts again.
   struct MidEpochResume {
     std::int64_t batches_done = 0;
     torch::Tensor epoch_rng_cpu;             // replayed before the loader starts: the same shuffle
+    torch::Tensor loader_workers;            // DataLoader::worker_states at the save
     CheckpointDict rng = make_checkpoint();  // the accelerator's generators at the save
     std::vector<MetricStore::EpochAccumulator> accumulators;
   };
@@ -71,6 +76,9 @@ struct Progress {
     loops.insert("epoch_batch_idx", epoch_batches_done);
     if (in_epoch) {
       loops.insert("epoch_rng_cpu", epoch_rng_cpu);
+      if (train_loader_workers)
+        if (auto workers = train_loader_workers(epoch_batches_done); workers.defined())
+          loops.insert("train_loader_workers", workers);
       c10::impl::GenericList accumulators(c10::AnyType::get());
       for (const auto& a : metrics.epoch_state(MetricStore::Phase::train)) {
         CheckpointDict one = make_checkpoint();
@@ -94,6 +102,8 @@ struct Progress {
       MidEpochResume r;
       r.batches_done = loops.at("epoch_batch_idx").toInt();
       r.epoch_rng_cpu = loops.at("epoch_rng_cpu").toTensor();
+      if (loops.contains("train_loader_workers"))
+        r.loader_workers = loops.at("train_loader_workers").toTensor();
       r.rng = std::move(rng);
       for (const auto& a : loops.at("train_metrics").toListRef()) {
         const auto one = checkpoint_dict(a);

@@ -133,9 +133,28 @@ bool run_training_epoch(T& trainer, M& model, Configs& configs, TL& loader,
   // so a resumed run continues the order the interrupted one would have drawn.
   if constexpr (requires { loader.set_epoch(trainer.current_epoch); })
     loader.set_epoch(trainer.current_epoch);
-  auto it = detail::loader_begin(loader);
+  // A loader that can start at any batch does, its workers' generators restored; any
+  // other is iterated past the batches done.
+  constexpr bool starts_anywhere = requires {
+    loader.begin_at(first, torch::Tensor());
+  };
+  auto it = [&] {
+    if constexpr (starts_anywhere)
+      return loader.begin_at(first, progress.mid_epoch_resume
+                                        ? progress.mid_epoch_resume->loader_workers
+                                        : torch::Tensor());
+    else
+      return detail::loader_begin(loader);
+  }();
   auto end = detail::loader_end(loader);
-  for (std::int64_t skipped = 0; skipped < first && it != end; ++skipped) ++it;
+  if constexpr (!starts_anywhere)
+    for (std::int64_t skipped = 0; skipped < first && it != end; ++skipped) ++it;
+  struct ForgetLoader {
+    std::remove_cvref_t<decltype(progress)>& p;
+    ~ForgetLoader() { p.train_loader_workers = nullptr; }
+  } forget{progress};
+  if constexpr (requires { loader.worker_states(std::int64_t{}); })
+    progress.train_loader_workers = [&loader](std::int64_t k) { return loader.worker_states(k); };
   if (progress.mid_epoch_resume) {
     fabric.set_rng_state(progress.mid_epoch_resume->rng);
     progress.mid_epoch_resume.reset();
