@@ -439,6 +439,32 @@ TEST(DataLoader, BeginAtWithWorkerStatesContinuesAnEpochBitForBit) {
   }
 }
 
+TEST(DataLoader, AStreamResumesByReplayingItsEpoch) {
+  struct NoisyStream {
+    std::int64_t at = 0;
+    std::optional<torch::Tensor> next() {
+      if (at >= 30) return std::nullopt;
+      return torch::rand({2}, D::worker_generator()) + static_cast<double>(at++);
+    }
+  };
+  for (bool persistent : {false, true}) {
+    const D::DataLoaderOptions<torch::Tensor> options{
+        .batch_size = 3, .num_workers = 2, .persistent_workers = persistent, .seed = 4};
+    D::DataLoader a(NoisyStream{}, options);
+    for (auto& b : a) (void)b;
+    const auto epoch_start = a.state_dict();
+    std::vector<torch::Tensor> straight;
+    for (auto& b : a) straight.push_back(b.clone());
+    D::DataLoader b(NoisyStream{}, options);
+    b.load_state_dict(epoch_start);
+    std::vector<torch::Tensor> resumed;
+    for (auto it = b.begin_at(4, a.worker_states(4)); it != b.end(); ++it) resumed.push_back((*it).clone());
+    ASSERT_EQ(resumed.size() + 4, straight.size());
+    for (std::size_t i = 0; i < resumed.size(); ++i)
+      EXPECT_TRUE(torch::equal(resumed[i], straight[i + 4])) << "batch " << i + 4;
+  }
+}
+
 namespace {
 struct Row {
   std::int64_t step;

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <lightning/lightning.hpp>
+#include <lightning/data/data_loader.hpp>
 #include <lightning/policies/ddp.hpp>
 
 #include "support/models.hpp"
@@ -387,6 +388,20 @@ TEST(DDPWorker, TrainsItsShard) {
     write_tensor(out, torch::tensor({trainer.current_epoch, trainer.global_step}));
     return;
   }
+  if (test_case == "dataloader") {
+    // The "train" case with a DataLoader of 2 worker threads: the Trainer shards it with
+    // a DistributedSampler as it shards a TensorLoader, so the batches are the same.
+    auto [X, y] = ddp_data();
+    torch::manual_seed(0);
+    lightning::testing::SimpleModel model;
+    L::Trainer<L::accelerators::CPU, L::strategies::DDP> trainer(
+        lightning::testing::bare({.max_epochs = 2}));
+    trainer.fit(model, L::data::DataLoader(L::data::TensorDataset(X, y),
+                                           {.batch_size = 8, .num_workers = 2}));
+    EXPECT_EQ(trainer.global_step, 8);
+    write_tensor(out, lightning::testing::flat_parameters(model).detach().clone());
+    return;
+  }
   if (test_case == "early_stopping") {
     auto [X, y] = ddp_data();
     OneRankStalls model;
@@ -417,6 +432,13 @@ TEST(DDP, TwoRanksTrainAsOneProcessWithTheirGlobalBatch) {
   torch::manual_seed(0);
   lightning::testing::SimpleModel untrained;
   EXPECT_FALSE(torch::allclose(lightning::testing::flat_parameters(untrained), one));  // it trained
+}
+
+TEST(DDP, ADataLoaderIsShardedAsATensorLoaderIs) {
+  const auto [rank0, rank1] = run_two_ranks("dataloader");
+  EXPECT_TRUE(torch::equal(rank0, rank1));
+  const auto [tensor_loader, unused] = run_two_ranks("train");
+  EXPECT_TRUE(torch::equal(rank0, tensor_loader)) << rank0 << "\n" << tensor_loader;
 }
 
 // Manual optimization under DDP: manual_backward averages the gradients, so 2 ranks

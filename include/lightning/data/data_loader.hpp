@@ -298,11 +298,15 @@ class DataLoader {
     }
   }
 
-  // A copy shares the data set and the options, not the workers or the iteration; its
-  // generator starts where this one's is.
+  // A copy (made between epochs) shares the data set and the options, not the workers or
+  // the iteration; its generators start where this one's are.
   DataLoader(const DataLoader& other)
-      : dataset_(other.dataset_), options_(other.options_), started_(other.started_) {
+      : dataset_(other.dataset_),
+        options_(other.options_),
+        started_(other.started_),
+        base_seed_(other.base_seed_) {
     if (other.generator_) generator_ = other.generator_->clone();
+    for (const auto& g : other.generators_) generators_.push_back(g.clone());
     if constexpr (map_style) batch_sampler_ = make_batch_sampler();
   }
   DataLoader(DataLoader&&) noexcept = default;
@@ -330,8 +334,10 @@ class DataLoader {
     return iterator(this);
   }
   [[nodiscard]] iterator begin_at(std::int64_t first,
-                                  const torch::Tensor& workers) requires(!map_style) {
-    start_epoch(workers);
+                                  const torch::Tensor& /*workers*/) requires(!map_style) {
+    // A stream has no index to start at: the epoch is replayed from its start (the
+    // workers' generators as the epoch began) and the first batches are dropped.
+    start_epoch(torch::Tensor());
     next_ = 0;
     dispatched_ = 0;
     dispatch_window();

@@ -15,7 +15,6 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <iterator>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -144,10 +143,12 @@ inline torch::Tensor convert_image(const torch::Tensor& chw, ImageMode mode) {
 // Decodes a PNG or a JPEG file (by its first bytes, not its name).
 inline torch::Tensor read_image(const std::filesystem::path& path,
                                 ImageMode mode = ImageMode::unchanged) {
-  std::ifstream in(path, std::ios::binary);
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
   if (!in) detail::image_error(path, "the file cannot be opened");
-  std::vector<std::uint8_t> bytes((std::istreambuf_iterator<char>(in)),
-                                  std::istreambuf_iterator<char>());
+  std::vector<std::uint8_t> bytes(static_cast<std::size_t>(in.tellg()));
+  in.seekg(0);
+  if (!in.read(reinterpret_cast<char*>(bytes.data()), static_cast<std::streamsize>(bytes.size())))
+    detail::image_error(path, "the file cannot be read");
   torch::Tensor chw;
   if (bytes.size() >= 8 && bytes[0] == 0x89 && bytes[1] == 'P' && bytes[2] == 'N' &&
       bytes[3] == 'G')

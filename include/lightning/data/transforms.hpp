@@ -85,11 +85,12 @@ inline std::int64_t randint(std::int64_t high, at::Generator& g) {  // [0, high)
 struct ToTensor {
   torch::Tensor operator()(const torch::Tensor& img) const {
     if (img.scalar_type() != torch::kUInt8) return img;
-    return img.to(torch::kFloat).div(255);
+    return img.to(torch::kFloat).div_(255);
   }
 };
 
-// (x - mean[c]) / std[c] per channel, in the image's float type.
+// (x - mean[c]) / std[c] per channel, in the image's float type (torchvision converts
+// mean and std to it first, then subtracts and divides: the same rounding).
 struct Normalize {
   std::vector<double> mean, std;
   Normalize(std::vector<double> m, std::vector<double> s) : mean(std::move(m)), std(std::move(s)) {
@@ -101,17 +102,21 @@ struct Normalize {
       if (!(s_ != 0.0))
         throw_bad_option("transforms::Normalize", "std", std::to_string(s_),
                          "must be nonzero (it divides)");
+    mean_f_ = torch::tensor(mean, torch::kDouble).to(torch::kFloat).view({-1, 1, 1});
+    std_f_ = torch::tensor(std, torch::kDouble).to(torch::kFloat).view({-1, 1, 1});
   }
   torch::Tensor operator()(const torch::Tensor& img) const {
     if (!img.is_floating_point())
-      throw std::invalid_argument(
-          "lightning: transforms::Normalize takes a float image; put "
-          "ToTensor() before it");
+      throw std::invalid_argument("lightning: transforms::Normalize takes a float image; put "
+                                  "ToTensor() before it");
+    if (img.scalar_type() == torch::kFloat) return img.sub(mean_f_).div_(std_f_);
     const auto opts = torch::TensorOptions().dtype(img.scalar_type());
-    auto m = torch::tensor(mean, torch::kDouble).to(opts).view({-1, 1, 1});
-    auto s = torch::tensor(std, torch::kDouble).to(opts).view({-1, 1, 1});
-    return img.sub(m).div_(s);
+    return img.sub(torch::tensor(mean, torch::kDouble).to(opts).view({-1, 1, 1}))
+        .div_(torch::tensor(std, torch::kDouble).to(opts).view({-1, 1, 1}));
   }
+
+ private:
+  torch::Tensor mean_f_, std_f_;  // made once: an image costs two operations
 };
 
 // Resizes to {h, w}, or the smaller edge to `size` keeping the aspect ratio (the longer
