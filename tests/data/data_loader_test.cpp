@@ -458,7 +458,8 @@ TEST(DataLoader, AStreamResumesByReplayingItsEpoch) {
     D::DataLoader b(NoisyStream{}, options);
     b.load_state_dict(epoch_start);
     std::vector<torch::Tensor> resumed;
-    for (auto it = b.begin_at(4, a.worker_states(4)); it != b.end(); ++it) resumed.push_back((*it).clone());
+    for (auto it = b.begin_at(4, a.worker_states(4)); it != b.end(); ++it)
+      resumed.push_back((*it).clone());
     ASSERT_EQ(resumed.size() + 4, straight.size());
     for (std::size_t i = 0; i < resumed.size(); ++i)
       EXPECT_TRUE(torch::equal(resumed[i], straight[i + 4])) << "batch " << i + 4;

@@ -129,6 +129,13 @@ TEST(Transforms, DeterministicOnesEqualTorchvision) {
           {"norm", T::Compose(T::ToTensor{}, norm), 1e-6},
       };
   D::ImageFolder folder(images_root);
+  for (std::int64_t i = 0; i < folder.size(); ++i) {
+    // Compose fuses ToTensor + Normalize into one pass: the same bits as the two apart.
+    const auto image = std::get<0>(folder.get(i));
+    EXPECT_TRUE(torch::equal(T::Compose(T::ToTensor{}, norm)(image), norm(T::ToTensor{}(image))));
+    const T::Normalize one({0.3}, {0.7});
+    EXPECT_TRUE(torch::equal(T::Compose(T::ToTensor{}, one)(image), one(T::ToTensor{}(image))));
+  }
   for (const auto& [name, transform, tolerance] : cases)
     for (std::int64_t i = 0; i < folder.size(); ++i) {
       const auto out = transform(std::get<0>(folder.get(i)));

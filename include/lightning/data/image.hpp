@@ -8,13 +8,17 @@
 
 #include <torch/torch.h>
 
+#include <fcntl.h>
 #include <png.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <csetjmp>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -38,13 +42,11 @@ namespace detail {
   throw ImageError("lightning: cannot read the image " + path.string() + ": " + why);
 }
 
-// [H, W, C] interleaved bytes with `channels` channels, of which the first `keep`.
-inline torch::Tensor chw_from_interleaved(const std::uint8_t* data, std::int64_t h, std::int64_t w,
-                                          std::int64_t channels, std::int64_t keep) {
-  auto hwc = torch::from_blob(const_cast<std::uint8_t*>(data), {h, w, channels}, torch::kUInt8);
-  return hwc.narrow(2, 0, keep)
-      .permute({2, 0, 1})
-      .clone(at::MemoryFormat::Contiguous);  // owns its pixels
+// An image decoded as [H, W, C] to [C, H, W], keeping the first `keep` channels: a view
+// for one channel (the same bytes), a copy otherwise.
+inline torch::Tensor chw_of(const torch::Tensor& hwc, std::int64_t keep) {
+  auto chw = hwc.narrow(2, 0, keep).permute({2, 0, 1});
+  return chw.is_contiguous() ? chw : chw.contiguous();
 }
 
 inline torch::Tensor decode_png(const std::vector<std::uint8_t>& bytes,
@@ -59,13 +61,17 @@ inline torch::Tensor decode_png(const std::vector<std::uint8_t>& bytes,
   image.format = color ? (alpha ? PNG_FORMAT_RGBA : PNG_FORMAT_RGB)
                        : (alpha ? PNG_FORMAT_GA : PNG_FORMAT_GRAY);
   const auto channels = static_cast<std::int64_t>(PNG_IMAGE_SAMPLE_CHANNELS(image.format));
-  std::vector<std::uint8_t> pixels(PNG_IMAGE_SIZE(image));
-  if (!png_image_finish_read(&image, nullptr, pixels.data(), 0, nullptr)) {
+  // Decoded straight into the tensor: a grey image is already [1, H, W].
+  const auto h = static_cast<std::int64_t>(image.height),
+             w = static_cast<std::int64_t>(image.width);
+  auto pixels = channels == 1 ? torch::empty({1, h, w}, torch::kUInt8)
+                              : torch::empty({h, w, channels}, torch::kUInt8);
+  if (!png_image_finish_read(&image, nullptr, pixels.data_ptr<std::uint8_t>(), 0, nullptr)) {
     const std::string why = image.message;
     png_image_free(&image);
     image_error(path, "libpng: " + why);
   }
-  return chw_from_interleaved(pixels.data(), image.height, image.width, channels, color ? 3 : 1);
+  return channels == 1 ? pixels : chw_of(pixels, color ? 3 : 1);
 }
 
 struct JpegErrors {
@@ -122,7 +128,30 @@ inline torch::Tensor decode_jpeg(const std::vector<std::uint8_t>& bytes,
   char message[JMSG_LENGTH_MAX] = {};
   if (!decode_jpeg_into(bytes, pixels, h, w, c, message))
     image_error(path, std::string("libjpeg: ") + message);
-  return chw_from_interleaved(pixels.data(), h, w, c, c);
+  auto hwc = torch::from_blob(pixels.data(), {h, w, c}, torch::kUInt8);
+  return chw_of(hwc, c).clone();  // owns its pixels
+}
+
+// The whole file, with POSIX calls (a small image is read in one read()).
+inline std::vector<std::uint8_t> read_file(const std::filesystem::path& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) image_error(path, std::string("the file cannot be opened: ") + std::strerror(errno));
+  struct stat st {};
+  std::vector<std::uint8_t> bytes;
+  if (::fstat(fd, &st) == 0 && st.st_size > 0) bytes.resize(static_cast<std::size_t>(st.st_size));
+  std::size_t done = 0;
+  while (done < bytes.size()) {
+    const auto n = ::read(fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      const std::string why = n < 0 ? std::strerror(errno) : "the file shrank while read";
+      ::close(fd);
+      image_error(path, "the file cannot be read: " + why);
+    }
+    done += static_cast<std::size_t>(n);
+  }
+  ::close(fd);
+  return bytes;
 }
 
 }  // namespace detail
@@ -143,12 +172,7 @@ inline torch::Tensor convert_image(const torch::Tensor& chw, ImageMode mode) {
 // Decodes a PNG or a JPEG file (by its first bytes, not its name).
 inline torch::Tensor read_image(const std::filesystem::path& path,
                                 ImageMode mode = ImageMode::unchanged) {
-  std::ifstream in(path, std::ios::binary | std::ios::ate);
-  if (!in) detail::image_error(path, "the file cannot be opened");
-  std::vector<std::uint8_t> bytes(static_cast<std::size_t>(in.tellg()));
-  in.seekg(0);
-  if (!in.read(reinterpret_cast<char*>(bytes.data()), static_cast<std::streamsize>(bytes.size())))
-    detail::image_error(path, "the file cannot be read");
+  const auto bytes = detail::read_file(path);
   torch::Tensor chw;
   if (bytes.size() >= 8 && bytes[0] == 0x89 && bytes[1] == 'P' && bytes[2] == 'N' &&
       bytes[3] == 'G')

@@ -13,11 +13,13 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstdint>
 #include <string>
 #include <tuple>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -107,8 +109,9 @@ struct Normalize {
   }
   torch::Tensor operator()(const torch::Tensor& img) const {
     if (!img.is_floating_point())
-      throw std::invalid_argument("lightning: transforms::Normalize takes a float image; put "
-                                  "ToTensor() before it");
+      throw std::invalid_argument(
+          "lightning: transforms::Normalize takes a float image; put "
+          "ToTensor() before it");
     if (img.scalar_type() == torch::kFloat) return img.sub(mean_f_).div_(std_f_);
     const auto opts = torch::TensorOptions().dtype(img.scalar_type());
     return img.sub(torch::tensor(mean, torch::kDouble).to(opts).view({-1, 1, 1}))
@@ -263,20 +266,52 @@ struct RandomResizedCrop {
   }
 };
 
-// Applies the transforms in order (torchvision's Compose; composed at compile time).
+namespace detail {
+// ToTensor then Normalize in one pass over a uint8 image: (float(x) / 255 - mean) / std
+// with the same float operations in the same order as the two transforms (so the same
+// bits), without the three intermediate operations and their allocations.
+inline torch::Tensor to_tensor_normalized(const torch::Tensor& img, const Normalize& norm) {
+  const auto channels = img.dim() >= 3 ? img.size(-3) : 1;
+  const auto n = static_cast<std::int64_t>(norm.mean.size());
+  if (img.scalar_type() != torch::kUInt8 || img.dim() < 2 || (n != channels && n != 1))
+    return norm(ToTensor{}(img));
+  const auto src = img.contiguous();
+  auto out = torch::empty(src.sizes(), torch::kFloat);
+  const auto plane = src.size(-1) * src.size(-2);
+  const auto* in = src.data_ptr<std::uint8_t>();
+  auto* o = out.data_ptr<float>();
+  const auto planes = src.numel() / std::max<std::int64_t>(plane, 1);
+  for (std::int64_t p = 0; p < planes; ++p) {
+    const auto c = static_cast<std::size_t>(n == 1 ? 0 : p % channels);
+    const auto m = static_cast<float>(norm.mean[c]), sd = static_cast<float>(norm.std[c]);
+    for (std::int64_t k = 0; k < plane; ++k, ++in, ++o)
+      *o = (static_cast<float>(*in) / 255.0f - m) / sd;
+  }
+  return out;
+}
+}  // namespace detail
+
+// Applies the transforms in order (torchvision's Compose; composed at compile time, and
+// ToTensor followed by Normalize fused into one pass).
 template <class... T>
 struct Compose {
   std::tuple<T...> steps;
   explicit Compose(T... t) : steps(std::move(t)...) {}
-  template <class X>
-  auto operator()(X&& x) const {
-    return std::apply(
-        [&](const auto&... step) {
-          torch::Tensor out = std::forward<X>(x);
-          ((out = step(out)), ...);
-          return out;
-        },
-        steps);
+  torch::Tensor operator()(torch::Tensor x) const { return run<0>(std::move(x)); }
+
+ private:
+  template <std::size_t I>
+  torch::Tensor run(torch::Tensor x) const {
+    if constexpr (I == sizeof...(T)) {
+      return x;
+    } else {
+      using Step = std::tuple_element_t<I, std::tuple<T...>>;
+      if constexpr (I + 1 < sizeof...(T) && std::is_same_v<Step, ToTensor> &&
+                    std::is_same_v<std::tuple_element_t<I + 1, std::tuple<T...>>, Normalize>)
+        return run<I + 2>(detail::to_tensor_normalized(x, std::get<I + 1>(steps)));
+      else
+        return run<I + 1>(std::get<I>(steps)(x));
+    }
   }
 };
 
