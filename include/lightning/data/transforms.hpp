@@ -300,14 +300,22 @@ struct Compose {
   torch::Tensor operator()(torch::Tensor x) const { return run<0>(std::move(x)); }
 
  private:
+  // Whether steps I and I + 1 are ToTensor and Normalize.
+  template <std::size_t I>
+  static constexpr bool fused() {
+    if constexpr (I + 1 < sizeof...(T))
+      return std::is_same_v<std::tuple_element_t<I, std::tuple<T...>>, ToTensor> &&
+             std::is_same_v<std::tuple_element_t<I + 1, std::tuple<T...>>, Normalize>;
+    else
+      return false;
+  }
+
   template <std::size_t I>
   torch::Tensor run(torch::Tensor x) const {
     if constexpr (I == sizeof...(T)) {
       return x;
     } else {
-      using Step = std::tuple_element_t<I, std::tuple<T...>>;
-      if constexpr (I + 1 < sizeof...(T) && std::is_same_v<Step, ToTensor> &&
-                    std::is_same_v<std::tuple_element_t<I + 1, std::tuple<T...>>, Normalize>)
+      if constexpr (fused<I>())
         return run<I + 2>(detail::to_tensor_normalized(x, std::get<I + 1>(steps)));
       else
         return run<I + 1>(std::get<I>(steps)(x));
