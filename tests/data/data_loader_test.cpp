@@ -248,6 +248,39 @@ TEST(DataLoader, DefaultCollateStacksNumbersStringsAndTuples) {
   EXPECT_TRUE(it == loader.end());
 }
 
+TEST(DataLoader, ASharedDatasetIsNotCopied) {
+  auto shared = std::make_shared<const Probe>();
+  D::DataLoader a(shared, {.batch_size = 4});
+  D::DataLoader b(std::make_shared<Probe>(), {.batch_size = 5});
+  const auto copy = a;
+  EXPECT_EQ(&a.dataset(), shared.get());
+  EXPECT_EQ(&copy.dataset(), shared.get());
+  EXPECT_EQ(a.size(), 6);
+  EXPECT_EQ(b.size(), 5);
+}
+
+TEST(DataLoader, PinMemoryWithoutCudaWarnsAndLoads) {
+  if (torch::cuda::is_available()) GTEST_SKIP() << "this machine has CUDA: DataLoaderGpu.*";
+  testing::internal::CaptureStderr();
+  D::DataLoader loader(D::TensorDataset(torch::randn({8, 2})),
+                       {.batch_size = 4, .num_workers = 2, .pin_memory = true});
+  const auto warning = testing::internal::GetCapturedStderr();
+  EXPECT_NE(warning.find("pin_memory is set but no CUDA device"), std::string::npos) << warning;
+  std::int64_t n = 0;
+  for (auto& [x] : loader) n += x.size(0);
+  EXPECT_EQ(n, 8);
+}
+
+TEST(DataLoaderGpu, PinMemoryPinsEveryBatch) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "needs a CUDA device";
+  D::DataLoader loader(D::TensorDataset(torch::randn({8, 2}), torch::arange(8)),
+                       {.batch_size = 4, .num_workers = 2, .pin_memory = true});
+  for (auto& [x, y] : loader) {
+    EXPECT_TRUE(x.is_pinned());
+    EXPECT_TRUE(y.is_pinned());
+  }
+}
+
 TEST(DataLoader, ACustomCollateMakesAnyBatchType) {
   struct Words {
     std::int64_t size() const { return 4; }

@@ -835,5 +835,10 @@ template <class D>
 DataLoader(D, DataLoaderOptions<example_t<D>>) -> DataLoader<D>;
 template <class D>
 DataLoader(D) -> DataLoader<D>;
+// A dataset shared with other loaders (or the caller), not copied.
+template <class D>
+DataLoader(std::shared_ptr<const D>, DataLoaderOptions<example_t<D>>) -> DataLoader<D>;
+template <class D>
+DataLoader(std::shared_ptr<D>, DataLoaderOptions<example_t<D>>) -> DataLoader<D>;
 
 }  // namespace lightning::data
