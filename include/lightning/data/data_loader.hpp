@@ -568,30 +568,43 @@ class DataLoader {
     }
   }
 
-  void post_map(std::int64_t b) requires map_style {
-    const auto nw = options_.num_workers;
-    const auto w = b % nw;
+  // Posts task `task` to worker w: load(w, num_workers), the batch or nothing at the end
+  // of a stream, runs there as that worker (its info and generator set), and the result
+  // lands in the task's slot.
+  template <class Load>
+  void post(std::int64_t task, std::int64_t w, Load load) {
     auto state = pool_->state();
-    const auto generation = state->generation;
     pool_->post(static_cast<std::size_t>(w),
-                [state, generation, b, w, nw, seed = base_seed_ + static_cast<std::uint64_t>(w),
-                 gen = generators_[static_cast<std::size_t>(w)], dataset = dataset_, plan = plan_,
-                 collate = options_.collate, pin = options_.pin_memory, slots = slots_,
-                 window = window()]() mutable {
+                [state, generation = state->generation, task, w, nw = options_.num_workers,
+                 seed = base_seed_ + static_cast<std::uint64_t>(w),
+                 gen = generators_[static_cast<std::size_t>(w)], slots = slots_, window = window(),
+                 load = std::move(load)]() mutable {
                   WorkerInfo info{w, nw, seed, gen};
                   detail::WorkerScope scope(info);
                   detail::LoadedBatch<B> r;
-                  r.task = b;
+                  r.task = task;
                   r.worker = w;
                   try {
-                    r.batch.emplace(load(*dataset, *plan, b, collate, pin, w, nw));
-                    r.kind = detail::LoadedBatch<B>::Kind::batch;
+                    if (std::optional<B> batch = load(w, nw)) {
+                      r.batch.emplace(std::move(*batch));
+                      r.kind = detail::LoadedBatch<B>::Kind::batch;
+                    } else {
+                      r.kind = detail::LoadedBatch<B>::Kind::exhausted;
+                    }
                   } catch (...) {
                     r.error = std::current_exception();
                     r.kind = detail::LoadedBatch<B>::Kind::error;
                   }
                   deliver(*state, generation, gen, *slots, window, std::move(r));
                 });
+  }
+
+  void post_map(std::int64_t b) requires map_style {
+    post(b, b % options_.num_workers,
+         [dataset = dataset_, plan = plan_, collate = options_.collate, pin = options_.pin_memory,
+          b](std::int64_t w, std::int64_t nw) mutable {
+           return std::optional<B>(load(*dataset, *plan, b, collate, pin, w, nw));
+         });
   }
 
   // A stream's task goes to the next worker whose stream has not ended (Python's cycle
@@ -610,34 +623,13 @@ class DataLoader {
     turn_ = (w + 1) % nw;
     task_worker_.resize(static_cast<std::size_t>(std::max<std::int64_t>(task + 1, 1)));
     task_worker_[static_cast<std::size_t>(task)] = w;
-    auto state = pool_->state();
-    const auto generation = state->generation;
-    pool_->post(
-        static_cast<std::size_t>(w),
-        [state, generation, task, w, nw, seed = base_seed_ + static_cast<std::uint64_t>(w),
-         gen = generators_[static_cast<std::size_t>(w)], streams = streams_,
-         collate = options_.collate, pin = options_.pin_memory, batch_size = options_.batch_size,
-         drop_last = options_.drop_last, slots = slots_, window = window()]() mutable {
-          WorkerInfo info{w, nw, seed, gen};
-          detail::WorkerScope scope(info);
-          detail::LoadedBatch<B> r;
-          r.task = task;
-          r.worker = w;
-          try {
-            auto batch = load_stream((*streams)[static_cast<std::size_t>(w)], batch_size, drop_last,
-                                     collate, pin, w, nw);
-            if (batch) {
-              r.batch.emplace(std::move(*batch));
-              r.kind = detail::LoadedBatch<B>::Kind::batch;
-            } else {
-              r.kind = detail::LoadedBatch<B>::Kind::exhausted;
-            }
-          } catch (...) {
-            r.error = std::current_exception();
-            r.kind = detail::LoadedBatch<B>::Kind::error;
-          }
-          deliver(*state, generation, gen, *slots, window, std::move(r));
-        });
+    post(task, w,
+         [streams = streams_, collate = options_.collate, pin = options_.pin_memory,
+          batch_size = options_.batch_size,
+          drop_last = options_.drop_last](std::int64_t worker, std::int64_t nw) mutable {
+           return load_stream((*streams)[static_cast<std::size_t>(worker)], batch_size, drop_last,
+                              collate, pin, worker, nw);
+         });
     return true;
   }
 
