@@ -40,6 +40,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -77,6 +78,13 @@ struct DataLoaderOptions {
 };
 
 namespace detail {
+
+// 0.2, 1, 30 (not 0.200000): seconds as a user wrote them.
+inline std::string seconds_text(double s) {
+  std::ostringstream out;
+  out << s;
+  return out.str();
+}
 
 // The workers: threads that each run the jobs posted to their own queue, in order.
 // Everything they touch lives in State, shared with each job, so that a worker a
@@ -139,7 +147,7 @@ class WorkerThreads {
         throw DataLoaderError(
             "lightning: a DataLoader worker is still loading after the "
             "loader's timeout of " +
-            std::to_string(timeout_) + " s; the epoch cannot be restarted");
+            seconds_text(timeout_) + " s; the epoch cannot be restarted");
     } else {
       state_->done.wait(lock, idle);
     }
@@ -430,7 +438,7 @@ class DataLoader {
       throw_bad_option(o, "num_workers", std::to_string(options_.num_workers),
                        "must be >= 0 (0 loads on the calling thread)");
     if (options_.timeout < 0)
-      throw_bad_option(o, "timeout", std::to_string(options_.timeout),
+      throw_bad_option(o, "timeout", detail::seconds_text(options_.timeout),
                        "must be >= 0 seconds (0: no timeout)");
     if (options_.num_workers == 0 && options_.prefetch_factor)
       throw_bad_option(o, "prefetch_factor", std::to_string(*options_.prefetch_factor),
@@ -741,7 +749,7 @@ class DataLoader {
         if (options_.timeout > 0.0) {
           if (!state->done.wait_for(lock, std::chrono::duration<double>(options_.timeout), ready))
             throw DataLoaderError(
-                "lightning: DataLoader timed out after " + std::to_string(options_.timeout) +
+                "lightning: DataLoader timed out after " + detail::seconds_text(options_.timeout) +
                 " s waiting for batch " + std::to_string(next_) + " from worker " +
                 std::to_string(worker_of(next_)) +
                 " (DataLoaderOptions.timeout; the dataset's get or the collate function is "
