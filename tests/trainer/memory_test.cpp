@@ -107,7 +107,14 @@ TEST(Memory, TrainingStepsDoNotFaultTheirWorkingSetInAgain) {
   ASSERT_EQ(faults.size(), 12u);
   // The first steps grow the heap to the working set (and the optimizer's state); from
   // then on a step reuses what the previous one freed. Without the retention every step
-  // faults in its working set again: 3,000-7,000 pages (docs/performance.md).
+  // faults in its working set again: 3,000-7,000 pages (docs/performance.md). With it, a
+  // step faults in a few dozen pages, or about 400 in some runs: under CTest from some
+  // checkouts (9 of 12 runs from one path, none from another, the same binary never
+  // when started by hand; seen before issue 21's changes as well), a layout effect not
+  // pinned down. The bound sits between the two regimes with room on both sides.
+  std::string trace;
+  for (auto f : faults) trace += std::to_string(f) + " ";
   std::nth_element(faults.begin(), faults.begin() + 6, faults.end());
-  EXPECT_LT(faults[6], 100) << "median of the minor page faults per training step";
+  EXPECT_LT(faults[6], 1000) << "median of the minor page faults per training step; per step: "
+                             << trace;
 }
