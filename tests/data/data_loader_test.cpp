@@ -503,6 +503,80 @@ TEST(DataLoader, AStreamResumesByReplayingItsEpoch) {
   }
 }
 
+TEST(DataLoader, AStreamIsNotAskedAgainAfterItsEnd) {
+  struct Cycling {  // starts over after its end, as some readers do
+    std::int64_t at = 0;
+    std::optional<std::int64_t> next() {
+      if (at == 5) {
+        at = 0;
+        return std::nullopt;
+      }
+      return at++;
+    }
+  };
+  for (int workers : {0, 2}) {
+    D::DataLoader loader(Cycling{}, {.batch_size = 2, .num_workers = workers});
+    std::int64_t batches = 0, examples = 0;
+    for (auto& b : loader) {
+      ++batches;
+      examples += b.numel();
+      ASSERT_LT(batches, 20) << "the stream was read past its end";
+    }
+    EXPECT_EQ(batches, workers == 0 ? 3 : 6) << workers << " workers";  // 5 per stream
+    EXPECT_EQ(examples, workers == 0 ? 5 : 10);
+  }
+}
+
+TEST(DataLoader, PersistentWorkersAfterAnEpochCutShortDrawTheSameInEveryRun) {
+  struct Slow {
+    std::int64_t size() const { return 24; }
+    torch::Tensor get(std::int64_t i) const {
+      std::this_thread::sleep_for(std::chrono::microseconds((i * 7919) % 11 * 300));
+      return torch::rand({1}, D::worker_generator());
+    }
+  };
+  std::vector<torch::Tensor> first;
+  for (int run = 0; run < 4; ++run) {
+    D::DataLoader loader(Slow{}, {.batch_size = 2,
+                                  .num_workers = 2,
+                                  .prefetch_factor = 3,
+                                  .persistent_workers = true,
+                                  .seed = 1});
+    {
+      auto it = loader.begin();  // an epoch cut short after one batch
+      (void)*it;
+    }
+    std::vector<torch::Tensor> draws;
+    for (auto& b : loader) draws.push_back(b.clone());
+    if (run == 0)
+      first = draws;
+    else
+      for (std::size_t i = 0; i < draws.size(); ++i)
+        EXPECT_TRUE(torch::equal(draws[i], first[i])) << "run " << run << " batch " << i;
+  }
+}
+
+TEST(DataLoader, PersistentWorkersKeepTheirSeedAcrossAResume) {
+  const D::DataLoaderOptions<std::tuple<std::int64_t, std::int64_t, double>> options{
+      .batch_size = 4, .num_workers = 2, .persistent_workers = true, .seed = 7};
+  D::DataLoader a(Probe{}, options);
+  EXPECT_FALSE(a.worker_states(0).defined());  // no epoch yet: nothing to save
+  for (auto& b : a) (void)b;
+  const auto state = a.state_dict();
+  const auto seeds = std::get<1>(*a.begin()).clone();
+  D::DataLoader b(Probe{}, options);
+  b.load_state_dict(state);
+  EXPECT_TRUE(torch::equal(std::get<1>(*b.begin()), seeds));
+}
+
+TEST(DataLoader, OneLoaderRestartedUnderARunningIterationIsAClearError) {
+  D::DataLoader loader(Probe{}, {.batch_size = 4, .num_workers = 2});
+  auto outer = loader.begin();
+  for (auto& b : loader) (void)b;  // a second loop over the same loader
+  lightning::testing::expect_error<std::logic_error>([&] { (void)*outer; },
+                                                     "give each loop its own DataLoader");
+}
+
 namespace {
 struct Row {
   std::int64_t step;

@@ -12,6 +12,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <sstream>
 #include <string>
@@ -200,6 +201,17 @@ TEST(ImageFolder, ABrokenFileIsALoaderErrorNamingIt) {
   std::filesystem::create_directories(root / "b");
   lightning::testing::expect_invalid_argument([&] { D::ImageFolder none(root); },
                                               "no image file for the classes b");
+}
+
+TEST(ImageFolder, ATruncatedJpegIsAnErrorNotAFilledInImage) {
+  const auto tv = torchvision_run();
+  const auto whole = tv.root / "cat" / "nested" / "deeper" / "photo.jpg";
+  std::ifstream in(whole, std::ios::binary);
+  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::ofstream("truncated.jpg", std::ios::binary) << bytes.substr(0, bytes.size() / 2);
+  lightning::testing::expect_error<D::ImageError>([] { (void)D::read_image("truncated.jpg"); },
+                                                  "libjpeg");
+  EXPECT_EQ(D::read_image(whole).size(0), 3);
 }
 
 TEST(ImageFolder, WritePngRoundTripsGrayAndRgb) {

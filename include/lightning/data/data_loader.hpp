@@ -133,13 +133,17 @@ class WorkerThreads {
   // Drops the queued jobs and waits for the running ones: afterwards no worker touches
   // the loader's generators until new jobs are posted. Results of the dropped epoch are
   // discarded (the generation changes).
-  void cancel() {
+  // With `finish_queued`, the queued jobs run first (their results are dropped all the
+  // same): persistent workers' generators then advance by exactly the batches posted, as
+  // Python's workers finish their queued tasks, whatever the threads' timing.
+  void cancel(bool finish_queued = false) {
     std::unique_lock lock(state_->m);
     ++state_->generation;
-    for (auto& q : state_->queues) q.clear();
+    if (!finish_queued)
+      for (auto& q : state_->queues) q.clear();
     const auto idle = [&] {
-      for (char b : state_->busy)
-        if (b) return false;
+      for (std::size_t w = 0; w < state_->busy.size(); ++w)
+        if (state_->busy[w] || !state_->queues[w].empty()) return false;
       return true;
     };
     if (timeout_ > 0.0) {
@@ -263,11 +267,15 @@ class DataLoader {
     using pointer = void;
 
     iterator() = default;
-    explicit iterator(DataLoader* loader) : loader_(loader) {}
+    explicit iterator(DataLoader* loader) : loader_(loader), epoch_id_(loader->epoch_id_) {}
 
     // The current batch; valid until the iterator is incremented.
-    B& operator*() const { return *loader_->current_; }
+    B& operator*() const {
+      check();
+      return *loader_->current_;
+    }
     iterator& operator++() {
+      check();
       loader_->advance();
       return *this;
     }
@@ -277,8 +285,19 @@ class DataLoader {
     }
 
    private:
+    friend class DataLoader;
     [[nodiscard]] bool at_end() const noexcept { return loader_ == nullptr || loader_->done_; }
+    // The loader keeps one iteration: an iterator of an epoch it has restarted since (one
+    // loader given as the train and the validation loader) is refused, not misread.
+    void check() const {
+      if (loader_->epoch_id_ != epoch_id_ || !loader_->current_)
+        throw std::logic_error(
+            "lightning: this DataLoader was restarted (begin() called again) while an "
+            "iteration of it was running; give each loop its own DataLoader (the training "
+            "and the validation loader cannot be the same object)");
+    }
     DataLoader* loader_ = nullptr;
+    std::uint64_t epoch_id_ = 0;
   };
 
   DataLoader(D dataset, Options options = {})
@@ -401,6 +420,7 @@ class DataLoader {
     CheckpointDict s = make_checkpoint();
     s.insert("generator", generator_ ? c10::IValue(generator_->get_state()) : c10::IValue());
     s.insert("workers_started", started_);
+    s.insert("base_seed", static_cast<std::int64_t>(base_seed_));
     s.insert("worker_generators", stacked_states(current_generators()));
     return s;
   }
@@ -409,6 +429,7 @@ class DataLoader {
     if (generator_ && s.contains("generator") && s.at("generator").isTensor())
       generator_->set_state(s.at("generator").toTensor());
     started_ = s.contains("workers_started") && s.at("workers_started").toBool();
+    if (s.contains("base_seed")) base_seed_ = static_cast<std::uint64_t>(s.at("base_seed").toInt());
     if (s.contains("worker_generators") && s.at("worker_generators").isTensor())
       set_generators(s.at("worker_generators").toTensor());
   }
@@ -417,6 +438,7 @@ class DataLoader {
   // each worker's after the last of those batches it loaded (uint8 [num_workers, state]).
   [[nodiscard]] torch::Tensor worker_states(std::int64_t k) const {
     const auto w = static_cast<std::size_t>(options_.num_workers);
+    if (recent_.size() != w) return torch::Tensor();  // no epoch started yet
     std::vector<torch::Tensor> states(w);
     for (std::size_t i = 0; i < w; ++i) {
       states[i] = epoch_start_states_.size() > i ? epoch_start_states_[i] : torch::Tensor();
@@ -489,7 +511,7 @@ class DataLoader {
 
   // Waits for whatever the workers are doing (an abandoned epoch's batches) and drops it.
   void quiesce() {
-    if (pool_) pool_->cancel();
+    if (pool_) pool_->cancel(/*finish_queued=*/options_.persistent_workers);
   }
 
   std::vector<torch::Tensor> current_generators() const {
@@ -524,6 +546,7 @@ class DataLoader {
   // sampler's draws.
   void start_epoch(const torch::Tensor& workers) {
     quiesce();
+    ++epoch_id_;
     if (!options_.persistent_workers) pool_.reset();
     done_ = false;
     current_.reset();
@@ -551,14 +574,14 @@ class DataLoader {
           std::make_shared<std::vector<detail::LoadedBatch<B>>>(static_cast<std::size_t>(window()));
       if (!pool_) pool_ = std::make_unique<detail::WorkerThreads>(nw, options_.timeout);
       if constexpr (!map_style) {
-        auto streams = std::make_shared<std::vector<D>>();
-        for (std::int64_t w = 0; w < nw; ++w) streams->push_back(*dataset_);
+        auto streams = std::make_shared<std::vector<Stream>>();
+        for (std::int64_t w = 0; w < nw; ++w) streams->push_back(Stream{*dataset_});
         streams_ = std::move(streams);
         active_.assign(static_cast<std::size_t>(nw), 1);
         turn_ = 0;
       }
     } else if constexpr (!map_style) {
-      stream_.emplace(*dataset_);
+      stream_.emplace(Stream{*dataset_});
     }
   }
 
@@ -696,7 +719,13 @@ class DataLoader {
     return finish(collate, std::move(examples), pin, "batch " + std::to_string(b), where);
   }
 
-  static std::optional<B> load_stream(D& stream, std::int64_t batch_size, bool drop_last,
+  // A stream that ended is not asked again (Python's fetcher remembers it too).
+  struct Stream {
+    D dataset;
+    bool ended = false;
+  };
+
+  static std::optional<B> load_stream(Stream& stream, std::int64_t batch_size, bool drop_last,
                                       std::function<B(std::vector<example_type>&&)>& collate,
                                       bool pin, std::int64_t worker,
                                       std::int64_t num_workers) requires(!map_style) {
@@ -705,8 +734,12 @@ class DataLoader {
     examples.reserve(static_cast<std::size_t>(batch_size));
     while (static_cast<std::int64_t>(examples.size()) < batch_size) {
       try {
-        auto e = stream.next();
-        if (!e) break;
+        if (stream.ended) break;
+        auto e = stream.dataset.next();
+        if (!e) {
+          stream.ended = true;
+          break;
+        }
         examples.push_back(std::move(*e));
       } catch (const std::exception& e) {
         throw DataLoaderError("lightning: " + where +
@@ -763,7 +796,7 @@ class DataLoader {
       if (r.kind == decltype(r)::Kind::error) std::rethrow_exception(r.error);
       auto& recent = recent_[static_cast<std::size_t>(r.worker)];
       recent.entries[static_cast<std::size_t>(recent.next)] = {next_, std::move(r.rng_after)};
-      recent.next ^= 1;
+      recent.next = (recent.next + 1) % 3;
       if constexpr (!map_style) {
         if (r.kind == decltype(r)::Kind::exhausted) {
           active_[static_cast<std::size_t>(r.worker)] = 0;
@@ -798,11 +831,12 @@ class DataLoader {
       return task_worker_[static_cast<std::size_t>(task)];
   }
 
-  // Each worker's last two consumed batches and its generator after each: enough for any
-  // k the iterating thread can ask about (it is at most one batch ahead of its consumer).
+  // Each worker's last three consumed batches and its generator after each: enough for any
+  // k the iterating thread can ask about (it is at most one batch ahead of its consumer,
+  // and k may be the batch being trained on).
   struct Recent {
-    std::array<std::pair<std::int64_t, torch::Tensor>, 2> entries{
-        {{-1, torch::Tensor()}, {-1, torch::Tensor()}}};
+    std::array<std::pair<std::int64_t, torch::Tensor>, 3> entries{
+        {{-1, torch::Tensor()}, {-1, torch::Tensor()}, {-1, torch::Tensor()}}};
     int next = 0;
   };
 
@@ -818,11 +852,12 @@ class DataLoader {
 
   // The running epoch.
   std::shared_ptr<const BatchPlan> plan_;
-  std::optional<D> stream_;                  // num_workers = 0, a stream
-  std::shared_ptr<std::vector<D>> streams_;  // a stream per worker
-  std::vector<char> active_;                 // streams not yet ended
+  std::optional<Stream> stream_;                  // num_workers = 0, a stream
+  std::shared_ptr<std::vector<Stream>> streams_;  // a stream per worker
+  std::vector<char> active_;                      // streams not yet ended
   std::vector<std::int64_t> task_worker_;
   std::int64_t turn_ = 0;
+  std::uint64_t epoch_id_ = 0;  // the running iteration (iterators check it)
   std::int64_t next_ = 0, dispatched_ = 0;
   bool done_ = true;
   std::optional<B> current_;

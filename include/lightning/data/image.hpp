@@ -91,6 +91,11 @@ inline bool decode_jpeg_into(const std::vector<std::uint8_t>& bytes, std::vector
     (*cinfo->err->format_message)(cinfo, e->message);
     std::longjmp(e->jump, 1);
   };
+  // A warning is corrupt data (a truncated file, a bad Huffman code): an error, as
+  // Pillow raises one, not an image silently filled in.
+  errors.pub.emit_message = [](j_common_ptr cinfo, int level) {
+    if (level < 0) (*cinfo->err->error_exit)(cinfo);
+  };
   if (setjmp(errors.jump)) {
     jpeg_destroy_decompress(&info);
     std::copy(std::begin(errors.message), std::end(errors.message), std::begin(message));
