@@ -2,8 +2,8 @@
 // program on 127.0.0.1, train as one process does with their global batch.
 #include <gtest/gtest.h>
 
-#include <lightning/lightning.hpp>
 #include <lightning/data/data_loader.hpp>
+#include <lightning/lightning.hpp>
 #include <lightning/policies/ddp.hpp>
 
 #include "support/models.hpp"
