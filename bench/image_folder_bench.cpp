@@ -217,10 +217,8 @@ int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
   folder();  // written before any timing
   struct Collect : benchmark::ConsoleReporter {
-    std::map<std::string, double> seconds;
     void ReportRuns(const std::vector<Run>& runs) override {
       for (const auto& r : runs) {
-        seconds[r.benchmark_name()] = r.GetAdjustedRealTime();
         if (auto it = r.counters.find("images/s"); it != r.counters.end())
           results["rate " + r.benchmark_name()] = it->second;
       }

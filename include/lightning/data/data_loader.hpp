@@ -356,7 +356,7 @@ class DataLoader {
                        "must be in [0, " + std::to_string(plan_->size()) + "]");
     next_ = first;
     dispatched_ = first;
-    dispatch_window();
+    dispatch_window(next_);
     fetch();
     return iterator(this);
   }
@@ -367,7 +367,7 @@ class DataLoader {
     start_epoch(torch::Tensor());
     next_ = 0;
     dispatched_ = 0;
-    dispatch_window();
+    dispatch_window(next_);
     fetch();
     for (std::int64_t k = 0; k < first && !done_; ++k) advance();
     return iterator(this);
@@ -585,10 +585,11 @@ class DataLoader {
     }
   }
 
-  // Keeps window() batches posted ahead of the one the iterating thread waits for.
-  void dispatch_window() {
+  // Keeps the window() batches from `wanted` on (the next the iterating thread will wait
+  // for) posted.
+  void dispatch_window(std::int64_t wanted) {
     if (options_.num_workers == 0) return;
-    while (dispatched_ < next_ + window()) {
+    while (dispatched_ < wanted + window()) {
       if constexpr (map_style) {
         if (dispatched_ >= plan_->size()) return;
         post_map(dispatched_);
@@ -801,13 +802,11 @@ class DataLoader {
         if (r.kind == decltype(r)::Kind::exhausted) {
           active_[static_cast<std::size_t>(r.worker)] = 0;
           ++next_;
-          dispatch_window();
+          dispatch_window(next_);
           continue;
         }
       }
-      ++next_;
-      dispatch_window();
-      --next_;  // next_ stays the current batch's index until advance()
+      dispatch_window(next_ + 1);  // next_ stays the current batch's index until advance()
       current_.emplace(std::move(*r.batch));
       return;
     }

@@ -52,16 +52,14 @@ inline torch::Tensor resize_to(const torch::Tensor& img, std::int64_t h, std::in
   if (img.size(-2) == h && img.size(-1) == w) return img;
   const bool two_d = img.dim() == 2;
   auto x = two_d ? img.unsqueeze(0) : img;
-  const bool bytes = x.scalar_type() == torch::kUInt8;
 #if LIGHTNING_TORCH_AT_LEAST(2, 1)
   // LibTorch 2.1+ resamples uint8 images as Pillow does (its fixed-point kernel).
   auto out = at::_upsample_bilinear2d_aa(x.unsqueeze(0), {h, w}, false).squeeze(0);
 #else
   auto out =
       at::_upsample_bilinear2d_aa(x.unsqueeze(0).to(torch::kFloat), {h, w}, false).squeeze(0);
-  if (bytes) out = out.round_().clamp_(0, 255).to(torch::kUInt8);
+  if (x.scalar_type() == torch::kUInt8) out = out.round_().clamp_(0, 255).to(torch::kUInt8);
 #endif
-  (void)bytes;
   return two_d ? out.squeeze(0) : out;
 }
 
