@@ -25,6 +25,7 @@ readonly PACKAGES=(
   libboost-dev librange-v3-dev          # Boost.Hana, Boost.CRC, range-v3
   zlib1g-dev                            # gzip-compressed IDX files
   libpng-dev libjpeg62-turbo-dev        # data/image.hpp: PNG and JPEG files
+  libyaml-cpp-dev                       # lightning/cli: YAML config files
   dataset-fashion-mnist                 # a real data set for the examples and tests
   libgtest-dev libgmock-dev             # tests
   protobuf-compiler                     # tests: protoc --decode_raw reads TensorBoard event files

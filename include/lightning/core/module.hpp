@@ -3,6 +3,7 @@
 // one it wrote, detected at compile time (see core/hooks.hpp).
 #pragma once
 
+#include <lightning/core/hyperparameter_struct.hpp>
 #include <lightning/core/hyperparameters.hpp>
 #include <lightning/core/manual_optimization.hpp>
 #include <lightning/core/metrics.hpp>
@@ -58,6 +59,12 @@ class LightningModule : public torch::nn::Module {
   // go to every logger (hparams.yaml, TensorBoard's hparams tab) and into checkpoints,
   // and a checkpoint loaded by the Trainer restores them.
   void save_hyperparameters(HParams hparams) { hparams_ = std::move(hparams); }
+  // The same from a struct of them (core/hyperparameter_struct.hpp): the struct a
+  // LightningCLI fills from --model.* is then what loggers and checkpoints hold.
+  template <HyperparameterStruct S>
+  void save_hyperparameters(const S& hparams) {
+    hparams_ = to_hparams(hparams);
+  }
   [[nodiscard]] const HParams& hparams() const noexcept { return hparams_; }
 
   // ---- Manual optimization (the module declares automatic_optimization = false) ----

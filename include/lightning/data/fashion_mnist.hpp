@@ -34,6 +34,9 @@ struct FashionMNISTOptions {
 
 class FashionMNIST {
  public:
+  // What LightningCLI's --data.* options fill (with FashionMNISTOptions adapted for
+  // Boost.Hana, as examples/cli.cpp does).
+  using Hyperparameters = FashionMNISTOptions;
   static constexpr double mean = 0.2860;  // of the training images, in [0, 1]
   static constexpr double stddev = 0.3530;
   static constexpr const char* classes[10] = {"T-shirt/top", "Trouser",   "Pullover", "Dress",
