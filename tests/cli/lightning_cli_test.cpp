@@ -71,7 +71,11 @@ namespace {
 
 struct TinyModel : L::LightningModule {
   using Hyperparameters = TinyHParams;
+  torch::nn::Linear linear{register_module("linear", torch::nn::Linear(2, 1))};
   explicit TinyModel(const Hyperparameters&) {}
+  auto configure_optimizers() {
+    return L::optimizers(torch::optim::SGD(parameters(), 0.1), L::scheduler(L::lr::StepLR{}));
+  }
 };
 struct TinyData {
   using Hyperparameters = TinyDataOptions;
@@ -421,6 +425,65 @@ TEST(LightningCLI, PolicyStringsAreLightnings) {
   }
 }
 
+TEST(LightningCLI, OptimizerShorthandIsReadWithPyTorchsNamesAndDefaults) {
+  static_assert(L::cli::supports_optimizer_shorthand<TinyModel>);
+  auto cli = parsed({"fit", "--optimizer", "torch.optim.AdamW", "--optimizer.lr", "0.01",
+                     "--lr_scheduler", "CosineAnnealingLR", "--lr_scheduler.T_max", "20"});
+  const auto& c = cli.config();
+  ASSERT_TRUE(c.optimizer && c.lr_scheduler);
+  EXPECT_EQ(c.optimizer->name, "AdamW");
+  const auto yaml = cli.resolved_yaml();
+  EXPECT_NE(
+      yaml.find("optimizer:\n  class_path: torch.optim.AdamW\n  init_args:\n    lr: 0.01\n"
+                "    betas:\n    - 0.9\n    - 0.999\n    eps: 1.0e-08\n    weight_decay: 0.01\n"),
+      std::string::npos)
+      << yaml;
+  EXPECT_NE(yaml.find("lr_scheduler:\n  class_path: torch.optim.lr_scheduler.CosineAnnealingLR\n"
+                      "  init_args:\n    T_max: 20\n    eta_min: 0.0\n"),
+            std::string::npos)
+      << yaml;
+  write("resolved.yaml", yaml);
+  EXPECT_EQ(parsed({"fit", "-c", "resolved.yaml"}).resolved_yaml(), yaml);
+
+  // What it builds: torch's optimizer with these options, the library's scheduler.
+  torch::nn::Linear layer(2, 1);
+  const auto optimizer = c.optimizer->make(layer->parameters());
+  auto* adamw = dynamic_cast<torch::optim::AdamW*>(optimizer.get());
+  ASSERT_NE(adamw, nullptr);
+  const auto& o = static_cast<const torch::optim::AdamWOptions&>(adamw->defaults());
+  EXPECT_EQ(o.lr(), 0.01);
+  EXPECT_EQ(o.weight_decay(), 0.01);
+  EXPECT_EQ(std::get<0>(o.betas()), 0.9);
+  const auto scheduler = c.lr_scheduler->make();
+  EXPECT_EQ(std::get<L::lr::Scheduler<L::lr::CosineAnnealingLR>>(scheduler).formula().t_max, 20);
+
+  const auto error_of = [](std::vector<std::string> args) {
+    TinyCLI cli(std::move(args));
+    try {
+      cli.parse();
+    } catch (const L::cli::UsageError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_EQ(error_of({"fit", "--optimizer", "Adamm"}),
+            "lightning: optimizer = 'Adamm' is not a class the optimizer shorthand knows (did you "
+            "mean Adam?); it knows SGD, Adam, AdamW, RMSprop, Adagrad");
+  EXPECT_EQ(error_of({"fit", "--optimizer", "SGD", "--optimizer.momentun", "0.9"}),
+            "lightning: unknown option --optimizer.momentun for SGD; did you mean "
+            "--optimizer.momentum? (SGD takes lr, momentum, dampening, weight_decay, nesterov)");
+  EXPECT_EQ(error_of({"fit", "--optimizer", "Adam", "--optimizer.betas", "[0.9]"}),
+            "lightning: optimizer.init_args.betas must hold two values, not 1");
+  EXPECT_EQ(
+      error_of({"fit", "--lr_scheduler", "StepLR"}),
+      "lightning: --lr_scheduler StepLR needs --optimizer too (as in Lightning: the shorthand "
+      "replaces configure_optimizers as a whole)");
+  EXPECT_EQ(error_of({"fit", "--optimizer", "SGD", "--lr_scheduler", "ReduceLROnPlateau"}),
+            "lightning: lr_scheduler = 'ReduceLROnPlateau' is not a class the lr_scheduler "
+            "shorthand knows; it knows StepLR, MultiStepLR, ExponentialLR, CosineAnnealingLR, "
+            "LinearLR, OneCycleLR");
+}
+
 TEST(HyperparameterStruct, IsWhatSaveHyperparametersRecords) {
   SavedHParams h;
   L::LightningModule m;
@@ -576,4 +639,53 @@ TEST(LightningCLIExample, DevicesTwoRunsDdpAndRankZeroSavesTheConfig) {
   const auto config = read("lightning_logs/version_0/config.yaml");
   EXPECT_NE(config.find("  strategy: auto\n"), std::string::npos);
   EXPECT_NE(config.find("  devices: 2\n"), std::string::npos);
+}
+
+TEST(LightningCLIExample, OptimizerShorthandTrainsAsTheSameOptimizerWrittenInCode) {
+  // The module's own configure_optimizers is Adam(lr 1e-3): the shorthand's Adam with the same
+  // arguments trains to the same weights, bit for bit.
+  ASSERT_EQ(example(quick({"--seed_everything", "5"})).status, 0);
+  const auto shorthand =
+      example(quick({"--seed_everything", "5", "--optimizer", "Adam", "--optimizer.lr", "0.001"}));
+  ASSERT_EQ(shorthand.status, 0) << shorthand.err;
+  const auto own = weights(files_under("lightning_logs/version_0", ".ckpt").at(0));
+  const auto chosen = weights(files_under("lightning_logs/version_1", ".ckpt").at(0));
+  for (const auto& [name, tensor] : own) EXPECT_TRUE(torch::equal(tensor, chosen.at(name))) << name;
+  // Without a scheduler, the checkpoint lists none (as the module's own run).
+  for (const char* run : {"lightning_logs/version_0", "lightning_logs/version_1"})
+    EXPECT_EQ(L::checkpoint_dict(
+                  L::load_checkpoint_file(files_under(run, ".ckpt").at(0)).at("lr_schedulers"))
+                  .size(),
+              0u);
+}
+
+TEST(LightningCLIExample, AShorthandRunResumesExactlyWithItsScheduler) {
+  const std::vector<std::string> sgd{
+      "--seed_everything",    "9",   "--optimizer",    "SGD",    "--optimizer.lr",           "0.05",
+      "--optimizer.momentum", "0.9", "--lr_scheduler", "StepLR", "--lr_scheduler.step_size", "1",
+      "--lr_scheduler.gamma", "0.5"};
+  auto two = sgd;
+  two.insert(two.end(), {"--trainer.max_epochs", "2"});
+  ASSERT_EQ(example(quick(two)).status, 0);  // version_0: two epochs at once
+  auto one = sgd;
+  one.insert(one.end(), {"--trainer.max_epochs", "1"});
+  ASSERT_EQ(example(quick(one)).status, 0);  // version_1: the first epoch
+  auto resumed = sgd;
+  resumed.insert(resumed.end(), {"--trainer.max_epochs", "2", "--ckpt_path",
+                                 files_under("lightning_logs/version_1", ".ckpt").at(0).string()});
+  const auto run = example(quick(resumed));  // version_2: the second, from version_1's file
+  ASSERT_EQ(run.status, 0) << run.err;
+  const auto straight = files_under("lightning_logs/version_0", ".ckpt").at(0);
+  const auto after_resume = files_under("lightning_logs/version_2", ".ckpt").at(0);
+  const auto a = weights(straight), b = weights(after_resume);
+  for (const auto& [name, tensor] : a) EXPECT_TRUE(torch::equal(tensor, b.at(name))) << name;
+  const auto c = L::load_checkpoint_file(after_resume);
+  const auto scheduler = L::checkpoint_dict(L::checkpoint_dict(c.at("lr_schedulers")).at("0"));
+  EXPECT_EQ(scheduler.at("last_step").toInt(), 2);  // StepLR steps each epoch
+  const auto groups = L::checkpoint_dict(L::checkpoint_dict(c.at("optimizer_states")).at("0"))
+                          .at("param_groups")
+                          .toList();
+  const auto group = L::checkpoint_dict(groups.get(0));
+  EXPECT_DOUBLE_EQ(group.at("lr").toDouble(), 0.05 * 0.5 * 0.5);
+  EXPECT_DOUBLE_EQ(group.at("momentum").toDouble(), 0.9);
 }

@@ -21,6 +21,7 @@
 #include <lightning/cli/config.hpp>
 #include <lightning/cli/fields.hpp>
 #include <lightning/cli/library.hpp>
+#include <lightning/cli/optimizers.hpp>
 #include <lightning/cli/policies.hpp>
 #include <lightning/core/durable_file.hpp>
 #include <lightning/core/metric_map.hpp>
@@ -145,6 +146,8 @@ class LightningCLI {
 
  public:
   using ModelHParams = typename Model::Hyperparameters;
+  static constexpr bool predicts =
+      hooks::predict_step::declared<Model> && hooks::predict_dataloader::declared<Data>;
   using DataHParams = typename Data::Hyperparameters;
 
   // Everything the command line decided, typed.
@@ -157,7 +160,13 @@ class LightningCLI {
     DataHParams data;
     std::tuple<typename CallbackTraits<Callbacks>::options...> callbacks;
     std::optional<std::filesystem::path> ckpt_path;
+    std::optional<OptimizerChoice> optimizer;  // --optimizer; unset: the module's own
+    std::optional<SchedulerChoice> lr_scheduler;
   };
+  // The module the Trainer runs: the program's, with configure_optimizers open to
+  // --optimizer / --lr_scheduler where the shorthand can stand in for it.
+  using Module =
+      std::conditional_t<supports_optimizer_shorthand<Model>, ConfiguredModule<Model>, Model>;
 
   LightningCLI(int argc, char** argv, LightningCLIOptions options = {})
       : options_(std::move(options)) {
@@ -184,8 +193,14 @@ class LightningCLI {
         out << resolved_yaml();
         return 0;
       }
+      if (config_.subcommand == Subcommand::predict && !predicts)
+        throw UsageError(
+            std::string("lightning: predict needs the module's predict_step and the "
+                        "datamodule's predict_dataloader; this program's have ") +
+            (hooks::predict_step::declared<Model> ? "no predict_dataloader" : "no predict_step"));
       choice = resolve(config_.policies, config_.trainer.devices, config_.trainer.num_nodes);
       check_combination(combinations, choice);
+      build();
     } catch (const UsageError& e) {
       err << usage_line() << "\nerror: " << e.what() << "\n";
       return 2;
@@ -366,14 +381,24 @@ class LightningCLI {
       } else if (section == "data") {
         decode(config_.data, node, "data", unknown);
       } else if (section == "optimizer" || section == "lr_scheduler") {
-        if (!detail::is_null(node))
+        if (!supports_optimizer_shorthand<Model> && !detail::is_null(node))
           throw UsageError("lightning: --" + section +
-                           " is not supported by this program: its module's "
-                           "configure_optimizers is used");
+                           " cannot replace this module's configure_optimizers: the shorthand "
+                           "stands in for one optimizer with at most one lr formula scheduler, "
+                           "under automatic optimization");
+        if (section == "optimizer")
+          config_.optimizer = read_optimizer(node);
+        else
+          config_.lr_scheduler = read_scheduler(node);
       } else {
         unknown(section);
       }
     }
+    if (config_.lr_scheduler && !config_.optimizer)
+      throw UsageError(
+          "lightning: --lr_scheduler " + config_.lr_scheduler->name +
+          " needs --optimizer too (as in Lightning: the shorthand replaces configure_optimizers "
+          "as a whole)");
     lightning::validate(config_.trainer);  // option errors now, before anything runs
   }
 
@@ -476,8 +501,15 @@ class LightningCLI {
     root.set("trainer", trainer);
     root.set("model", encode(config_.model));
     root.set("data", encode(config_.data));
-    root.set("optimizer", YamlTree::scalar("null"));
-    root.set("lr_scheduler", YamlTree::scalar("null"));
+    const auto choice = [](const auto& c) {
+      if (!c) return YamlTree::scalar("null");
+      auto tree = YamlTree::map();
+      tree.set("class_path", YamlTree::scalar(c->class_path));
+      tree.set("init_args", c->init_args);
+      return tree;
+    };
+    root.set("optimizer", choice(config_.optimizer));
+    root.set("lr_scheduler", choice(config_.lr_scheduler));
     root.set("ckpt_path", Field<std::optional<std::filesystem::path>>::encode(config_.ckpt_path));
     return root;
   }
@@ -497,71 +529,71 @@ class LightningCLI {
 
   // ---- Running ----
 
+  // Seeds, then builds the data, the module and the callbacks: everything that does not
+  // depend on the policies, once, outside the per-combination code. An option a callback
+  // refuses is a usage error (std::invalid_argument, caught by run()).
+  void build() {
+    if (config_.seed_everything) {  // before anything is built: the weights and split repeat
+      seed_everything(*config_.seed_everything);
+      ::setenv("PL_GLOBAL_SEED", std::to_string(*config_.seed_everything).c_str(), 1);
+    }
+    data_.emplace(config_.data);
+    model_.emplace(config_.model);
+    if (model_->hparams().empty()) model_->save_hyperparameters(config_.model);
+    if constexpr (supports_optimizer_shorthand<Model>)
+      model_->choose(&config_.optimizer, &config_.lr_scheduler);
+    std::apply(
+        [&](const auto&... options) {
+          callbacks_.emplace(
+              SaveConfig(
+                  "# lightning-cpp==" + std::string(lightning::version) + "\n" + resolved_yaml(),
+                  options_.config_filename,
+                  options_.save_config && config_.subcommand == Subcommand::fit,
+                  options_.save_config_overwrite),
+              Callbacks(options)...);
+        },
+        config_.callbacks);
+  }
+
+  // The one piece compiled per policy combination: the Trainer and the subcommand.
   template <class A, class S, class P>
   int execute() {
-    auto& err = options_.err ? *options_.err : std::cerr;
-    const std::string saved =
-        "# lightning-cpp==" + std::string(lightning::version) + "\n" + resolved_yaml();
-    using TrainerType = Trainer<A, S, P, SaveConfig, Callbacks...>;
-    std::optional<TrainerType> trainer;
-    std::optional<Model> model;
-    std::optional<Data> data;
+    std::optional<Trainer<A, S, P, SaveConfig, Callbacks...>> trainer;
     try {
-      // Seeded before anything is built, so that the weights and the split repeat.
-      if (config_.seed_everything) {
-        seed_everything(*config_.seed_everything);
-        ::setenv("PL_GLOBAL_SEED", std::to_string(*config_.seed_everything).c_str(), 1);
-      }
-      data.emplace(config_.data);
-      model.emplace(config_.model);
-      if (model->hparams().empty()) model->save_hyperparameters(config_.model);
       std::apply(
-          [&](const auto&... callback_options) {
-            trainer.emplace(
-                config_.trainer,
-                SaveConfig(saved, options_.config_filename,
-                           options_.save_config && config_.subcommand == Subcommand::fit,
-                           options_.save_config_overwrite),
-                Callbacks(callback_options)...);
-          },
-          config_.callbacks);
-    } catch (const std::invalid_argument& e) {  // an option's value, checked by its owner
+          [&](auto&... callbacks) { trainer.emplace(config_.trainer, std::move(callbacks)...); },
+          *callbacks_);
+    } catch (const std::invalid_argument& e) {  // options that contradict each other
+      auto& err = options_.err ? *options_.err : std::cerr;
       err << usage_line() << "\nerror: " << e.what() << "\n";
       return 2;
     }
+    auto& model = *model_;
+    auto& data = *data_;
     const auto ckpt = config_.ckpt_path;
     switch (config_.subcommand) {
       case Subcommand::fit:
         if (ckpt)
-          trainer->fit(*model, *data, CheckpointPath{*ckpt});
+          trainer->fit(model, data, CheckpointPath{*ckpt});
         else
-          trainer->fit(*model, *data);
+          trainer->fit(model, data);
         break;
       case Subcommand::validate:
-        print_results(*trainer, "Validate",
-                      ckpt ? trainer->validate(*model, *data, CheckpointPath{*ckpt})
-                           : trainer->validate(*model, *data));
+        print_results(trainer->is_global_zero(), "Validate",
+                      ckpt ? trainer->validate(model, data, CheckpointPath{*ckpt})
+                           : trainer->validate(model, data));
         break;
       case Subcommand::test:
-        print_results(*trainer, "Test",
-                      ckpt ? trainer->test(*model, *data, CheckpointPath{*ckpt})
-                           : trainer->test(*model, *data));
+        print_results(
+            trainer->is_global_zero(), "Test",
+            ckpt ? trainer->test(model, data, CheckpointPath{*ckpt}) : trainer->test(model, data));
         break;
       case Subcommand::predict:
-        if constexpr (hooks::predict_step::declared<Model> &&
-                      hooks::predict_dataloader::declared<Data>) {
+        if constexpr (predicts) {
           if (ckpt)
-            (void)trainer->predict(*model, *data, CheckpointPath{*ckpt});
+            (void)trainer->predict(model, data, CheckpointPath{*ckpt});
           else
-            (void)trainer->predict(*model, *data);
-        } else {
-          err << usage_line()
-              << "\nerror: lightning: predict needs the module's predict_step and the "
-                 "datamodule's predict_dataloader; this program's have "
-              << (hooks::predict_step::declared<Model> ? "no predict_dataloader"
-                                                       : "no predict_step")
-              << "\n";
-          return 2;
+            (void)trainer->predict(model, data);
         }
         break;
     }
@@ -569,10 +601,9 @@ class LightningCLI {
   }
 
   // Lightning's table of what validate/test logged (trainer.test(verbose=True)), rank zero.
-  template <class T>
-  void print_results(const T& trainer, std::string_view stage,
+  void print_results(bool global_zero, std::string_view stage,
                      const std::vector<MetricMap>& results) {
-    if (!trainer.is_global_zero() || results.empty()) return;
+    if (!global_zero || results.empty()) return;
     auto& out = options_.out ? *options_.out : std::cout;
     std::size_t width = stage.size() + 7;
     for (const auto& metrics : results)
@@ -625,6 +656,10 @@ class LightningCLI {
           "flags win\n"
        << "  --print_config\n      print the resolved config (YAML) and exit\n"
        << "  --KEY=VALUE works as --KEY VALUE; values are YAML (null, 3, 0.1, [1, 2])\n";
+    if constexpr (supports_optimizer_shorthand<Model>)
+      os << "  --optimizer NAME, --lr_scheduler NAME\n      replace the module's "
+            "configure_optimizers (--optimizer.lr 0.01, --lr_scheduler.step_size 10):\n"
+         << shorthand_help();
     std::string section;
     for (const auto& o : option_help()) {
       const auto dot = o.key.rfind('.');
@@ -643,6 +678,9 @@ class LightningCLI {
   std::string program_;
   std::vector<std::string> args_;
   Config config_;
+  std::optional<Data> data_;
+  std::optional<Module> model_;
+  std::optional<std::tuple<SaveConfig, Callbacks...>> callbacks_;
   bool print_config_ = false;
   std::string help_;
 };

@@ -17,13 +17,17 @@
 
 #include <torch/torch.h>
 
+#include <boost/core/demangle.hpp>
+
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <ostream>
 #include <string>
 #include <tuple>
 #include <type_traits>
+#include <typeinfo>
 #include <utility>
 #include <vector>
 
@@ -116,6 +120,33 @@ struct is_optimizer_tuple : std::false_type {};
 template <class... T>
 struct is_optimizer_tuple<std::tuple<T...>>
     : std::bool_constant<(sizeof...(T) > 0 && (single_optimizer_config<T> && ...))> {};
+
+// The optimizer of a config: a torch::optim optimizer, or one chosen at run time and held
+// as std::unique_ptr<torch::optim::Optimizer> (LightningCLI's --optimizer).
+inline torch::optim::Optimizer& optimizer_of(torch::optim::Optimizer& o) noexcept {
+  return o;
+}
+inline torch::optim::Optimizer& optimizer_of(
+    const std::unique_ptr<torch::optim::Optimizer>& o) noexcept {
+  return *o;
+}
+template <class Opt>
+std::string optimizer_type_name(const Opt& o) {
+  if constexpr (std::same_as<Opt, std::unique_ptr<torch::optim::Optimizer>>)
+    return boost::core::demangle(typeid(*o).name());
+  else
+    return boost::core::demangle(typeid(Opt).name());
+}
+
+// A scheduler slot may be left empty (a type with `bool active() const`, LightningCLI's
+// shorthand without --lr_scheduler): the Trainer neither lists, saves nor restores it.
+template <class S>
+bool scheduler_active(const S& s) {
+  if constexpr (requires { s.active(); })
+    return s.active();
+  else
+    return true;
+}
 
 // configure_optimizers()'s result as an OptimizerConfig (a bare optimizer has no schedulers).
 template <class R>

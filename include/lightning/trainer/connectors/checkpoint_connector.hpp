@@ -253,13 +253,13 @@ class CheckpointConnector {
 
   template <class Config>
   static void save_config(Config& config, CheckpointDict& optimizers, CheckpointDict& schedulers) {
-    optimizers.insert(std::to_string(optimizers.size()), optimizer_state(config.optimizer));
-    std::apply(
-        [&](auto&... sc) {
-          (schedulers.insert(std::to_string(schedulers.size()), scheduler_state(sc.scheduler)),
-           ...);
-        },
-        config.lr_schedulers);
+    optimizers.insert(std::to_string(optimizers.size()),
+                      optimizer_state(detail::optimizer_of(config.optimizer)));
+    const auto save = [&](const auto& sc) {
+      if (detail::scheduler_active(sc.scheduler))
+        schedulers.insert(std::to_string(schedulers.size()), scheduler_state(sc.scheduler));
+    };
+    std::apply([&](const auto&... sc) { (save(sc), ...); }, config.lr_schedulers);
   }
 
   template <class Config>
@@ -271,18 +271,19 @@ class CheckpointConnector {
     std::apply(
         [&](auto&... sc) {
           [[maybe_unused]] const auto restore_one = [&](auto& one) {
+            if (!detail::scheduler_active(one.scheduler)) return;
             const auto key = std::to_string(next_scheduler++);
             if (!schedulers.contains(key))
               throw CheckpointError("lightning: " + source +
                                     " holds fewer scheduler states than configure_optimizers "
                                     "returns schedulers");
-            load_scheduler_state(one.scheduler, config.optimizer,
+            load_scheduler_state(one.scheduler, detail::optimizer_of(config.optimizer),
                                  checkpoint_dict(schedulers.at(key)));
           };
           (restore_one(sc), ...);
         },
         config.lr_schedulers);
-    load_optimizer_state(config.optimizer,
+    load_optimizer_state(detail::optimizer_of(config.optimizer),
                          checkpoint_dict(optimizers.at(std::to_string(next_optimizer++))), source);
   }
 

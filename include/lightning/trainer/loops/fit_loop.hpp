@@ -81,23 +81,18 @@ void run_sanity_check(T& trainer, M& model, ValidationSchedule<Loaders>& v) {
   trainer.metrics.clear(MetricStore::Phase::validation);
 }
 
-template <class Opt>
-std::string optimizer_type_name() {
-  auto name = boost::core::demangle(typeid(Opt).name());
-  if (const auto colon = name.rfind("::"); colon != std::string::npos) name.erase(0, colon + 2);
-  return name;
-}
-
 template <class Opt, class... Scheds>
 OptimizerInfo optimizer_info(OptimizerConfig<Opt, Scheds...>& config) {
   OptimizerInfo info;
-  info.optimizer = &config.optimizer;
-  info.type_name = optimizer_type_name<Opt>();
-  std::apply(
-      [&](auto&... sc) {
-        (info.schedulers.emplace_back(sc.options.name, sc.options.interval), ...);
-      },
-      config.lr_schedulers);
+  info.optimizer = &detail::optimizer_of(config.optimizer);
+  info.type_name = detail::optimizer_type_name(config.optimizer);
+  if (const auto colon = info.type_name.rfind("::"); colon != std::string::npos)
+    info.type_name.erase(0, colon + 2);
+  const auto add = [&](const auto& sc) {
+    if (detail::scheduler_active(sc.scheduler))
+      info.schedulers.emplace_back(sc.options.name, sc.options.interval);
+  };
+  std::apply([&](const auto&... sc) { (add(sc), ...); }, config.lr_schedulers);
   return info;
 }
 

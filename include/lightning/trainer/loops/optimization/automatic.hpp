@@ -54,8 +54,8 @@ namespace lightning::loops {
 // Binds each scheduler of an optimizer to it (records the base learning rates).
 template <class Config>
 void attach_schedulers(Config& config) {
-  std::apply([&](auto&... sc) { (sc.scheduler.attach(config.optimizer), ...); },
-             config.lr_schedulers);
+  auto& optimizer = detail::optimizer_of(config.optimizer);
+  std::apply([&](auto&... sc) { (sc.scheduler.attach(optimizer), ...); }, config.lr_schedulers);
 }
 
 // Steps the schedulers of `config` that run at this interval (plateau ones separately, as
@@ -80,9 +80,9 @@ void step_schedulers(T& trainer, Config& config, Interval interval, bool plateau
                                  "]. Log it (e.g. log(\"" + s.options.monitor +
                                  "\", loss) in validation_step) or set SchedulerOptions.monitor");
       }
-      s.scheduler.step(config.optimizer, *value);
+      s.scheduler.step(detail::optimizer_of(config.optimizer), *value);
     } else {
-      s.scheduler.step(config.optimizer);
+      s.scheduler.step(detail::optimizer_of(config.optimizer));
     }
   };
   std::apply([&](auto&... s) { (one(s), ...); }, config.lr_schedulers);
@@ -104,7 +104,7 @@ void automatic_optimization_step(T& trainer, M& model, Config& config, const tor
   if (!loss.defined() || !loss.requires_grad() || loss.numel() != 1) [[unlikely]]
     detail::bad_training_step_loss(loss, trainer.current_epoch, idx);
   auto& fabric = trainer.fabric();
-  auto& optimizer = static_cast<torch::optim::Optimizer&>(config.optimizer);
+  auto& optimizer = detail::optimizer_of(config.optimizer);
   const bool step_now = (idx + 1) % s.accumulate == 0 || is_last;
   if (idx % s.accumulate == 0) {
     connectors::call_hooks<hooks::on_before_zero_grad>(trainer, model, optimizer);

@@ -70,10 +70,11 @@ struct ManualRun {
 
   template <class Opt, class... Scheds>
   void add(OptimizerConfig<Opt, Scheds...>& config) {
-    optimizers.emplace_back(config.optimizer, table);
+    auto& optimizer = detail::optimizer_of(config.optimizer);
+    optimizers.emplace_back(optimizer, table);
     std::apply(
         [&](auto&... sc) {
-          (schedulers.emplace_back(static_cast<void*>(&sc), config.optimizer,
+          (schedulers.emplace_back(static_cast<void*>(&sc), optimizer,
                                    &LightningScheduler::step_config<Scheds>),
            ...);
         },
