@@ -689,3 +689,55 @@ TEST(LightningCLIExample, AShorthandRunResumesExactlyWithItsScheduler) {
   EXPECT_DOUBLE_EQ(group.at("lr").toDouble(), 0.05 * 0.5 * 0.5);
   EXPECT_DOUBLE_EQ(group.at("momentum").toDouble(), 0.9);
 }
+
+TEST(LightningCLI, SaveConfigWritesOnRankZeroAndOverwritesOnlyWhenAsked) {
+  struct FakeTrainer {
+    fs::path dir;
+    bool zero = true;
+    [[nodiscard]] fs::path log_dir() const { return dir; }
+    [[nodiscard]] bool is_global_zero() const { return zero; }
+    [[nodiscard]] bool broadcast(bool v) const { return v; }
+  };
+  L::LightningModule module;
+  FakeTrainer rank0{"run"}, rank1{"other", false};
+  L::cli::SaveConfig first("a: 1\n", "config.yaml", true, false);
+  first.setup(rank0, module, L::Stage::fit);
+  first.setup(rank0, module, L::Stage::fit);  // once per run: a second setup writes nothing
+  L::cli::SaveConfig(std::string("b: 2\n"), "config.yaml", true, false)
+      .setup(rank1, module, L::Stage::fit);
+  EXPECT_EQ(read("run/config.yaml"), "a: 1\n");
+  EXPECT_FALSE(fs::exists("other/config.yaml"));  // only rank zero writes
+  L::cli::SaveConfig validate("c: 3\n", "config.yaml", true, false);
+  validate.setup(rank0, module, L::Stage::validate);  // fit only
+  L::cli::SaveConfig again("d: 4\n", "config.yaml", true, false);
+  L::testing::expect_error<std::runtime_error>(
+      [&] { again.setup(rank0, module, L::Stage::fit); },
+      "run/config.yaml already exists; fit stops so as not to overwrite the config of a "
+      "previous run");
+  EXPECT_EQ(read("run/config.yaml"), "a: 1\n");
+  L::cli::SaveConfig overwrite("e: 5\n", "config.yaml", true, true);
+  overwrite.setup(rank0, module, L::Stage::fit);
+  EXPECT_EQ(read("run/config.yaml"), "e: 5\n");
+  L::cli::SaveConfig off("f: 6\n", "config.yaml", false, true);
+  off.setup(rank0, module, L::Stage::fit);
+  EXPECT_EQ(read("run/config.yaml"), "e: 5\n");
+}
+
+TEST(LightningCLI, TheRestOfTheLibraryIncludesNeitherTheCliNorYaml) {
+  // A program that does not include lightning/cli pays nothing for it.
+  const fs::path include = fs::path(LIGHTNING_TEST_DATA_DIR).parent_path().parent_path() / "include";
+  std::size_t headers = 0;
+  for (const auto& e : fs::recursive_directory_iterator(include / "lightning")) {
+    if (e.path().extension() != ".hpp" ||
+        e.path().parent_path() == include / "lightning" / "cli")
+      continue;
+    ++headers;
+    std::ifstream in(e.path());
+    for (std::string line; std::getline(in, line);) {
+      if (!line.starts_with("#include")) continue;
+      EXPECT_EQ(line.find("yaml-cpp"), std::string::npos) << e.path() << ": " << line;
+      EXPECT_EQ(line.find("lightning/cli/"), std::string::npos) << e.path() << ": " << line;
+    }
+  }
+  EXPECT_GT(headers, 50u);
+}
