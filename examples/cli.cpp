@@ -14,11 +14,11 @@
 #include <lightning/cli/lightning_cli.hpp>
 #include <lightning/data/fashion_mnist.hpp>
 
+#include "fashion_cnn.hpp"
+
 #include <array>
 #include <cstdint>
 #include <string>
-
-namespace L = lightning;
 
 // A library struct the program did not write: adapted from outside.
 BOOST_HANA_ADAPT_STRUCT(lightning::data::FashionMNISTOptions, root, batch_size, val_size, seed,
@@ -46,9 +46,7 @@ struct CNNHyperparameters {
 };
 BOOST_HANA_ADAPT_STRUCT(CNNHyperparameters, channels, hidden, lr);
 
-using XY = L::Batch<torch::Tensor, torch::Tensor>;
-
-struct FashionClassifier : L::LightningModule {
+struct FashionClassifier : L::LightningModule, FashionSteps<FashionClassifier> {
   using Hyperparameters = CNNHyperparameters;
 
   Hyperparameters h;
@@ -70,21 +68,6 @@ struct FashionClassifier : L::LightningModule {
     return fc2(torch::relu(fc1(x.flatten(1))));
   }
 
-  torch::Tensor training_step(const XY& batch, int64_t) {
-    const auto& [x, y] = batch;
-    auto loss = torch::cross_entropy_loss(forward(x), y);
-    log("train_loss", loss, {.prog_bar = true});
-    return loss;
-  }
-  void evaluate(const XY& batch, const char* prefix) {
-    const auto& [x, y] = batch;
-    auto logits = forward(x);
-    log(std::string(prefix) + "_loss", torch::cross_entropy_loss(logits, y), {.prog_bar = true});
-    log(std::string(prefix) + "_acc", logits.argmax(1).eq(y).to(torch::kFloat).mean(),
-        {.prog_bar = true});
-  }
-  void validation_step(const XY& batch, int64_t) { evaluate(batch, "val"); }
-  void test_step(const XY& batch, int64_t) { evaluate(batch, "test"); }
   torch::Tensor predict_step(const XY& batch, int64_t) {
     const auto& [x, y] = batch;
     return forward(x).argmax(1);

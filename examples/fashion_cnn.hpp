@@ -10,7 +10,32 @@
 namespace L = lightning;
 using XY = L::Batch<torch::Tensor, torch::Tensor>;
 
-struct FashionCNN : L::LightningModule {
+// The steps of the examples' Fashion-MNIST classifiers (this CNN, examples/cli.cpp's):
+// cross-entropy, and loss and accuracy logged per stage. Derived has forward() and log().
+template <class Derived>
+struct FashionSteps {
+  torch::Tensor training_step(const XY& batch, int64_t) {
+    const auto& [x, y] = batch;
+    auto loss = torch::cross_entropy_loss(self().forward(x), y);
+    self().log("train_loss", loss, {.prog_bar = true});
+    return loss;
+  }
+  void evaluate(const XY& batch, const char* prefix) {
+    const auto& [x, y] = batch;
+    auto logits = self().forward(x);
+    self().log(std::string(prefix) + "_loss", torch::cross_entropy_loss(logits, y),
+               {.prog_bar = true});
+    self().log(std::string(prefix) + "_acc", logits.argmax(1).eq(y).to(torch::kFloat).mean(),
+               {.prog_bar = true});
+  }
+  void validation_step(const XY& batch, int64_t) { evaluate(batch, "val"); }
+  void test_step(const XY& batch, int64_t) { evaluate(batch, "test"); }
+
+ private:
+  Derived& self() { return static_cast<Derived&>(*this); }
+};
+
+struct FashionCNN : L::LightningModule, FashionSteps<FashionCNN> {
   torch::nn::Conv2d conv1{
       register_module("conv1", torch::nn::Conv2d(torch::nn::Conv2dOptions(1, 32, 3)))};
   torch::nn::Conv2d conv2{
@@ -26,23 +51,6 @@ struct FashionCNN : L::LightningModule {
     x = torch::max_pool2d(torch::relu(conv2(x)), 2);  // 64 x 5 x 5
     return fc2(torch::relu(fc1(x.flatten(1))));
   }
-
-  torch::Tensor training_step(const XY& batch, int64_t) {
-    const auto& [x, y] = batch;
-    auto loss = torch::cross_entropy_loss(forward(x), y);
-    log("train_loss", loss, {.prog_bar = true});
-    return loss;
-  }
-
-  void evaluate(const XY& batch, const char* prefix) {
-    const auto& [x, y] = batch;
-    auto logits = forward(x);
-    log(std::string(prefix) + "_loss", torch::cross_entropy_loss(logits, y), {.prog_bar = true});
-    log(std::string(prefix) + "_acc", logits.argmax(1).eq(y).to(torch::kFloat).mean(),
-        {.prog_bar = true});
-  }
-  void validation_step(const XY& batch, int64_t) { evaluate(batch, "val"); }
-  void test_step(const XY& batch, int64_t) { evaluate(batch, "test"); }
 
   auto configure_optimizers() {
     return L::optimizers(torch::optim::Adam(parameters(), 1e-3),

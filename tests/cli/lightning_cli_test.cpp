@@ -91,6 +91,17 @@ TinyCLI parsed(std::vector<std::string> args) {
   return cli;
 }
 
+// The message of the usage error parsing `args` throws.
+std::string error_of(std::vector<std::string> args) {
+  TinyCLI cli(std::move(args));
+  try {
+    cli.parse();
+  } catch (const L::cli::UsageError& e) {
+    return e.what();
+  }
+  return "no error";
+}
+
 void write(const fs::path& path, const std::string& text) {
   std::ofstream(path) << text;
 }
@@ -322,15 +333,6 @@ TEST(LightningCLI, EveryOptionIsListedWithItsTypeDefaultAndDoc) {
 }
 
 TEST(LightningCLI, MistakesAreUsageErrorsThatSayWhatToDo) {
-  const auto error_of = [](std::vector<std::string> args) {
-    TinyCLI cli(std::move(args));
-    try {
-      cli.parse();
-    } catch (const L::cli::UsageError& e) {
-      return std::string(e.what());
-    }
-    return std::string("no error");
-  };
   EXPECT_EQ(error_of({"fit", "--trainer.max_epoch", "3"}),
             "lightning: unknown option --trainer.max_epoch; did you mean --trainer.max_epochs? "
             "(see program fit --help)");
@@ -457,15 +459,6 @@ TEST(LightningCLI, OptimizerShorthandIsReadWithPyTorchsNamesAndDefaults) {
   const auto scheduler = c.lr_scheduler->make();
   EXPECT_EQ(std::get<L::lr::Scheduler<L::lr::CosineAnnealingLR>>(scheduler).formula().t_max, 20);
 
-  const auto error_of = [](std::vector<std::string> args) {
-    TinyCLI cli(std::move(args));
-    try {
-      cli.parse();
-    } catch (const L::cli::UsageError& e) {
-      return std::string(e.what());
-    }
-    return std::string("no error");
-  };
   EXPECT_EQ(error_of({"fit", "--optimizer", "Adamm"}),
             "lightning: optimizer = 'Adamm' is not a class the optimizer shorthand knows (did you "
             "mean Adam?); it knows SGD, Adam, AdamW, RMSprop, Adagrad");
@@ -725,11 +718,11 @@ TEST(LightningCLI, SaveConfigWritesOnRankZeroAndOverwritesOnlyWhenAsked) {
 
 TEST(LightningCLI, TheRestOfTheLibraryIncludesNeitherTheCliNorYaml) {
   // A program that does not include lightning/cli pays nothing for it.
-  const fs::path include = fs::path(LIGHTNING_TEST_DATA_DIR).parent_path().parent_path() / "include";
+  const fs::path include =
+      fs::path(LIGHTNING_TEST_DATA_DIR).parent_path().parent_path() / "include";
   std::size_t headers = 0;
   for (const auto& e : fs::recursive_directory_iterator(include / "lightning")) {
-    if (e.path().extension() != ".hpp" ||
-        e.path().parent_path() == include / "lightning" / "cli")
+    if (e.path().extension() != ".hpp" || e.path().parent_path() == include / "lightning" / "cli")
       continue;
     ++headers;
     std::ifstream in(e.path());
