@@ -1,8 +1,7 @@
 // LightningCLI: Lightning's command line for a program's module and data.
 //
 //   int main(int argc, char** argv) {
-//     return L::cli::LightningCLI<MyModel, MyData, L::callbacks::ModelCheckpoint>(argc,
-//     argv).run();
+//     return L::cli::LightningCLI<MyModel, MyData, L::loggers::CSVLogger>(argc, argv).run();
 //   }
 //
 //   ./train fit --config exp.yaml --trainer.max_epochs 20 --model.lr 0.01
