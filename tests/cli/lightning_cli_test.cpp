@@ -202,6 +202,44 @@ TEST(LightningCLI, ConfigFilesMergeInOrderAndLaterFlagsWin) {
   EXPECT_EQ(c.model.dropout, 0.1);
 }
 
+TEST(LightningCLI, AliasesClassChangesAndListFlagsAreReadAsLightningReadsThem) {
+  // A flag sets one key, not every YAML alias of it.
+  write("alias.yaml", "trainer:\n  max_epochs: &e 5\n  min_epochs: *e\n");
+  auto aliased = parsed({"fit", "-c", "alias.yaml", "--trainer.max_epochs", "9"});
+  EXPECT_EQ(aliased.config().trainer.max_epochs, 9);
+  EXPECT_EQ(aliased.config().trainer.min_epochs, 5);
+  // A later file naming another optimizer class replaces the section, arguments included.
+  write("adam.yaml",
+        "optimizer:\n  class_path: torch.optim.Adam\n  init_args:\n    betas: [0.8, 0.9]\n");
+  write("sgd.yaml", "optimizer: SGD\n");
+  auto changed = parsed({"fit", "-c", "adam.yaml", "-c", "sgd.yaml"});
+  ASSERT_TRUE(changed.config().optimizer);
+  EXPECT_EQ(changed.config().optimizer->name, "SGD");
+  // Lightning's list of callbacks as one flag.
+  auto listed = parsed({"fit", "--trainer.callbacks",
+                        "[{class_path: ModelCheckpoint, init_args: {save_top_k: 2}}]"});
+  EXPECT_EQ(std::get<1>(listed.config().callbacks).save_top_k, 2);
+  // Shapes that are not options are usage errors, not yaml-cpp's exceptions.
+  write("key.yaml", "? [a, b]\n: 1\n");
+  EXPECT_EQ(error_of({"fit", "-c", "key.yaml"}),
+            "lightning: [a, b] is not a valid key: keys are names (trainer, max_epochs, ...)");
+  EXPECT_EQ(error_of({"fit", "--trainer.callbacks", "3"}),
+            "lightning: --trainer.callbacks: trainer.callbacks = '3' is not a valid value: a list "
+            "of {class_path, init_args}");
+  // Arguments LibTorch or the scheduler would refuse later are refused now.
+  EXPECT_EQ(error_of({"fit", "--optimizer", "SGD", "--optimizer.nesterov", "true"}),
+            "lightning: optimizer SGD refuses its init_args: Nesterov momentum requires a momentum "
+            "and zero dampening");
+  EXPECT_EQ(error_of({"fit", "--optimizer", "SGD", "--lr_scheduler", "StepLR",
+                      "--lr_scheduler.step_size", "0"}),
+            "lightning: lr_scheduler.init_args.step_size = 0 is not a valid value: must be >= 1");
+  EXPECT_EQ(
+      error_of({"fit", "--optimizer", "SGD", "--lr_scheduler", "MultiStepLR",
+                "--lr_scheduler.milestones", "[5, 2]"}),
+      "lightning: lr_scheduler.init_args.milestones is not a valid value: the milestones must "
+      "be in increasing order");
+}
+
 TEST(LightningCLI, EveryKindOfValueIsReadAsYaml) {
   auto cli = parsed({"fit",        "--model.name",
                      "123",        "--model.activation",
@@ -553,6 +591,10 @@ TEST(LightningCLIExample, UsageErrorsExitWithStatusTwoAndWriteNothing) {
       {{"fit", "--trainer.max_epochs", "-5"}, "TrainerOptions.max_epochs = -5 is invalid"},
       {{"fit", "--trainer.callbacks.ModelCheckpoint.save_top_k", "-3"}, "save_top_k"},
       {{"train"}, "'train' is not a subcommand"},
+      {{"fit", "--optimizer", "SGD", "--optimizer.nesterov", "true"},
+       "Nesterov momentum requires a momentum"},
+      {{"fit", "--optimizer", "SGD", "--lr_scheduler", "StepLR", "--lr_scheduler.step_size", "0"},
+       "step_size = 0 is not a valid value"},
   };
   for (const auto& [args, message] : cases) {
     const auto run = example(args);

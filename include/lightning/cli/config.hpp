@@ -42,15 +42,32 @@ inline std::string short_class_name(std::string_view path) {
   return std::string(path);
 }
 
-// Deep merge: maps merge key by key, anything else replaces.
-inline void merge_into(YAML::Node target, const YAML::Node& source) {
+// Sets map[key] to a new node. (yaml-cpp's `map[key] = v` writes through the node map[key]
+// refers to, and so through every YAML alias of it; removing the key first does not.)
+inline void replace(YAML::Node map, const std::string& key, const YAML::Node& value) {
+  map.remove(key);
+  map[key] = value;
+}
+
+// Deep merge: maps merge key by key, anything else replaces. optimizer and lr_scheduler
+// sections of another class replace the section (their arguments belong to the class).
+inline void merge_into(YAML::Node target, const YAML::Node& source, bool top = false) {
   for (const auto& entry : source) {
-    const auto key = entry.first.as<std::string>();
+    const auto key = key_text(entry.first);
     YAML::Node existing = target[key];
-    if (existing.IsMap() && entry.second.IsMap())
+    bool merge = existing.IsMap() && entry.second.IsMap();
+    if (merge && top && (key == "optimizer" || key == "lr_scheduler")) {
+      const auto class_of = [](const YAML::Node& n) {
+        return n["class_path"] && n["class_path"].IsScalar()
+                   ? short_class_name(n["class_path"].Scalar())
+                   : std::string();
+      };
+      merge = class_of(existing) == class_of(entry.second) || class_of(entry.second).empty();
+    }
+    if (merge)
       merge_into(existing, entry.second);
     else
-      target[key] = YAML::Clone(entry.second);
+      replace(target, key, YAML::Clone(entry.second));
   }
 }
 
@@ -113,7 +130,7 @@ class RawConfig {
       throw UsageError("lightning: config file " + path.string() +
                        " must hold a map of sections (trainer:, model:, data:, ...), not " +
                        detail::node_text(doc));
-    merge_into(root_, normalized(doc, path.string()));
+    detail::merge_into(root_, normalized(doc, path.string()), /*top=*/true);
   }
 
   // Sets one dotted key from the command line; `value` is read as YAML.
@@ -146,8 +163,8 @@ class RawConfig {
       const bool same = section.IsMap() && section["class_path"] &&
                         detail::short_class_name(section["class_path"].as<std::string>()) ==
                             detail::short_class_name(parsed.Scalar());
-      if (!same) root_[parts[0]] = YAML::Node(YAML::NodeType::Map);
-      root_[parts[0]]["class_path"] = parsed.Scalar();
+      if (!same) detail::replace(root_, parts[0], YAML::Node(YAML::NodeType::Map));
+      detail::replace(root_[parts[0]], "class_path", YAML::Node(parsed.Scalar()));
       return;
     }
     if (parts.size() > 1 && (parts[0] == "optimizer" || parts[0] == "lr_scheduler") &&
@@ -156,18 +173,21 @@ class RawConfig {
     // (yaml-cpp's Node is a reference: `=` writes through it, reset() rebinds it.)
     YAML::Node at = root_;
     for (std::size_t i = 0; i + 1 < parts.size(); ++i) {
-      if (!at[parts[i]].IsMap()) at[parts[i]] = YAML::Node(YAML::NodeType::Map);
+      if (!at[parts[i]].IsMap()) detail::replace(at, parts[i], YAML::Node(YAML::NodeType::Map));
       YAML::Node next = at[parts[i]];
       at.reset(next);
     }
-    if (parts.size() == 2 && parts[0] == "trainer" && parts[1] == "logger" && parsed.IsMap()) {
+    if (parts.size() == 2 && parts[0] == "trainer" &&
+        ((parts[1] == "logger" && (parsed.IsMap() || parsed.IsSequence())) ||
+         parts[1] == "callbacks")) {
+      // Lightning's shapes as a flag: --trainer.callbacks '[{class_path: ..., init_args: ...}]'
       YAML::Node wrapped(YAML::NodeType::Map);
       wrapped["trainer"] = YAML::Node(YAML::NodeType::Map);
-      wrapped["trainer"]["logger"] = parsed;
-      merge_into(root_, normalized(wrapped, "--trainer.logger"));
+      wrapped["trainer"][parts[1]] = parsed;
+      detail::merge_into(root_, normalized(wrapped, "--trainer." + parts[1]));
       return;
     }
-    at[parts.back()] = parsed;
+    detail::replace(at, parts.back(), parsed);
   }
 
   [[nodiscard]] const YAML::Node& root() const noexcept { return root_; }
@@ -203,7 +223,7 @@ class RawConfig {
           callbacks[name] =
               args.IsDefined() && !args.IsNull() ? args : YAML::Node(YAML::NodeType::Map);
         } else if (list.IsMap()) {
-          merge_into(callbacks, list);  // already this class's shape
+          detail::merge_into(callbacks, list);  // already this class's shape
         } else if (!list.IsNull()) {
           throw UsageError("lightning: " + source + ": trainer." + where + " = " +
                            detail::node_text(list) +
@@ -211,6 +231,11 @@ class RawConfig {
         }
       };
       if (trainer["callbacks"]) add(trainer["callbacks"], "callbacks");
+      if (trainer["callbacks"] && !trainer["callbacks"].IsMap() &&
+          !trainer["callbacks"].IsSequence() && !trainer["callbacks"].IsNull())
+        throw UsageError("lightning: " + source +
+                         ": trainer.callbacks = " + detail::node_text(trainer["callbacks"]) +
+                         " is not a valid value: a list of {class_path, init_args}");
       if (trainer["logger"] && !trainer["logger"].IsScalar() && !trainer["logger"].IsNull()) {
         add(trainer["logger"], "logger");
         trainer.remove("logger");
@@ -226,10 +251,6 @@ class RawConfig {
       }
     }
     return out;
-  }
-
-  static void merge_into(YAML::Node target, const YAML::Node& source) {
-    detail::merge_into(std::move(target), source);
   }
 
   std::vector<std::string> loggers_;

@@ -127,6 +127,14 @@ inline bool is_null(const YAML::Node& node) {
   return !node.IsDefined() || node.IsNull();
 }
 
+// A key as text; a YAML key that is not a scalar ([a, b]: 1) is a usage error.
+inline std::string key_text(const YAML::Node& key) {
+  if (!key.IsScalar())
+    throw UsageError("lightning: " + node_text(key) +
+                     " is not a valid key: keys are names (trainer, max_epochs, ...)");
+  return key.Scalar();
+}
+
 template <class T>
 std::optional<T> parse_number(const std::string& text) {
   T value{};
@@ -396,7 +404,7 @@ void decode(S& target, const YAML::Node& node, const std::string& prefix, Unknow
     throw UsageError("lightning: " + prefix + " = " + detail::node_text(node) +
                      " is not a valid value: " + prefix + " is a section of options (a map)");
   for (const auto& entry : node) {
-    const auto key = entry.first.as<std::string>();
+    const auto key = detail::key_text(entry.first);
     bool found = false;
     boost::hana::for_each(boost::hana::accessors<S>(), [&](auto pair) {
       if (found || key != boost::hana::to<const char*>(boost::hana::first(pair))) return;

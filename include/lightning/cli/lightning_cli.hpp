@@ -206,6 +206,10 @@ class LightningCLI {
     } catch (const std::invalid_argument& e) {  // an option's owner refused its value
       err << usage_line() << "\nerror: " << e.what() << "\n";
       return 2;
+    } catch (const YAML::Exception& e) {  // a shape the checks above did not foresee
+      err << usage_line() << "\nerror: lightning: the configuration cannot be read: " << e.what()
+          << "\n";
+      return 2;
     }
     try {
       return dispatch(combinations, choice, [&](auto combination) {
@@ -362,7 +366,7 @@ class LightningCLI {
     config_.trainer = options_.trainer_defaults;
     config_.seed_everything = random_seed();
     for (const auto& entry : root) {
-      const auto section = entry.first.as<std::string>();
+      const auto section = detail::key_text(entry.first);
       const YAML::Node& node = entry.second;
       if (section == "seed_everything") {
         if (node.IsScalar() && (node.Scalar() == "true" || node.Scalar() == "false" ||
@@ -409,7 +413,7 @@ class LightningCLI {
                        " is not a valid value: trainer is a section of options (a map)");
     YAML::Node options(YAML::NodeType::Map);
     for (const auto& entry : node) {
-      const auto key = entry.first.as<std::string>();
+      const auto key = detail::key_text(entry.first);
       const auto& value = entry.second;
       if (key == "accelerator") {
         config_.policies.accelerator = Field<std::string>::decode(value, "trainer.accelerator");
@@ -431,8 +435,11 @@ class LightningCLI {
   template <class Unknown, std::size_t... I>
   void decode_callbacks(const YAML::Node& node, Unknown&& unknown, std::index_sequence<I...>) {
     if (detail::is_null(node)) return;
+    if (!node.IsMap())
+      throw UsageError("lightning: trainer.callbacks = " + detail::node_text(node) +
+                       " is not a valid value: a list of {class_path, init_args}");
     for (const auto& entry : node) {
-      const auto name = entry.first.as<std::string>();
+      const auto name = detail::key_text(entry.first);
       bool found = false;
       (
           [&] {

@@ -20,6 +20,7 @@
 #include <boost/hana/tuple.hpp>
 #include <boost/hana/type.hpp>
 
+#include <algorithm>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -224,7 +225,7 @@ std::optional<Choice> read_choice(const YAML::Node& node, const std::string& sec
                      " NAME) or {class_path: NAME, init_args: {...}}; the classes are " +
                      class_names(classes));
   for (const auto& entry : node) {
-    const auto key = entry.first.as<std::string>();
+    const auto key = detail::key_text(entry.first);
     if (key != "class_path" && key != "init_args")
       throw UsageError("lightning: unknown option " + section + "." + key + " (" + section +
                        " takes class_path and init_args)");
@@ -240,7 +241,7 @@ std::optional<Choice> read_choice(const YAML::Node& node, const std::string& sec
       if (!init.IsMap())
         throw UsageError("lightning: " + section + ".init_args = " + node_text(init) +
                          " is not a valid value: a map of " + std::string(name) + "'s arguments");
-      for (const auto& entry : init) given[cpp_field(entry.first.as<std::string>())] = entry.second;
+      for (const auto& entry : init) given[cpp_field(detail::key_text(entry.first))] = entry.second;
     }
     std::vector<std::string> valid;
     for (const auto& o : [&] {
@@ -292,6 +293,12 @@ inline std::optional<OptimizerChoice> read_optimizer(const YAML::Node& node) {
               "lightning: optimizer.init_args.lr = " + loggers::detail::yaml_float(args.lr) +
               " is not a valid value: the learning rate must be >= 0");
         if constexpr (requires { args.betas; }) (void)detail::two_betas(args.betas);
+        try {  // LibTorch's own checks of the arguments, now rather than once fit has started
+          (void)detail::make_optimizer({torch::zeros({1}, torch::requires_grad())}, args);
+        } catch (const c10::Error& e) {
+          throw UsageError("lightning: optimizer " + c.name +
+                           " refuses its init_args: " + e.what_without_backtrace());
+        }
         c.make = [args](std::vector<torch::Tensor> params) {
           return detail::make_optimizer(std::move(params), args);
         };
@@ -301,6 +308,20 @@ inline std::optional<OptimizerChoice> read_optimizer(const YAML::Node& node) {
 inline std::optional<SchedulerChoice> read_scheduler(const YAML::Node& node) {
   return detail::read_choice<SchedulerChoice>(
       node, "lr_scheduler", detail::scheduler_classes, [](SchedulerChoice& c, const auto& args) {
+        const auto at_least_one = [](const char* field, std::int64_t v) {
+          if (v < 1)
+            throw UsageError("lightning: lr_scheduler.init_args." + std::string(field) + " = " +
+                             std::to_string(v) + " is not a valid value: must be >= 1");
+        };
+        if constexpr (requires { args.step_size; }) at_least_one("step_size", args.step_size);
+        if constexpr (requires { args.t_max; }) at_least_one("T_max", args.t_max);
+        if constexpr (requires { args.total_iters; }) at_least_one("total_iters", args.total_iters);
+        if constexpr (requires { args.total_steps; }) at_least_one("total_steps", args.total_steps);
+        if constexpr (requires { args.milestones; })
+          if (!std::is_sorted(args.milestones.begin(), args.milestones.end()))
+            throw UsageError(
+                "lightning: lr_scheduler.init_args.milestones is not a valid value: the "
+                "milestones must be in increasing order");
         c.make = [args]() -> FormulaScheduler { return lr::Scheduler(args); };
       });
 }
