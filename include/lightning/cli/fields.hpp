@@ -161,11 +161,6 @@ struct is_duration : std::false_type {};
 template <class R, class P>
 struct is_duration<std::chrono::duration<R, P>> : std::true_type {};
 
-template <class T>
-struct is_vector : std::false_type {};
-template <class T>
-struct is_vector<std::vector<T>> : std::true_type {};
-
 }  // namespace detail
 
 template <class T>
@@ -370,8 +365,7 @@ struct OptionHelp {
 };
 
 namespace detail {
-template <class T>
-std::string one_line(const YamlTree& tree) {
+inline std::string one_line(const YamlTree& tree) {
   if (tree.kind == YamlTree::Kind::scalar) return tree.text;
   std::string out = "[";
   for (const auto& item : tree.items) out += (out.size() > 1 ? ", " : "") + item.text;
@@ -390,8 +384,7 @@ void describe(const S& defaults, const std::string& prefix, std::vector<OptionHe
       describe(value, prefix + "." + name, out);
     } else {
       out.push_back({prefix + "." + name, Field<T>::type(),
-                     detail::one_line<T>(Field<T>::encode(value)),
-                     std::string(field_doc<S>(name))});
+                     detail::one_line(Field<T>::encode(value)), std::string(field_doc<S>(name))});
     }
   });
 }

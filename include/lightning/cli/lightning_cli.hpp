@@ -29,8 +29,6 @@
 #include <lightning/lightning.hpp>
 #include <lightning/version.hpp>
 
-#include <boost/hana/front.hpp>
-
 #include <concepts>
 #include <cstdint>
 #include <cstdlib>
@@ -328,12 +326,12 @@ class LightningCLI {
 
   [[nodiscard]] std::vector<std::string> valid_keys() const {
     std::vector<std::string> keys{"config", "print_config", "help"};
-    for (const auto& o : option_help()) keys.push_back(o.key);
-    for (const auto& name : logger_names()) {
-      // --trainer.logger.<field> where there is one logger.
-      if (logger_names().size() != 1) break;
-      const std::string prefix = "trainer.callbacks." + name + ".";
-      for (const auto& o : option_help())
+    const auto options = option_help();
+    for (const auto& o : options) keys.push_back(o.key);
+    // --trainer.logger.<field> where there is one logger.
+    if (const auto loggers = logger_names(); loggers.size() == 1) {
+      const std::string prefix = "trainer.callbacks." + loggers.front() + ".";
+      for (const auto& o : options)
         if (o.key.starts_with(prefix))
           keys.push_back("trainer.logger." + o.key.substr(prefix.size()));
     }
