@@ -170,7 +170,9 @@ TEST(ModelCheckpoint, EveryNTrainStepsAndEveryNEpochs) {
   EXPECT_EQ(steps.files(), (std::set<std::string>{"epoch=0-step=3.ckpt", "epoch=0-step=6.ckpt",
                                                   "epoch=0-step=9.ckpt"}));
   for (const auto& name : steps.files())
-    EXPECT_TRUE(L::checkpoint_dict(L::load_checkpoint_file(steps.path / name).at("loops"))
+    EXPECT_TRUE(L::checkpoint_dict(
+                    L::checkpoint_dict(L::load_checkpoint_file(steps.path / name).at("loops"))
+                        .at("lightning_cpp"))
                     .at("mid_epoch")
                     .toBool());
   CpuTrainer<L::callbacks::ModelCheckpoint> by_epochs(
@@ -350,7 +352,8 @@ TEST(OnExceptionCheckpoint, SavesWhereFitFailedAndTheResumeIsExact) {
   EXPECT_THROW(run(true, std::nullopt), std::runtime_error);
   const auto saved = dir.path / "on_exception.ckpt";
   ASSERT_TRUE(fs::exists(saved));
-  const auto loops = L::checkpoint_dict(L::load_checkpoint_file(saved).at("loops"));
+  const auto loops = L::checkpoint_dict(
+      L::checkpoint_dict(L::load_checkpoint_file(saved).at("loops")).at("lightning_cpp"));
   EXPECT_TRUE(loops.at("mid_epoch").toBool());
   EXPECT_EQ(loops.at("epoch_batch_idx").toInt(), 2);  // batches 0 and 1 of epoch 1 done
   const auto [resumed, resumed_rows] = run(false, saved);

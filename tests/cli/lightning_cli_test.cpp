@@ -688,8 +688,9 @@ TEST(LightningCLIExample, OptimizerShorthandTrainsAsTheSameOptimizerWrittenInCod
   for (const auto& [name, tensor] : own) EXPECT_TRUE(torch::equal(tensor, chosen.at(name))) << name;
   // Without a scheduler, the checkpoint lists none (as the module's own run).
   for (const char* run : {"lightning_logs/version_0", "lightning_logs/version_1"})
-    EXPECT_EQ(L::checkpoint_dict(
-                  L::load_checkpoint_file(files_under(run, ".ckpt").at(0)).at("lr_schedulers"))
+    EXPECT_EQ(L::load_checkpoint_file(files_under(run, ".ckpt").at(0))
+                  .at("lr_schedulers")
+                  .toList()
                   .size(),
               0u);
 }
@@ -715,11 +716,11 @@ TEST(LightningCLIExample, AShorthandRunResumesExactlyWithItsScheduler) {
   const auto a = weights(straight), b = weights(after_resume);
   for (const auto& [name, tensor] : a) EXPECT_TRUE(torch::equal(tensor, b.at(name))) << name;
   const auto c = L::load_checkpoint_file(after_resume);
-  const auto scheduler = L::checkpoint_dict(L::checkpoint_dict(c.at("lr_schedulers")).at("0"));
-  EXPECT_EQ(scheduler.at("last_step").toInt(), 2);  // StepLR steps each epoch
-  const auto groups = L::checkpoint_dict(L::checkpoint_dict(c.at("optimizer_states")).at("0"))
-                          .at("param_groups")
-                          .toList();
+  const auto scheduler = L::checkpoint_dict(c.at("lr_schedulers").toList().get(0));
+  EXPECT_EQ(scheduler.at("last_epoch").toInt(), 2);  // StepLR steps each epoch
+  EXPECT_EQ(scheduler.at("step_size").toInt(), 1);
+  const auto groups =
+      L::checkpoint_dict(c.at("optimizer_states").toList().get(0)).at("param_groups").toList();
   const auto group = L::checkpoint_dict(groups.get(0));
   EXPECT_DOUBLE_EQ(group.at("lr").toDouble(), 0.05 * 0.5 * 0.5);
   EXPECT_DOUBLE_EQ(group.at("momentum").toDouble(), 0.9);

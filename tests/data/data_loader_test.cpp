@@ -637,7 +637,7 @@ TEST(DataLoader, TheTrainerResumesAMidEpochCheckpointBitForBitWithWorkersOn) {
   const auto ckpt = dir / "epoch=1-step=20.ckpt";  // batch 7 of epoch 1 (13 batches an epoch)
   ASSERT_TRUE(std::filesystem::exists(ckpt));
   const auto c = L::load_checkpoint_file(ckpt);
-  const auto loops = L::checkpoint_dict(c.at("loops"));
+  const auto loops = L::checkpoint_dict(L::checkpoint_dict(c.at("loops")).at("lightning_cpp"));
   ASSERT_TRUE(loops.at("mid_epoch").toBool());
   ASSERT_TRUE(loops.contains("train_loader_workers"));
   EXPECT_EQ(loops.at("train_loader_workers").toTensor().size(0), 2);

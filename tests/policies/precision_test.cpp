@@ -267,8 +267,8 @@ TEST(Precision, TheTrainerHonoursAScalersSkippedStepAndCheckpointsItsState) {
 
   trainer.save_checkpoint("scaled.ckpt");
   const auto saved = L::load_checkpoint_file("scaled.ckpt");
-  ASSERT_TRUE(saved.contains("precision"));
-  EXPECT_EQ(L::checkpoint_dict(saved.at("precision")).at("scale").toDouble(), 32768.0);
+  ASSERT_TRUE(saved.contains("MixedPrecision"));  // where Lightning's plugin keeps it
+  EXPECT_EQ(L::checkpoint_dict(saved.at("MixedPrecision")).at("scale").toDouble(), 32768.0);
   Injecting resumed;
   CpuTrainerWith<ScaledOnCpuPolicy> again(bare({.max_epochs = 1}));
   again.fit(resumed, L::data::TensorLoader({X, y}, {.batch_size = 32}),

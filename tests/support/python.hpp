@@ -32,7 +32,7 @@ inline std::string shell_quoted(const std::string& s) {
 }
 
 // Runs `python <args...>` in the current (the test's own temporary) directory.
-inline PythonResult run_python(std::initializer_list<std::string> args) {
+inline PythonResult run_python(const std::vector<std::string>& args) {
   std::string command = shell_quoted(LIGHTNING_TEST_PYTHON);
   for (const auto& a : args) command += " " + shell_quoted(a);
   const auto errors_file = std::filesystem::absolute("python-stderr.txt");

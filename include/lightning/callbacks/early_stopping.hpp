@@ -18,6 +18,7 @@
 #include <ostream>
 #include <stdexcept>
 #include <string>
+#include <tuple>
 #include <utility>
 
 namespace lightning::callbacks {
@@ -95,15 +96,25 @@ class EarlyStopping {
     CheckpointDict s = make_checkpoint();
     s.insert("wait_count", wait_count_);
     s.insert("stopped_epoch", stopped_epoch_);
-    s.insert("best_score", best_score_);
+    s.insert("best_score", score_entry(best_score_));
     s.insert("patience", o_.patience);
+    s.insert("stopping_reason", static_cast<std::int64_t>(stopping_reason_));
+    s.insert("stopping_reason_message",
+             stop_reason_.empty() ? c10::IValue() : c10::IValue(stop_reason_));
     return s;
   }
   void load_state_dict(const CheckpointDict& s) {
     wait_count_ = s.at("wait_count").toInt();
     stopped_epoch_ = s.at("stopped_epoch").toInt();
-    best_score_ = s.at("best_score").toDouble();
+    best_score_ = score_of(s.at("best_score")).value_or(best_score_);
     o_.patience = s.at("patience").toInt();
+    stopping_reason_ = s.contains("stopping_reason")
+                           ? static_cast<Reason>(s.at("stopping_reason").toInt())
+                           : Reason::not_stopped;
+    stop_reason_ =
+        s.contains("stopping_reason_message") && s.at("stopping_reason_message").isString()
+            ? s.at("stopping_reason_message").toStringRef()
+            : std::string();
   }
 
  private:
@@ -147,19 +158,39 @@ class EarlyStopping {
     return buf;
   }
 
+  // Lightning's EarlyStoppingReason, the value its checkpoints hold.
+  enum class Reason : std::int64_t {
+    not_stopped = 0,
+    stopping_threshold = 1,
+    divergence_threshold = 2,
+    patience_exhausted = 3,
+    non_finite_metric = 4
+  };
+
   std::pair<bool, std::string> evaluate(double current) {
+    auto [stop, why, code] = judge(current);
+    if (stop) stopping_reason_ = code;
+    return {stop, std::move(why)};
+  }
+
+  std::tuple<bool, std::string, Reason> judge(double current) {
     const char* order = o_.mode == Mode::min ? "<" : ">";
     const std::string value = o_.monitor + " = " + python_float_repr(current);
     if (o_.check_finite && !std::isfinite(current))
-      return {true, "Monitored metric " + value + " is not finite. Previous best value was " +
-                        fmt("%.3f", best_score_) + ". Signaling Trainer to stop."};
+      return {true,
+              "Monitored metric " + value + " is not finite. Previous best value was " +
+                  fmt("%.3f", best_score_) + ". Signaling Trainer to stop.",
+              Reason::non_finite_metric};
     if (o_.stopping_threshold && detail::improves(o_.mode, current, *o_.stopping_threshold))
-      return {true, "Stopping threshold reached: " + value + " " + order + " " +
-                        python_float_repr(*o_.stopping_threshold) + ". Signaling Trainer to stop."};
+      return {true,
+              "Stopping threshold reached: " + value + " " + order + " " +
+                  python_float_repr(*o_.stopping_threshold) + ". Signaling Trainer to stop.",
+              Reason::stopping_threshold};
     if (o_.divergence_threshold && detail::improves(o_.mode, -current, -*o_.divergence_threshold))
-      return {true, "Divergence threshold reached: " + value + " " + order + " " +
-                        python_float_repr(*o_.divergence_threshold) +
-                        ". Signaling Trainer to stop."};
+      return {true,
+              "Divergence threshold reached: " + value + " " + order + " " +
+                  python_float_repr(*o_.divergence_threshold) + ". Signaling Trainer to stop.",
+              Reason::divergence_threshold};
     if (detail::improves(o_.mode, current - min_delta_, best_score_)) {
       std::string reason =
           std::isfinite(best_score_)
@@ -170,14 +201,16 @@ class EarlyStopping {
               : "Metric " + o_.monitor + " improved. New best score: " + fmt("%.3f", current);
       best_score_ = current;
       wait_count_ = 0;
-      return {false, std::move(reason)};
+      return {false, std::move(reason), Reason::not_stopped};
     }
     ++wait_count_;
     if (wait_count_ >= o_.patience)
-      return {true, "Monitored metric " + o_.monitor + " did not improve in the last " +
-                        std::to_string(wait_count_) + " records. Best score: " +
-                        fmt("%.3f", best_score_) + ". Signaling Trainer to stop."};
-    return {false, {}};
+      return {true,
+              "Monitored metric " + o_.monitor + " did not improve in the last " +
+                  std::to_string(wait_count_) + " records. Best score: " +
+                  fmt("%.3f", best_score_) + ". Signaling Trainer to stop.",
+              Reason::patience_exhausted};
+    return {false, {}, Reason::not_stopped};
   }
 
   EarlyStoppingOptions o_;
@@ -186,6 +219,7 @@ class EarlyStopping {
   std::int64_t wait_count_ = 0;
   std::int64_t stopped_epoch_ = 0;
   std::string stop_reason_;
+  Reason stopping_reason_ = Reason::not_stopped;
   bool on_train_epoch_end_ = false;
 };
 

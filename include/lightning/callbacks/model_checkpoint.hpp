@@ -222,34 +222,31 @@ class ModelCheckpoint {
   [[nodiscard]] CheckpointDict state_dict() const {
     CheckpointDict s = make_checkpoint();
     s.insert("monitor", o_.monitor);
-    s.insert("best_model_score",
-             best_model_score_ ? c10::IValue(*best_model_score_) : c10::IValue());
+    s.insert("best_model_score", score_entry(best_model_score_));
     s.insert("best_model_path", best_model_path_);
-    s.insert("current_score", current_score_ ? c10::IValue(*current_score_) : c10::IValue());
+    s.insert("current_score", score_entry(current_score_));
     s.insert("dirpath", dirpath_.string());
     CheckpointDict best_k = make_checkpoint();
-    for (const auto& [path, score] : best_k_) best_k.insert(path, score);
+    for (const auto& [path, score] : best_k_) best_k.insert(path, score_entry(score));
     s.insert("best_k_models", best_k);
     s.insert("kth_best_model_path", kth_path_);
-    s.insert("kth_value", kth_value_);
+    s.insert("kth_value", score_entry(kth_value_));
     s.insert("last_model_path", last_model_path_);
     return s;
   }
 
   // As Lightning: the ranking is restored only when the checkpoint directory is the same.
   void load_state_dict(const CheckpointDict& s) {
-    const auto optional_double = [](const c10::IValue& v) {
-      return v.isNone() ? std::nullopt : std::optional<double>(v.toDouble());
-    };
     const auto dir = s.contains("dirpath") ? s.at("dirpath").toStringRef() : dirpath_.string();
     if (dir == dirpath_.string()) {
-      best_model_score_ = optional_double(s.at("best_model_score"));
-      current_score_ = optional_double(s.at("current_score"));
+      // Lightning's files hold tensors, older lightning-cpp ones floats (score_of reads both).
+      best_model_score_ = score_of(s.at("best_model_score"));
+      current_score_ = s.contains("current_score") ? score_of(s.at("current_score")) : std::nullopt;
       kth_path_ = s.at("kth_best_model_path").toStringRef();
-      kth_value_ = s.at("kth_value").toDouble();
+      kth_value_ = score_of(s.at("kth_value")).value_or(kth_value_);
       best_k_.clear();
       for (const auto& kv : s.at("best_k_models").toGenericDict())
-        best_k_.emplace_back(kv.key().toStringRef(), kv.value().toDouble());
+        best_k_.emplace_back(kv.key().toStringRef(), score_of(kv.value()).value_or(0.0));
       last_model_path_ = s.at("last_model_path").toStringRef();
     } else {
       out() << "lightning: ModelCheckpoint's dirpath changed from " << dir << " to "

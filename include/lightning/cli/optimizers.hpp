@@ -379,6 +379,11 @@ class ChosenScheduler {
   void restore(torch::optim::Optimizer& o, std::vector<double> base, std::int64_t step) {
     each([&](auto& s) { s.restore(o, std::move(base), step); });
   }
+  // The scheduler chosen, for what needs its type (the checkpoint's PyTorch state_dict).
+  template <class F>
+  void visit(F&& f) const {
+    each(std::forward<F>(f));
+  }
 
  private:
   template <class F>

@@ -7,6 +7,7 @@
 #include <torch/torch.h>
 
 #include <mutex>
+#include <optional>
 #include <string>
 #include <type_traits>
 
@@ -33,6 +34,20 @@ auto checkpoint_dict(const c10::IValue& value) {
       out.insert(kv.key().toStringRef(), kv.value().template to<V>());
     return out;
   }
+}
+
+// A monitored score as Lightning's callbacks keep it (a 0-d tensor, float64 here so a
+// C++ resume compares the exact value) and back; lightning-cpp files before 0.2 hold
+// plain floats, and None is "no score yet".
+inline c10::IValue score_entry(std::optional<double> score) {
+  if (!score) return c10::IValue();
+  return torch::tensor(*score, torch::kDouble);
+}
+inline std::optional<double> score_of(const c10::IValue& v) {
+  if (v.isNone()) return std::nullopt;
+  if (v.isTensor()) return v.toTensor().item<double>();
+  if (v.isInt()) return static_cast<double>(v.toInt());
+  return v.toDouble();
 }
 
 // The default CPU generator's state (dropout, shuffling without a seed, torch::rand).

@@ -12,4 +12,9 @@ class MisconfigurationError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// The file or its content is not a loadable checkpoint; what() names the file and why.
+struct CheckpointError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
 }  // namespace lightning

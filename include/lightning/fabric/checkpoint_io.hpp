@@ -14,7 +14,9 @@
 
 #include <lightning/core/checkpoint_dict.hpp>
 #include <lightning/core/durable_file.hpp>
+#include <lightning/core/errors.hpp>
 #include <lightning/core/torch_version.hpp>
+#include <lightning/fabric/pickle_reader.hpp>
 #include <lightning/version.hpp>
 
 #include <caffe2/serialize/inline_container.h>
@@ -46,11 +48,6 @@
 #include <vector>
 
 namespace lightning {
-
-// The file or its content is not a loadable checkpoint; what() names the file and why.
-struct CheckpointError : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
 
 namespace detail {
 
@@ -222,9 +219,6 @@ inline bool tensor_within_storage(const at::Tensor& t) {
     return false;
   return end_byte <= static_cast<std::int64_t>(t.storage().nbytes());
 }
-
-// Sizes of the data records the tensors' storages were made from, by their memory.
-using RecordSizes = std::unordered_map<const void*, std::size_t>;
 
 // Why the first tensor in `value` would read past memory the file gave it, "" when none:
 // its storage declares more bytes than its record holds, or its offset and sizes reach
@@ -413,10 +407,8 @@ inline std::string pickle_stream_problem(const char* data, std::size_t size) {
   return "the pickle stream has no STOP opcode";
 }
 
-// torch::pickle_load of a file, keeping the size of each data record a storage is made
-// from: the unpickler sizes a storage by the element count the pickle declares and hands
-// it the record's bytes as they are, so a crafted count would make a storage longer than
-// its memory.
+// A torch.save file read by PickleReader (pickle_reader.hpp: torch.load(weights_only=True)'s
+// allow-list), keeping the size of each data record a storage is made from.
 inline c10::IValue read_pickle_archive(const std::filesystem::path& path, RecordSizes& records) {
   caffe2::serialize::PyTorchStreamReader reader(path.string());
   // A record is allocated at the size the zip's directory declares: not more than the file.
@@ -429,30 +421,28 @@ inline c10::IValue read_pickle_archive(const std::filesystem::path& path, Record
                             std::to_string(file_size));
 #endif
   };
+  if (reader.hasRecord("byteorder")) {
+    const auto order = reader.getRecord("byteorder");
+    const std::string_view text(static_cast<const char*>(std::get<0>(order).get()),
+                                std::get<1>(order));
+    if (text != "little")
+      throw CheckpointError("its tensors are stored " + std::string(text) +
+                            "-endian; this machine reads little-endian files only");
+  }
   check_size("data.pkl");
   const auto pickle = reader.getRecord("data.pkl");  // (bytes, size)
   const auto* pickled = static_cast<const char*>(std::get<0>(pickle).get());
   const std::size_t pickle_size = std::get<1>(pickle);
   if (const auto problem = pickle_stream_problem(pickled, pickle_size); !problem.empty())
     throw CheckpointError(problem);
-  std::size_t consumed = 0;
-  torch::jit::Unpickler unpickler(
-      [&](char* buffer, std::size_t n) -> std::size_t {
-        n = std::min(n, pickle_size - consumed);
-        std::memcpy(buffer, pickled + consumed, n);
-        consumed += n;
-        return n;
-      },
-      nullptr, nullptr,
-      [&](const std::string& name) {
-        check_size("data/" + name);
-        auto record = reader.getRecord("data/" + name);
-        records[std::get<0>(record).get()] = std::get<1>(record);
-        return std::move(std::get<0>(record));
-      },
-      {});
-  unpickler.set_version(reader.version());
-  return unpickler.parse_ivalue();
+  PickleReader unpickler(pickled, pickle_size, [&](const std::string& name) {
+    check_size("data/" + name);
+    auto record = reader.getRecord("data/" + name);
+    return std::make_pair(std::move(std::get<0>(record)), std::get<1>(record));
+  });
+  auto value = unpickler.parse();
+  records = std::move(unpickler.record_sizes());
+  return value;
 }
 
 }  // namespace detail
@@ -467,6 +457,8 @@ inline CheckpointDict load_checkpoint_file(const std::filesystem::path& path) {
   detail::RecordSizes records;
   try {
     value = detail::read_pickle_archive(path, records);
+  } catch (const ForbiddenGlobalError& e) {
+    throw ForbiddenGlobalError("lightning: " + path.string() + ": " + e.what());
   } catch (const std::exception& e) {
     std::string why = e.what();
     why = why.substr(0, why.find('\n'));
@@ -481,11 +473,25 @@ inline CheckpointDict load_checkpoint_file(const std::filesystem::path& path) {
   // Before anything reads a tensor's data: a hostile file must not make us read past it.
   if (const auto bad = detail::tensor_outside_storage(value, "checkpoint", records); !bad.empty())
     throw CheckpointError("lightning: " + path.string() + " is corrupted or crafted: " + bad);
+  for (const auto& kv : value.toGenericDict())
+    if (!kv.key().isString())
+      throw CheckpointError("lightning: " + path.string() +
+                            " is not a checkpoint: its dict has a key of type " +
+                            kv.key().tagKind() + " (a checkpoint's keys are strings)");
   CheckpointDict content = checkpoint_dict(value);
+  // PyTorch Lightning's own checkpoints carry its version and no checksum: they load as
+  // they are (train in Python, resume here).
+  if (!content.contains("checksum") && content.contains("pytorch-lightning_version") &&
+      !content.contains("lightning_version"))
+    return content;
   if (!content.contains("lightning_version") || !content.contains("checksum"))
     throw CheckpointError("lightning: " + path.string() +
-                          " was not written by lightning-cpp (no lightning_version/checksum "
-                          "entries); load plain torch.save files with torch::pickle_load");
+                          " was written by neither lightning-cpp nor PyTorch Lightning (no "
+                          "lightning_version/checksum or pytorch-lightning_version entries); "
+                          "load plain torch.save files with torch::pickle_load");
+  if (!content.at("checksum").isInt())
+    throw CheckpointError("lightning: checkpoint " + path.string() +
+                          " is corrupted: its checksum entry is not an integer");
   const auto stored = content.at("checksum").toInt();
   const auto actual = detail::content_checksum(content);
   if (stored != actual)

@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <limits>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -136,32 +137,215 @@ inline void load_optimizer_state(torch::optim::Optimizer& optimizer, const Check
     groups[i].options().set_lr(lrs[static_cast<std::int64_t>(i)].item<double>());
 }
 
-// A scheduler's state: the step and base lrs of a formula, the counters of a plateau.
+namespace detail {
+
+// A generic list: a typed c10::List<double> pickles as TorchScript's
+// torch.jit._pickle.build_doublelist, which torch.load(weights_only=True) refuses.
+inline c10::impl::GenericList double_list(const std::vector<double>& v) {
+  c10::impl::GenericList out(c10::AnyType::get());
+  for (const double x : v) out.push_back(x);
+  return out;
+}
+
+// The hyperparameters PyTorch's scheduler of the same name keeps in its state_dict, so
+// that Python's load_state_dict leaves it as it was configured here.
+inline void formula_fields(const lr::StepLR& f, CheckpointDict& d) {
+  d.insert("step_size", f.step_size);
+  d.insert("gamma", f.gamma);
+}
+inline void formula_fields(const lr::MultiStepLR& f, CheckpointDict& d) {
+  // PyTorch keeps a collections.Counter; a plain dict answers the same lookups.
+  c10::impl::GenericDict counts(c10::IntType::get(), c10::AnyType::get());
+  for (const auto m : f.milestones)
+    counts.insert_or_assign(m, counts.contains(m) ? counts.at(m).toInt() + 1 : 1);
+  d.insert("milestones", counts);
+  d.insert("gamma", f.gamma);
+}
+inline void formula_fields(const lr::ExponentialLR& f, CheckpointDict& d) {
+  d.insert("gamma", f.gamma);
+}
+inline void formula_fields(const lr::CosineAnnealingLR& f, CheckpointDict& d) {
+  d.insert("T_max", f.t_max);
+  d.insert("eta_min", f.eta_min);
+}
+inline void formula_fields(const lr::LinearLR& f, CheckpointDict& d) {
+  d.insert("start_factor", f.start_factor);
+  d.insert("end_factor", f.end_factor);
+  d.insert("total_iters", f.total_iters);
+}
+inline void formula_fields(const lr::OneCycleLR& f, CheckpointDict& d) {
+  const double total = static_cast<double>(f.total_steps);
+  const auto phase = [](c10::IValue end, const char* from, const char* to, const char* m0,
+                        const char* m1) {
+    CheckpointDict p = make_checkpoint();
+    p.insert("end_step", std::move(end));
+    p.insert("start_lr", from);
+    p.insert("end_lr", to);
+    p.insert("start_momentum", m0);
+    p.insert("end_momentum", m1);
+    return p;
+  };
+  c10::impl::GenericList phases(c10::AnyType::get());
+  if (f.three_phase) {
+    phases.push_back(
+        phase(f.pct_start * total - 1, "initial_lr", "max_lr", "max_momentum", "base_momentum"));
+    phases.push_back(phase(2 * f.pct_start * total - 2, "max_lr", "initial_lr", "base_momentum",
+                           "max_momentum"));
+    phases.push_back(
+        phase(f.total_steps - 1, "initial_lr", "min_lr", "max_momentum", "max_momentum"));
+  } else {
+    phases.push_back(
+        phase(f.pct_start * total - 1, "initial_lr", "max_lr", "max_momentum", "base_momentum"));
+    phases.push_back(phase(f.total_steps - 1, "max_lr", "min_lr", "base_momentum", "max_momentum"));
+  }
+  d.insert("total_steps", f.total_steps);
+  d.insert("_schedule_phases", phases);
+  d.insert("_anneal_func_type",
+           f.anneal_strategy == lr::OneCycleLR::Anneal::cos ? "cos" : "linear");
+  d.insert("cycle_momentum", false);
+}
+// A function of the step (LambdaLR, and the schedules PyTorch has only as one): PyTorch
+// stores None for a function it cannot pickle.
+template <class F>
+void formula_fields(const F&, CheckpointDict& d) {
+  c10::impl::GenericList lambdas(c10::AnyType::get());
+  lambdas.push_back(c10::IValue());
+  d.insert("lr_lambdas", lambdas);
+}
+
+// The lr a formula's first step has for a param group (PyTorch's base_lrs: OneCycleLR's
+// is its initial lr, not the optimizer's).
+template <class F>
+std::vector<double> pytorch_base_lrs(const F& f, const std::vector<double>& base) {
+  if constexpr (std::same_as<F, lr::OneCycleLR>)
+    return std::vector<double>(base.size(), f.max_lr / f.div_factor);
+  else
+    return base;
+}
+
+}  // namespace detail
+
+// A scheduler's state as PyTorch's scheduler.state_dict() of the same kind:
+// "last_epoch" (the steps taken), "base_lrs", "_step_count", "_last_lr", the flags
+// PyTorch adds and its hyperparameters, so Python's scheduler.load_state_dict continues
+// it (Lightning's lr_schedulers entry). ReduceLROnPlateau writes PyTorch's plateau state.
 template <class S>
-CheckpointDict scheduler_state(const S& s) {
+CheckpointDict scheduler_state(const S& s, const torch::optim::Optimizer& optimizer) {
   CheckpointDict out = make_checkpoint();
+  const auto lrs = detail::double_list(lr::group_lrs(optimizer));
   if constexpr (std::same_as<S, lr::ReduceLROnPlateau>) {
     const auto st = s.state();
+    const auto& o = s.options();
+    const bool min = o.mode == lr::PlateauOptions::Mode::min;
+    out.insert("factor", o.factor);
+    out.insert("default_min_lr", o.min_lr);
+    out.insert("min_lrs",
+               detail::double_list(std::vector<double>(optimizer.param_groups().size(), o.min_lr)));
+    out.insert("patience", o.patience);
+    out.insert("cooldown", o.cooldown);
+    out.insert("eps", o.eps);
+    out.insert("last_epoch", st.last_step);
+    out.insert("_last_lr", lrs);
+    out.insert("mode_worse", min ? std::numeric_limits<double>::infinity()
+                                 : -std::numeric_limits<double>::infinity());
+    out.insert("mode", min ? "min" : "max");
+    out.insert("threshold", o.threshold);
+    out.insert("threshold_mode",
+               o.threshold_mode == lr::PlateauOptions::ThresholdMode::rel ? "rel" : "abs");
     out.insert("best", st.best);
-    out.insert("num_bad_epochs", st.num_bad_epochs);
     out.insert("cooldown_counter", st.cooldown_counter);
-    out.insert("last_step", st.last_step);
+    out.insert("num_bad_epochs", st.num_bad_epochs);
+  } else if constexpr (requires { s.visit([](const auto&) {}); }) {
+    s.visit([&](const auto& inner) { out = scheduler_state(inner, optimizer); });
   } else if constexpr (requires { s.last_step(); }) {
-    out.insert("last_step", s.last_step());
-    out.insert("base_lrs", torch::tensor(s.base_lrs(), torch::kDouble));
+    auto base = s.base_lrs();
+    if constexpr (requires { s.formula(); }) {
+      detail::formula_fields(s.formula(), out);
+      base = detail::pytorch_base_lrs(s.formula(), base);
+    }
+    out.insert("base_lrs", detail::double_list(base));
+    out.insert("last_epoch", s.last_step());
+    out.insert("_step_count", s.last_step() + 1);
+    out.insert("_is_initial", false);
+    out.insert("_get_lr_called_within_step", false);
+    out.insert("_last_lr", lrs);
+    // lightning-cpp's own base lrs (the optimizer's at attach: OneCycleLR's differ from
+    // PyTorch's base_lrs), which Python ignores.
+    out.insert("lightning_cpp_base_lrs", detail::double_list(s.base_lrs()));
   }
   return out;
 }
 
+// The steps a scheduler has taken (PyTorch's last_epoch).
+template <class S>
+std::int64_t scheduler_steps(const S& s) {
+  if constexpr (std::same_as<S, lr::ReduceLROnPlateau>)
+    return s.state().last_step;
+  else if constexpr (requires { s.last_step(); })
+    return s.last_step();
+  else
+    return 0;
+}
+
+// The keys a PyTorch scheduler adds to its optimizer's param groups ("initial_lr";
+// OneCycleLR's "max_lr" and "min_lr", which its get_lr reads from there), so that Python
+// continues the schedule from an optimizer state written here.
+template <class S>
+void add_scheduler_group_keys(CheckpointDict& optimizer_state, const S& s) {
+  if (!optimizer_state.contains("param_groups")) return;
+  if constexpr (requires { s.visit([](const auto&) {}); }) {
+    s.visit([&](const auto& inner) { add_scheduler_group_keys(optimizer_state, inner); });
+  } else if constexpr (requires { s.formula(); }) {
+    const auto base = detail::pytorch_base_lrs(s.formula(), s.base_lrs());
+    const auto groups = optimizer_state.at("param_groups").toList();
+    for (std::size_t i = 0; i < groups.size() && i < base.size(); ++i) {
+      auto group = groups.get(i).toGenericDict();
+      group.insert_or_assign("initial_lr", base[i]);
+      if constexpr (std::same_as<typename S::formula_type, lr::OneCycleLR>) {
+        const auto& f = s.formula();
+        group.insert_or_assign("max_lr", f.max_lr);
+        group.insert_or_assign("min_lr", f.max_lr / f.div_factor / f.final_div_factor);
+      }
+    }
+  }
+}
+
+namespace detail {
+inline std::vector<double> doubles_of(const c10::IValue& v) {
+  std::vector<double> out;
+  if (v.isTensor()) {
+    const auto t = v.toTensor().to(torch::kDouble).contiguous();
+    out.assign(t.data_ptr<double>(), t.data_ptr<double>() + t.numel());
+  } else {
+    for (const auto& x : v.toListRef())
+      out.push_back(x.isInt() ? static_cast<double>(x.toInt()) : x.toDouble());
+  }
+  return out;
+}
+}  // namespace detail
+
+// Reads a scheduler's state: PyTorch's state_dict (written by Python or by
+// scheduler_state) or lightning-cpp's layout before 0.2 ({"last_step", "base_lrs"}).
+// Restoring a formula re-applies its lr; the optimizer's saved lrs are restored after.
 template <class S>
 void load_scheduler_state(S& s, torch::optim::Optimizer& optimizer, const CheckpointDict& state) {
+  const auto number = [&](const char* key) {
+    const auto& v = state.at(key);
+    return v.isInt() ? static_cast<double>(v.toInt()) : v.toDouble();
+  };
   if constexpr (std::same_as<S, lr::ReduceLROnPlateau>) {
-    s.restore({state.at("best").toDouble(), state.at("num_bad_epochs").toInt(),
-               state.at("cooldown_counter").toInt(), state.at("last_step").toInt()});
+    const bool pytorch = state.contains("last_epoch");
+    s.restore({number("best"), state.at("num_bad_epochs").toInt(),
+               state.at("cooldown_counter").toInt(),
+               state.at(pytorch ? "last_epoch" : "last_step").toInt()});
   } else if constexpr (requires { s.restore(optimizer, std::vector<double>{}, 0); }) {
-    const auto t = state.at("base_lrs").toTensor().contiguous();
-    std::vector<double> base(t.data_ptr<double>(), t.data_ptr<double>() + t.numel());
-    s.restore(optimizer, std::move(base), state.at("last_step").toInt());
+    if (state.contains("last_epoch")) {
+      const char* base_key =
+          state.contains("lightning_cpp_base_lrs") ? "lightning_cpp_base_lrs" : "base_lrs";
+      s.restore(optimizer, detail::doubles_of(state.at(base_key)), state.at("last_epoch").toInt());
+    } else {
+      s.restore(optimizer, detail::doubles_of(state.at("base_lrs")), state.at("last_step").toInt());
+    }
   }
 }
 

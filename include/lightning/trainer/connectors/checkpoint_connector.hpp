@@ -12,6 +12,7 @@
 #include <lightning/fabric/checkpoint_state.hpp>
 #include <lightning/fabric/checkpoint_writer.hpp>
 #include <lightning/trainer/connectors/callback_connector.hpp>
+#include <lightning/trainer/connectors/checkpoint_layout.hpp>
 
 #include <algorithm>
 #include <concepts>
@@ -156,10 +157,13 @@ class CheckpointConnector {
     restore_module(model, c, source);
     hooks::call_callbacks<hooks::on_load_checkpoint>(trainer.callbacks(), trainer, model, c);
     if (c.contains("callbacks")) restore_callbacks(trainer, checkpoint_dict(c.at("callbacks")));
-    if (c.contains("precision"))
-      trainer.fabric().load_precision_state(checkpoint_dict(c.at("precision")));
-    const auto optimizers = checkpoint_dict(c.at("optimizer_states"));
-    const auto schedulers = checkpoint_dict(c.at("lr_schedulers"));
+    // The gradient scaler where Lightning's MixedPrecision plugin keeps it.
+    if (c.contains(precision_key))
+      trainer.fabric().load_precision_state(checkpoint_dict(c.at(precision_key)));
+    const auto optimizers = c.at("optimizer_states").toList();
+    const auto schedulers = c.contains("lr_schedulers")
+                                ? c.at("lr_schedulers").toList()
+                                : c10::impl::GenericList(c10::AnyType::get());
     if (optimizers.size() != std::tuple_size_v<Configs>)
       throw CheckpointError("lightning: " + source + " holds " + std::to_string(optimizers.size()) +
                             " optimizer state(s), configure_optimizers returned " +
@@ -186,6 +190,9 @@ class CheckpointConnector {
     return source_(weights_only);
   }
 
+  // Lightning's key for its precision plugin's state (the plugin's class name).
+  static constexpr const char* precision_key = "MixedPrecision";
+
   template <class M, class Configs>
   static CheckpointDict collect(Trainer& trainer, M& model, Configs& configs, bool weights_only) {
     CheckpointDict c = make_checkpoint();
@@ -193,18 +200,24 @@ class CheckpointConnector {
     c.insert("global_step", trainer.global_step);
     c.insert("state_dict", module_state_dict(model));
     if constexpr (std::derived_from<M, LightningModule>)
-      if (!model.hparams().empty())
+      if (!model.hparams().empty()) {
+        c.insert("hparams_name", "kwargs");  // as Lightning's save_hyperparameters(**kwargs)
         c.insert("hyper_parameters", hyperparameters_state(model.hparams()));
+      }
     if (!weights_only) {
-      CheckpointDict optimizers = make_checkpoint(), schedulers = make_checkpoint();
-      std::apply([&](auto&... config) { (save_config(config, optimizers, schedulers), ...); },
-                 configs);
+      c10::impl::GenericList optimizers(c10::AnyType::get()), schedulers(c10::AnyType::get());
+      LoopCounts counts = loop_counts(trainer, uses_manual_optimization<M>);
+      std::apply(
+          [&](auto&... config) {
+            (save_config(config, optimizers, schedulers, counts, trainer.global_step), ...);
+          },
+          configs);
       c.insert("optimizer_states", optimizers);
       c.insert("lr_schedulers", schedulers);
-      c.insert("loops", trainer.progress().to_checkpoint(trainer.metrics));
+      c.insert("loops", lightning_loops(counts, trainer.progress().to_checkpoint(trainer.metrics)));
       c.insert("rng_states", trainer.fabric().rng_state());
       if (auto precision = trainer.fabric().precision_state(); !precision.empty())
-        c.insert("precision", precision);
+        c.insert(precision_key, precision);
       if (const auto& loader = trainer.progress().train_loader_state;
           !loader.isNone() && !(loader.isTensor() && !loader.toTensor().defined()))
         c.insert("train_loader", loader);
@@ -251,20 +264,50 @@ class CheckpointConnector {
         trainer.callbacks());
   }
 
-  template <class Config>
-  static void save_config(Config& config, CheckpointDict& optimizers, CheckpointDict& schedulers) {
-    optimizers.insert(std::to_string(optimizers.size()),
-                      optimizer_state(detail::optimizer_of(config.optimizer)));
-    const auto save = [&](const auto& sc) {
-      if (detail::scheduler_active(sc.scheduler))
-        schedulers.insert(std::to_string(schedulers.size()), scheduler_state(sc.scheduler));
-    };
-    std::apply([&](const auto&... sc) { (save(sc), ...); }, config.lr_schedulers);
+  static LoopCounts loop_counts(const Trainer& trainer, bool manual) {
+    const auto& p = trainer.progress();
+    const bool between = !p.in_epoch && !p.epoch_completed;
+    LoopCounts n;
+    n.epoch = trainer.current_epoch;
+    n.global_step = trainer.global_step;
+    n.in_epoch = p.in_epoch;
+    n.epoch_completed = p.epoch_completed;
+    n.batches_done = p.batches_done;
+    n.epoch_batches = between ? p.last_epoch_batches : p.epoch_batches_done;
+    n.epoch_steps = trainer.global_step - p.epoch_start_step;
+    n.val_batches_last_run = p.val_batches_last_run;
+    n.val_batches_epoch = p.val_batches_epoch;
+    n.manual_optimization = manual;
+    return n;
   }
 
   template <class Config>
-  static void restore_config(Config& config, const CheckpointDict& optimizers,
-                             const CheckpointDict& schedulers, std::size_t& next_optimizer,
+  static void save_config(Config& config, c10::impl::GenericList& optimizers,
+                          c10::impl::GenericList& schedulers, LoopCounts& counts,
+                          std::int64_t global_step) {
+    auto& optimizer = detail::optimizer_of(config.optimizer);
+    auto state = optimizer_state(optimizer);
+    const auto save = [&](const auto& sc) {
+      if (!detail::scheduler_active(sc.scheduler)) return;
+      schedulers.push_back(scheduler_state(sc.scheduler, optimizer));
+      add_scheduler_group_keys(state, sc.scheduler);
+      // Lightning counts each scheduler step; which of them fell in the running epoch
+      // follows from its interval.
+      const auto steps = scheduler_steps(sc.scheduler);
+      counts.scheduler_steps += steps;
+      const bool epoch_ran = counts.epoch_completed || (!counts.in_epoch && global_step > 0);
+      counts.epoch_scheduler_steps +=
+          std::min(steps, sc.options.interval == Interval::step
+                              ? counts.epoch_steps / std::max<std::int64_t>(sc.options.frequency, 1)
+                              : std::int64_t{epoch_ran ? 1 : 0});
+    };
+    std::apply([&](const auto&... sc) { (save(sc), ...); }, config.lr_schedulers);
+    optimizers.push_back(std::move(state));
+  }
+
+  template <class Config>
+  static void restore_config(Config& config, const c10::impl::GenericList& optimizers,
+                             const c10::impl::GenericList& schedulers, std::size_t& next_optimizer,
                              std::size_t& next_scheduler, const std::string& source) {
     // Schedulers first: restoring one re-applies its lr; the optimizer's saved lrs, the
     // values the run really had, are restored last.
@@ -272,19 +315,18 @@ class CheckpointConnector {
         [&](auto&... sc) {
           [[maybe_unused]] const auto restore_one = [&](auto& one) {
             if (!detail::scheduler_active(one.scheduler)) return;
-            const auto key = std::to_string(next_scheduler++);
-            if (!schedulers.contains(key))
+            if (next_scheduler >= schedulers.size())
               throw CheckpointError("lightning: " + source +
                                     " holds fewer scheduler states than configure_optimizers "
                                     "returns schedulers");
             load_scheduler_state(one.scheduler, detail::optimizer_of(config.optimizer),
-                                 checkpoint_dict(schedulers.at(key)));
+                                 checkpoint_dict(schedulers.get(next_scheduler++)));
           };
           (restore_one(sc), ...);
         },
         config.lr_schedulers);
     load_optimizer_state(detail::optimizer_of(config.optimizer),
-                         checkpoint_dict(optimizers.at(std::to_string(next_optimizer++))), source);
+                         checkpoint_dict(optimizers.get(next_optimizer++)), source);
   }
 
   static std::filesystem::path best_checkpoint(Trainer& trainer) {

@@ -13,6 +13,7 @@
 #include <lightning/fabric/host_memory.hpp>
 #include <lightning/trainer/connectors/callback_connector.hpp>
 #include <lightning/trainer/connectors/checkpoint_connector.hpp>
+#include <lightning/trainer/connectors/checkpoint_layout.hpp>
 #include <lightning/trainer/connectors/data_connector.hpp>
 #include <lightning/trainer/connectors/logger_connector.hpp>
 #include <lightning/trainer/loops/evaluation_loop.hpp>
@@ -120,7 +121,7 @@ void run_fit(T& trainer, M& model, TL& given_train_loader, VL& val_loader) {
   checkpoints.bind(trainer, model, configs_owner);
   std::optional<CheckpointDict> resume;
   if (auto path = checkpoints.take_resume_path(trainer)) {
-    resume = load_checkpoint_file(*path);
+    resume = connectors::migrate_checkpoint(load_checkpoint_file(*path));
     checkpoints.restore(trainer, model, configs, *resume, path->string());
     checkpoints.set_loaded(*path);
   }
@@ -152,7 +153,9 @@ void run_fit(T& trainer, M& model, TL& given_train_loader, VL& val_loader) {
   connectors::call_hooks<hooks::on_train_start>(trainer, model);
 
   if (resume) {
-    const auto loops = checkpoint_dict(resume->at("loops"));
+    const auto loops =
+        connectors::resume_state(checkpoint_dict(resume->at("loops")),
+                                 checkpoints.loaded_path().value_or("the checkpoint").string());
     const bool completed = progress.from_checkpoint(loops, connectors::rng_states(*resume));
     trainer.current_epoch = resume->at("epoch").toInt() + (completed ? 1 : 0);
     trainer.global_step = resume->at("global_step").toInt();
@@ -163,6 +166,7 @@ void run_fit(T& trainer, M& model, TL& given_train_loader, VL& val_loader) {
   if (!progress.mid_epoch_resume) progress.epoch_boundary(train_loader);
   while (!fit_done(trainer)) {
     progress.in_epoch = true;
+    progress.epoch_start(trainer.global_step);
     trainer.metrics.reset_epoch(MetricStore::Phase::train);
     if (progress.mid_epoch_resume)
       trainer.metrics.resume_epoch(MetricStore::Phase::train,

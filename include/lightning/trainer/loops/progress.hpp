@@ -28,12 +28,19 @@ struct Progress {
   std::function<torch::Tensor(std::int64_t)> train_loader_workers;
   torch::Tensor epoch_rng_cpu;     // the CPU generator as the epoch's loader began
   bool min_limits_warned = false;  // the "min_epochs/min_steps not met" warning was given
+  // Counts Lightning's loop state holds (checkpoint_layout.hpp), kept once per epoch or
+  // per validation run.
+  std::int64_t epoch_start_step = 0;      // global_step as the running epoch began
+  std::int64_t last_epoch_batches = 0;    // batches of the latest finished epoch
+  std::int64_t val_batches_last_run = 0;  // batches of the latest validation run
+  std::int64_t val_batches_epoch = 0;     // validation batches in the running epoch
 
   // What a checkpoint saved inside an epoch restores when that epoch starts again.
   struct MidEpochResume {
     std::int64_t batches_done = 0;
-    torch::Tensor epoch_rng_cpu;             // replayed before the loader starts: the same shuffle
-    torch::Tensor loader_workers;            // DataLoader::worker_states at the save
+    torch::Tensor epoch_rng_cpu;   // replayed before the loader starts: the same shuffle
+                                   // (undefined from a file of Lightning's, which has none)
+    torch::Tensor loader_workers;  // DataLoader::worker_states at the save
     CheckpointDict rng = make_checkpoint();  // the accelerator's generators at the save
     std::vector<MetricStore::EpochAccumulator> accumulators;
   };
@@ -45,6 +52,7 @@ struct Progress {
   void epoch_end(TL& train_loader) {
     in_epoch = false;
     epoch_completed = true;
+    last_epoch_batches = epoch_batches_done;
     if constexpr (requires { train_loader.state_dict(); })
       train_loader_state = train_loader.state_dict();
   }
@@ -60,14 +68,25 @@ struct Progress {
       train_loader_state = train_loader.state_dict();
   }
 
+  // An epoch starts (after a resume too: its steps are counted from here).
+  void epoch_start(std::int64_t global_step) noexcept {
+    epoch_start_step = global_step;
+    val_batches_epoch = 0;
+  }
+  void validation_done(std::int64_t batches) noexcept {
+    val_batches_last_run = batches;
+    val_batches_epoch += batches;
+  }
+
   // A batch finished: a checkpoint saved from here on resumes after it.
   void batch_done(std::int64_t idx) noexcept {
     epoch_batches_done = idx + 1;
     batches_done = total_batch_idx + 1;
   }
 
-  // The checkpoint's "loops" entry: between epochs, or inside one (then also the CPU
-  // generator as the epoch began, to replay its shuffle, and the epoch's accumulators).
+  // lightning-cpp's own part of the checkpoint's "loops" entry (checkpoint_layout.hpp):
+  // between epochs, or inside one (then also the CPU generator as the epoch began, to
+  // replay its shuffle, and the epoch's accumulators).
   [[nodiscard]] CheckpointDict to_checkpoint(const MetricStore& metrics) const {
     CheckpointDict loops = make_checkpoint();
     loops.insert("mid_epoch", in_epoch);
@@ -93,7 +112,7 @@ struct Progress {
     return loops;
   }
 
-  // Restores the position a checkpoint's "loops" entry names; `rng` is the generator
+  // Restores the position lightning-cpp's part of "loops" names; `rng` is the generator
   // state saved with it. Returns whether the saved epoch had completed (the next starts).
   bool from_checkpoint(const CheckpointDict& loops, CheckpointDict rng) {
     total_batch_idx = loops.at("total_batch_idx").toInt();
@@ -101,7 +120,7 @@ struct Progress {
     if (loops.at("mid_epoch").toBool()) {
       MidEpochResume r;
       r.batches_done = loops.at("epoch_batch_idx").toInt();
-      r.epoch_rng_cpu = loops.at("epoch_rng_cpu").toTensor();
+      if (loops.contains("epoch_rng_cpu")) r.epoch_rng_cpu = loops.at("epoch_rng_cpu").toTensor();
       if (loops.contains("train_loader_workers"))
         r.loader_workers = loops.at("train_loader_workers").toTensor();
       r.rng = std::move(rng);

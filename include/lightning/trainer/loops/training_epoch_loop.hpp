@@ -123,7 +123,8 @@ bool run_training_epoch(T& trainer, M& model, Configs& configs, TL& loader,
   // done are skipped and the generators continue from the checkpoint.
   std::int64_t first = 0;
   if (progress.mid_epoch_resume) {
-    set_cpu_rng_state(progress.mid_epoch_resume->epoch_rng_cpu);
+    if (progress.mid_epoch_resume->epoch_rng_cpu.defined())
+      set_cpu_rng_state(progress.mid_epoch_resume->epoch_rng_cpu);
     first = progress.mid_epoch_resume->batches_done;
   }
   progress.epoch_rng_cpu = cpu_rng_state();
@@ -215,9 +216,11 @@ bool run_training_epoch(T& trainer, M& model, Configs& configs, TL& loader,
                               std::max<std::int64_t>(trainer.global_step - 1, 0));
 
     if constexpr (has_validation_loop<M, std::remove_cvref_t<std::tuple_element_t<0, VLs>>>) {
-      if (validation.enabled &&
-          should_validate(trainer, idx, progress.total_batch_idx, is_last, validation.check_batch))
+      if (validation.enabled && should_validate(trainer, idx, progress.total_batch_idx, is_last,
+                                                validation.check_batch)) {
         run_evaluation<ValidationLoop>(trainer, model, validation.loaders, validation.limits);
+        progress.validation_done(trainer.num_val_batches.value_or(0));
+      }
     }
     if (fabric.interrupt_requested()) stop_for_interrupt(trainer);
     if (max_steps_reached(trainer) || stop_requested(trainer)) {

@@ -1,0 +1,30 @@
+"""torch.save / torch.load of a checkpoint's content: the baseline of checkpoint_io_bench.
+
+Usage: python bench/checkpoint_io.py <checkpoint> <scratch file> <repeats>
+Loads <checkpoint> (written by lightning-cpp) with torch.load(weights_only=True), then
+times torch.save(content, <scratch file>) and torch.load(<scratch file>,
+weights_only=True, map_location="cpu") <repeats> times each, alternating, and prints the
+median seconds of each: "save <s> load <s>". Only the calls are timed; each save is
+followed by os.sync() outside the timing, so every save starts from the same state.
+"""
+
+import os
+import statistics
+import sys
+import time
+
+import torch
+
+path, scratch, repeats = sys.argv[1], sys.argv[2], int(sys.argv[3])
+content = torch.load(path, map_location="cpu", weights_only=True)
+saves, loads = [], []
+for _ in range(repeats):
+    start = time.perf_counter()
+    torch.save(content, scratch)
+    saves.append(time.perf_counter() - start)
+    os.sync()
+    start = time.perf_counter()
+    loaded = torch.load(scratch, map_location="cpu", weights_only=True)
+    loads.append(time.perf_counter() - start)
+    del loaded
+print(f"save {statistics.median(saves)!r} load {statistics.median(loads)!r}")

@@ -1,0 +1,121 @@
+// Saving and loading a 100M-parameter checkpoint (400 MB of float32 weights and Adam's two
+// moments for a quarter of them, as a state dict and an optimizer state) with lightning-cpp's
+// writer and reader, against torch.save / torch.load of the same content in the project's
+// Python (bench/checkpoint_io.py), measured in the same run. Goal: ours / torch <= 1.0
+// for both. Ours includes what torch's does not: the content checksum (CRC32C) and, on
+// save, the durable write (fsync of the file and its directory).
+// Run: ./build/bench/checkpoint_io_bench
+#include <lightning/fabric/checkpoint_io.hpp>
+
+#include <benchmark/benchmark.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <map>
+#include <string>
+
+namespace L = lightning;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::map<std::string, double> results;
+
+fs::path scratch() {
+  static const auto dir = [] {
+    auto d = fs::temp_directory_path() / ("lightning-ckpt-bench-" + std::to_string(::getpid()));
+    fs::create_directories(d);
+    return d;
+  }();
+  return dir;
+}
+
+// 100M parameters in 40 tensors of 2.5M (a transformer's blocks are of this order).
+const L::CheckpointDict& content() {
+  static const auto c = [] {
+    torch::manual_seed(0);
+    L::CheckpointDict sd = L::make_checkpoint();
+    for (int i = 0; i < 40; ++i)
+      sd.insert("blocks." + std::to_string(i) + ".weight", torch::randn({2500, 1000}));
+    L::CheckpointDict out = L::make_checkpoint();
+    out.insert("state_dict", sd);
+    out.insert("epoch", std::int64_t{3});
+    out.insert("global_step", std::int64_t{12000});
+    return out;
+  }();
+  return c;
+}
+
+void BM_LightningSave(benchmark::State& state) {
+  const auto& c = content();
+  for (auto _ : state) {
+    L::save_checkpoint_file(scratch() / "ours.ckpt", c);
+    state.PauseTiming();
+    ::sync();
+    state.ResumeTiming();
+  }
+}
+
+void BM_LightningLoad(benchmark::State& state) {
+  if (!fs::exists(scratch() / "ours.ckpt"))
+    L::save_checkpoint_file(scratch() / "ours.ckpt", content());
+  for (auto _ : state) benchmark::DoNotOptimize(L::load_checkpoint_file(scratch() / "ours.ckpt"));
+}
+
+void BM_TorchSaveLoad(benchmark::State& state) {
+  if (!fs::exists(scratch() / "ours.ckpt"))
+    L::save_checkpoint_file(scratch() / "ours.ckpt", content());
+  const std::string command = std::string("'") + LIGHTNING_BENCH_PYTHON + "' '" +
+                              LIGHTNING_BENCH_DIR + "/checkpoint_io.py' '" +
+                              (scratch() / "ours.ckpt").string() + "' '" +
+                              (scratch() / "torch.pt").string() + "' 5";
+  for (auto _ : state) {
+    FILE* pipe = ::popen(command.c_str(), "r");
+    if (pipe == nullptr) break;
+    char line[256] = {};
+    std::string out;
+    while (std::fgets(line, sizeof line, pipe)) out += line;
+    ::pclose(pipe);
+    double save = 0, load = 0;
+    if (std::sscanf(out.c_str(), "save %lf load %lf", &save, &load) != 2) {
+      state.SkipWithError("the Python peer failed (scripts/setup.sh makes .venv)");
+      return;
+    }
+    results["torch_save"] = save;
+    results["torch_load"] = load;
+  }
+  state.counters["save_s"] = results["torch_save"];
+  state.counters["load_s"] = results["torch_load"];
+}
+
+}  // namespace
+
+BENCHMARK(BM_LightningSave)->Unit(benchmark::kMillisecond)->Iterations(5)->Repetitions(1);
+BENCHMARK(BM_LightningLoad)->Unit(benchmark::kMillisecond)->Iterations(5);
+BENCHMARK(BM_TorchSaveLoad)->Unit(benchmark::kMillisecond)->Iterations(1);
+
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  content();  // built before any timing
+  struct Collect : benchmark::ConsoleReporter {
+    void ReportRuns(const std::vector<Run>& runs) override {
+      for (const auto& r : runs)
+        results["time " + r.benchmark_name()] = r.GetAdjustedRealTime() / 1e3;  // ms -> s
+      ConsoleReporter::ReportRuns(runs);
+    }
+  } reporter;
+  benchmark::RunSpecifiedBenchmarks(&reporter);
+  const auto save = results["time BM_LightningSave/iterations:5/repeats:1"];
+  const auto load = results["time BM_LightningLoad/iterations:5"];
+  if (results["torch_save"] > 0)
+    std::printf(
+        "100M parameters (400 MB): save %.3f s vs torch.save %.3f s: %.2fx; load %.3f s vs "
+        "torch.load %.3f s: %.2fx (goal <= 1.0 each)\n",
+        save, results["torch_save"], save / results["torch_save"], load, results["torch_load"],
+        load / results["torch_load"]);
+  std::error_code ec;
+  fs::remove_all(scratch(), ec);
+  benchmark::Shutdown();
+}
