@@ -4,8 +4,10 @@ Usage: python bench/checkpoint_io.py <checkpoint> <scratch file> <repeats>
 Loads <checkpoint> (written by lightning-cpp) with torch.load(weights_only=True), then
 times torch.save(content, <scratch file>) and torch.load(<scratch file>,
 weights_only=True, map_location="cpu") <repeats> times each, alternating, and prints the
-median seconds of each: "save <s> load <s>". Only the calls are timed; each save is
-followed by os.sync() outside the timing, so every save starts from the same state.
+median seconds of each: "save <s> load <s> durable <s>", where durable is torch.save
+followed by what lightning-cpp's save adds to survive a power loss (fsync of the file and
+of its directory). Only the calls are timed; each save is followed by os.sync() outside
+the timing, so every save starts from the same state.
 """
 
 import os
@@ -17,14 +19,33 @@ import torch
 
 path, scratch, repeats = sys.argv[1], sys.argv[2], int(sys.argv[3])
 content = torch.load(path, map_location="cpu", weights_only=True)
-saves, loads = [], []
+saves, loads, durable = [], [], []
+
+
+def fsync(path, flags=os.O_RDONLY):
+    fd = os.open(path, flags)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 for _ in range(repeats):
     start = time.perf_counter()
     torch.save(content, scratch)
     saves.append(time.perf_counter() - start)
     os.sync()
     start = time.perf_counter()
+    torch.save(content, scratch)
+    fsync(scratch)
+    fsync(os.path.dirname(os.path.abspath(scratch)), os.O_RDONLY | os.O_DIRECTORY)
+    durable.append(time.perf_counter() - start)
+    os.sync()
+    start = time.perf_counter()
     loaded = torch.load(scratch, map_location="cpu", weights_only=True)
     loads.append(time.perf_counter() - start)
     del loaded
-print(f"save {statistics.median(saves)!r} load {statistics.median(loads)!r}")
+print(
+    f"save {statistics.median(saves)!r} load {statistics.median(loads)!r} "
+    f"durable {statistics.median(durable)!r}"
+)

@@ -1,7 +1,9 @@
 // libFuzzer target: load_checkpoint_file on arbitrary bytes. Every input must end in a
 // loaded checkpoint or a lightning::CheckpointError naming the file; any other exception,
 // a crash or an out-of-bounds access (AddressSanitizer) is a finding. Seeds: fuzz/corpus/
-// checkpoint_reader (a lightning-cpp checkpoint, a torch.save file, a crafted one).
+// checkpoint_reader (a lightning-cpp checkpoint, torch.save files, a crafted one, a
+// PyTorch Lightning 2.6 checkpoint, AttributeDict/numpy/torch.Size/Counter values, and a
+// global outside the allow-list).
 #include <lightning/fabric/checkpoint_io.hpp>
 
 #include <unistd.h>

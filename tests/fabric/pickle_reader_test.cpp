@@ -116,3 +116,40 @@ torch.save(dict(v, model=torch.nn.Linear(2, 1)), "module.ckpt")
       << forbidden_error("module.ckpt");
   EXPECT_FALSE(fs::exists("pwned"));
 }
+
+// Shapes that would make a recursive reader loop, run for ever or overflow its stack are
+// refused as the file is read: a list that contains itself, lists shared 2^64 times over
+// in a few hundred bytes, containers nested 600 deep.
+TEST(PickleReader, RefusesCyclesExponentialSharingAndDeepNesting) {
+  const auto result = run_python_program(R"(
+import sys, torch
+sys.setrecursionlimit(100000)
+v = {"pytorch-lightning_version": "2.6.0"}
+cycle = []
+cycle.append(cycle)
+torch.save(dict(v, l=cycle), "cycle.ckpt")
+shared = []
+for _ in range(64):
+    shared = [shared, shared]
+torch.save(dict(v, l=shared), "shared.ckpt")
+deep = []
+for _ in range(600):
+    deep = [deep]
+torch.save(dict(v, l=deep), "deep.ckpt")
+)");
+  LIGHTNING_EXPECT_PYTHON_OK(result);
+  const auto error = [](const char* name) {
+    try {
+      (void)L::load_checkpoint_file(name);
+    } catch (const L::CheckpointError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_NE(error("cycle.ckpt").find("holds a container that contains itself"), std::string::npos)
+      << error("cycle.ckpt");
+  EXPECT_NE(error("shared.ckpt").find("holds more than 50000000 values"), std::string::npos)
+      << error("shared.ckpt");
+  EXPECT_NE(error("deep.ckpt").find("nests containers deeper than 512"), std::string::npos)
+      << error("deep.ckpt");
+}

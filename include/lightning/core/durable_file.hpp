@@ -62,8 +62,13 @@ inline void fsync_directory(const std::filesystem::path& dir) {
 
 }  // namespace detail
 
-// Replaces `path` with `bytes`, durably (see above). The directory is created if missing.
-inline void write_file_durably(const std::filesystem::path& path, std::string_view bytes) {
+// Replaces `path` with what `produce(sink)` writes through `sink(data, size)`, durably
+// (see above), without holding the content in memory. The sink never throws: after a
+// failed write it drops the rest, and the failure is raised once `produce` returns, so a
+// producer that must not unwind half-way (a zip writer's end records) finishes first.
+// The directory is created if missing.
+template <class Produce>
+void write_file_durably_with(const std::filesystem::path& path, Produce&& produce) {
   const auto dir = path.has_parent_path() ? path.parent_path() : std::filesystem::path(".");
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
@@ -71,12 +76,39 @@ inline void write_file_durably(const std::filesystem::path& path, std::string_vi
   const auto tmp = detail::temporary_for(path);
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) detail::throw_io("cannot create", tmp, errno);
-  for (std::size_t done = 0; done < bytes.size();) {
-    const auto n = ::write(fd, bytes.data() + done, bytes.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) detail::abandon_temporary(fd, tmp, "cannot write", path, n < 0 ? errno : ENOSPC);
-    done += static_cast<std::size_t>(n);
+  int error = 0;
+  // Writeback starts every 64 MiB as the bytes come (Linux), so the fsync at the end
+  // waits for the last stretch only, not for the whole file.
+  constexpr std::size_t writeback_every = std::size_t{64} << 20;
+  std::size_t written = 0, flushed = 0;
+  const auto sink = [&](const void* data, std::size_t size) noexcept {
+    const auto* bytes = static_cast<const char*>(data);
+    for (std::size_t done = 0; error == 0 && done < size;) {
+      const auto n = ::write(fd, bytes + done, size - done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        error = n < 0 ? errno : ENOSPC;
+      } else {
+        done += static_cast<std::size_t>(n);
+        written += static_cast<std::size_t>(n);
+      }
+    }
+#if defined(__linux__)
+    if (error == 0 && written - flushed >= writeback_every) {
+      (void)::sync_file_range(fd, static_cast<off_t>(flushed),
+                              static_cast<off_t>(written - flushed), SYNC_FILE_RANGE_WRITE);
+      flushed = written;
+    }
+#endif
+  };
+  try {
+    produce(sink);
+  } catch (...) {
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    throw;
   }
+  if (error != 0) detail::abandon_temporary(fd, tmp, "cannot write", path, error);
   // fsync and close are both needed whatever the other answers: a failed fsync must not
   // leak the descriptor, and close reports what a delayed write (NFS) could not do.
   if (::fsync(fd) != 0) detail::abandon_temporary(fd, tmp, "cannot flush", path, errno);
@@ -84,6 +116,11 @@ inline void write_file_durably(const std::filesystem::path& path, std::string_vi
   if (::rename(tmp.c_str(), path.c_str()) != 0)
     detail::abandon_temporary(-1, tmp, "cannot rename a temporary file onto", path, errno);
   detail::fsync_directory(dir);
+}
+
+// Replaces `path` with `bytes`, durably (see above). The directory is created if missing.
+inline void write_file_durably(const std::filesystem::path& path, std::string_view bytes) {
+  write_file_durably_with(path, [&](const auto& sink) { sink(bytes.data(), bytes.size()); });
 }
 
 }  // namespace lightning

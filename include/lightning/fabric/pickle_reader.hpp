@@ -21,6 +21,7 @@
 #include <caffe2/serialize/inline_container.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <bit>
 #include <cstdint>
 #include <cstdlib>
@@ -82,16 +83,16 @@ class PickleReader {
           push(Tuple{});
           break;
         case 't':
-          push(Tuple{pop_items_to_mark()});
+          push(Tuple{pop_items_to_mark(), std::nullopt});
           break;
         case 0x85:
-          push(Tuple{take(1)});
+          push(Tuple{take(1), std::nullopt});
           break;
         case 0x86:
-          push(Tuple{take(2)});
+          push(Tuple{take(2), std::nullopt});
           break;
         case 0x87:
-          push(Tuple{take(3)});
+          push(Tuple{take(3), std::nullopt});
           break;
         case 'N':
           push(c10::IValue());
@@ -226,18 +227,25 @@ class PickleReader {
   }
 
   RecordSizes& record_sizes() { return records_; }
+  // Called with each storage as its record is read, and the record's size.
+  void on_storage(std::function<void(const at::Tensor&, std::size_t)> f) {
+    on_storage_ = std::move(f);
+  }
 
  private:
   // What the stack holds besides values: names and objects being built.
+  // Dicts and lists are LibTorch's from the start and filled in place, so every memo
+  // reference shares one (as in Python) and costs nothing to pass on.
   struct Dict {
-    std::vector<std::pair<c10::IValue, c10::IValue>> items;
+    c10::impl::GenericDict d{c10::AnyType::get(), c10::AnyType::get()};
   };
   struct List {
-    std::vector<c10::IValue> items;
+    c10::impl::GenericList l{c10::AnyType::get()};
   };
   struct Item;
   struct Tuple {
-    std::vector<Item> items;  // a tuple may hold names (a storage type, a numpy dtype)
+    std::vector<Item> items;           // a tuple may hold names (a storage type, a numpy dtype)
+    std::optional<c10::IValue> value;  // made once: tuples are immutable
   };
   struct Global {
     std::string module, name;
@@ -378,34 +386,30 @@ class PickleReader {
       fail("leaves the global " + g->module + "." + g->name + " uncalled");
     fail("leaves a storage type or numpy dtype as a value");
   }
-  c10::IValue build_container(const std::variant<Dict, List, Tuple>& c) {
-    if (const auto* d = std::get_if<Dict>(&c)) {
-      c10::impl::GenericDict out(c10::AnyType::get(), c10::AnyType::get());
-      for (const auto& [k, v] : d->items) {
-        if (!(k.isString() || k.isInt() || k.isDouble() || k.isBool()))
-          fail("has a dict key of type " + std::string(k.tagKind()));
-        out.insert_or_assign(k, v);
-      }
-      return out;
+  c10::IValue build_container(std::variant<Dict, List, Tuple>& c) {
+    if (auto* d = std::get_if<Dict>(&c)) return d->d;
+    if (auto* l = std::get_if<List>(&c)) return l->l;
+    auto& t = std::get<Tuple>(c);
+    if (!t.value) {
+      if (++tuple_depth_ > max_depth) fail("nests tuples deeper than " + std::to_string(max_depth));
+      std::vector<c10::IValue> items;
+      for (const auto& item : t.items) items.push_back(value_of(item));
+      --tuple_depth_;
+      t.value = c10::ivalue::Tuple::create(std::move(items));
     }
-    if (const auto* l = std::get_if<List>(&c)) {
-      c10::impl::GenericList out(c10::AnyType::get());
-      for (const auto& v : l->items) out.push_back(v);
-      return out;
-    }
-    std::vector<c10::IValue> items;
-    for (const auto& item : std::get<Tuple>(c).items) items.push_back(value_of(item));
-    return c10::ivalue::Tuple::create(std::move(items));
+    return *t.value;
   }
   void append(Item& target, c10::IValue value) {
     auto* list = target.container ? std::get_if<List>(target.container.get()) : nullptr;
     if (list == nullptr) fail("appends to something that is not a list");
-    list->items.push_back(std::move(value));
+    list->l.push_back(std::move(value));
   }
   void set_item(Item& target, c10::IValue key, c10::IValue value) {
     auto* dict = target.container ? std::get_if<Dict>(target.container.get()) : nullptr;
     if (dict == nullptr) fail("sets an item of something that is not a dict");
-    dict->items.emplace_back(std::move(key), std::move(value));
+    if (!(key.isString() || key.isInt() || key.isDouble() || key.isBool()))
+      fail("has a dict key of type " + std::string(key.tagKind()));
+    dict->d.insert_or_assign(std::move(key), std::move(value));
   }
   static std::string string_of(const Item& item) {
     const auto* v = std::get_if<c10::IValue>(&item.v);
@@ -467,7 +471,7 @@ class PickleReader {
       auto args = args_of(args_item);
       Dict d;
       if (!args.empty() && args[0].isGenericDict())
-        for (const auto& kv : args[0].toGenericDict()) d.items.emplace_back(kv.key(), kv.value());
+        for (const auto& kv : args[0].toGenericDict()) d.d.insert_or_assign(kv.key(), kv.value());
       Item out;
       out.container = std::make_shared<std::variant<Dict, List, Tuple>>(std::move(d));
       return out;
@@ -635,6 +639,7 @@ class PickleReader {
     auto tensor = at::empty({0}, at::TensorOptions().dtype(type->dtype));
     tensor.set_(storage, 0, {numel.toInt()}, {1});
     storages_.emplace(name, tensor);
+    if (on_storage_) on_storage_(tensor, size);
     return Item{c10::IValue(tensor), nullptr};
   }
 
@@ -663,7 +668,75 @@ class PickleReader {
   c10::IValue finish() {
     if (stack_.size() != 1)
       fail("ends with " + std::to_string(stack_.size()) + " items on its stack");
-    return value_of(pop());
+    auto value = value_of(pop());
+    check_shape(value);
+    return value;
+  }
+
+  // Everything that reads a checkpoint walks it recursively, path by path: a container
+  // that holds itself, containers nested past max_depth, or shared ones that multiply
+  // into more than max_values paths (L1 = [L0, L0], L2 = [L1, L1], ...) are refused
+  // here, by a walk that visits each container once.
+  static constexpr std::size_t max_depth = 512;
+  static constexpr std::uint64_t max_values = 50'000'000;
+  void check_shape(const c10::IValue& root) {
+    const auto key = [](const c10::IValue& v) -> const void* {
+      return v.isGenericDict() || v.isList() || v.isTuple() ? v.internalToPointer() : nullptr;
+    };
+    const auto each_child = [](const c10::IValue& v, const auto& f) {
+      if (v.isGenericDict()) {
+        for (const auto& kv : v.toGenericDict()) f(kv.value());
+      } else if (v.isList()) {
+        for (const auto& e : v.toListRef()) f(e);
+      } else if (v.isTuple()) {
+        for (const auto& e : v.toTupleRef().elements()) f(e);
+      }
+    };
+    struct Shape {
+      std::uint64_t values;
+      std::size_t depth;
+    };
+    std::unordered_map<const void*, Shape> done;
+    std::unordered_map<const void*, bool> open;
+    struct Frame {
+      const c10::IValue* v;
+      bool expanded;
+    };
+    std::vector<Frame> stack{{&root, false}};
+    while (!stack.empty()) {
+      const auto* v = stack.back().v;
+      const void* k = key(*v);
+      if (k == nullptr || done.count(k) != 0) {
+        stack.pop_back();
+        continue;
+      }
+      if (!stack.back().expanded) {
+        if (open.count(k) != 0) fail("holds a container that contains itself");
+        if (open.size() >= max_depth)
+          fail("nests containers deeper than " + std::to_string(max_depth));
+        open[k] = true;
+        stack.back().expanded = true;
+        each_child(*v, [&](const c10::IValue& c) {
+          if (const void* ck = key(c); ck != nullptr && open.count(ck) != 0)
+            fail("holds a container that contains itself");
+          stack.push_back({&c, false});
+        });
+        continue;
+      }
+      Shape shape{1, 1};
+      each_child(*v, [&](const c10::IValue& c) {
+        const void* ck = key(c);
+        const Shape child = ck == nullptr ? Shape{1, 0} : done.at(ck);
+        shape.values += child.values;
+        shape.depth = std::max(shape.depth, child.depth + 1);
+      });
+      if (shape.values > max_values)
+        fail("holds more than " + std::to_string(max_values) +
+             " values (counting each appearance of a shared container)");
+      done[k] = shape;
+      open.erase(k);
+      stack.pop_back();
+    }
   }
 
   const char* data_;
@@ -675,6 +748,8 @@ class PickleReader {
   std::vector<std::optional<Item>> memo_;
   std::unordered_map<std::string, at::Tensor> storages_;
   RecordSizes records_;
+  std::function<void(const at::Tensor&, std::size_t)> on_storage_;
+  std::size_t tuple_depth_ = 0;
 };
 
 }  // namespace detail

@@ -73,11 +73,13 @@ struct CnnNet : RecordedSteps<CnnNet> {
   }
 };
 
-// float16 autocast with a gradient scaler on the CPU: Lightning's
-// MixedPrecision("16-mixed", "cpu", scaler=GradScaler("cpu", ...)) on the other side.
-struct ScaledF16OnCpu : L::precision::MixedPrecision<c10::kHalf, true> {
-  static constexpr std::string_view name = "16-mixed";
-  ScaledF16OnCpu()
+// bf16-mixed with a gradient scaler, on the CPU: the scaler's state is what crosses.
+// Lightning's bf16-mixed refuses a scaler, so the Python side is its
+// MixedPrecision("16-mixed", "cpu", scaler=GradScaler("cpu", ...)); LibTorch 1.13's CPU
+// autocast has no float16 here.
+struct ScaledBF16OnCpu : L::precision::MixedPrecision<c10::kBFloat16, true> {
+  static constexpr std::string_view name = "bf16-mixed-scaled";
+  ScaledBF16OnCpu()
       : MixedPrecision(L::GradScalerOptions{.init_scale = 1024.0, .growth_interval = 3}) {}
 };
 
@@ -279,13 +281,14 @@ TEST(CheckpointLayout, CppCnnRunResumesInLightning) {
 }
 
 // The gradient scaler's scale and growth tracker cross both ways where Lightning's
-// MixedPrecision plugin keeps them (float16 autocast with a scaler, on the CPU).
+// MixedPrecision plugin keeps them: a bf16-mixed run with a scaler here, a 16-mixed one
+// with a CPU GradScaler in Lightning.
 TEST(CheckpointLayout, GradScalerStateCrossesBothWays) {
   const auto here = fs::canonical(fs::current_path());
   const auto d = make_data(false);
   L::save_checkpoint_file(here / "data.pt", d);
   // C++ to Python: the scaler Lightning starts its resumed run with is the one saved here.
-  const auto cpp = run_cpp_side<SeedNet, ScaledF16OnCpu>(seed, d, here / "a", 2, "",
+  const auto cpp = run_cpp_side<SeedNet, ScaledBF16OnCpu>(seed, d, here / "a", 2, "",
                                                          (here / "cpp.ckpt").string());
   const auto saved = L::load_checkpoint_file(here / "cpp.ckpt");
   ASSERT_TRUE(saved.contains("MixedPrecision"));
@@ -294,7 +297,7 @@ TEST(CheckpointLayout, GradScalerStateCrossesBothWays) {
                                   (here / "cpp.ckpt").string(), (here / "py.ckpt").string(), true);
   EXPECT_EQ(py.scaler_start, cpp.scaler_end);
   // Python to C++: the scaler restored here is the one Lightning saved.
-  const auto again = run_cpp_side<SeedNet, ScaledF16OnCpu>(seed, d, here / "b", 3,
+  const auto again = run_cpp_side<SeedNet, ScaledBF16OnCpu>(seed, d, here / "b", 3,
                                                            (here / "py.ckpt").string(), "");
   EXPECT_TRUE(again.losses.empty());  // nothing left to train: the state is as saved
   EXPECT_EQ(again.scaler_end, py.scaler_end);

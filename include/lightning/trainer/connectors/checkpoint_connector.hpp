@@ -136,7 +136,16 @@ class CheckpointConnector {
   void save_in_background(Trainer& trainer, const std::filesystem::path& path, bool weights_only) {
     auto content = content_for(path, weights_only);
     if (!trainer.is_global_zero()) return;
-    writer_.submit(path, checkpoint_snapshot(content).toGenericDict());
+    // Lightning's loop state (some fifty small dicts) is built for this save from counters
+    // and holds no tensor that training changes in place: handed over as it is, not copied.
+    c10::IValue loops;
+    if (content.contains("loops")) {
+      loops = content.at("loops");
+      (void)content.erase("loops");
+    }
+    auto snapshot = checkpoint_snapshot(content).toGenericDict();
+    if (!loops.isNone()) snapshot.insert("loops", std::move(loops));
+    writer_.submit(path, std::move(snapshot));
   }
   void raise_if_write_failed() { writer_.raise_if_failed(); }
   void remove_after_write(std::filesystem::path path) {
