@@ -521,4 +521,129 @@ TEST(CheckpointIO, LargeTensorsAreVerifiedWhileTheyAreRead) {
   }
   const auto e = error_of(dir / "large.ckpt");
   EXPECT_NE(e.find("is corrupted: its content checksum is"), std::string::npos) << e;
+  // Also where the records are views of the file (a resume's load): the pages are checked.
+  try {
+    (void)L::load_checkpoint_file(dir / "large.ckpt", {.mmap = true});
+    ADD_FAILURE() << "a flipped byte in a mapped record was not found";
+  } catch (const L::CheckpointError& e) {
+    EXPECT_NE(std::string(e.what()).find("is corrupted: its content checksum is"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
+namespace {
+
+// The file a mapping of this process holds at `address` ("" if none), from /proc/self/maps.
+std::string file_mapped_at(const void* address) {
+  std::ifstream maps("/proc/self/maps");
+  const auto at = reinterpret_cast<std::uintptr_t>(address);
+  for (std::string line; std::getline(maps, line);) {
+    std::uintptr_t begin = 0, end = 0;
+    if (std::sscanf(line.c_str(), "%lx-%lx", &begin, &end) != 2 || at < begin || at >= end)
+      continue;
+    const auto slash = line.find('/');
+    return slash == std::string::npos ? "" : line.substr(slash);
+  }
+  return "";
+}
+
+L::CheckpointDict large_content() {
+  // Random: a re-zipping tool's deflate leaves each record smaller than the whole file.
+  torch::manual_seed(0);
+  L::CheckpointDict content = L::make_checkpoint();
+  const auto big = torch::randn({700'000});
+  content.insert("big", big);
+  content.insert("view", big.slice(0, 1000, 5000));  // shares big's storage
+  content.insert("small", torch::ones({3}));
+  content.insert("doubles", torch::randn({300'000}, torch::kDouble));
+  return content;
+}
+
+}  // namespace
+
+TEST(CheckpointIO, MmapLoadsLargeTensorsAsCopyOnWriteViewsOfTheFile) {
+  const auto dir = fresh_dir("mmap");
+  const auto path = dir / "large.ckpt";
+  const auto content = large_content();
+  L::save_checkpoint_file(path, content);
+  auto mapped = L::load_checkpoint_file(path, {.mmap = true});
+  for (const char* key : {"big", "view", "small", "doubles"}) {
+    EXPECT_TRUE(torch::equal(mapped.at(key).toTensor(), content.at(key).toTensor())) << key;
+  }
+  auto big = mapped.at("big").toTensor();
+  const auto canonical = fs::canonical(path).string();
+#if LIGHTNING_TORCH_AT_LEAST(2, 0)
+  EXPECT_EQ(file_mapped_at(big.data_ptr()), canonical);
+  EXPECT_EQ(file_mapped_at(mapped.at("doubles").toTensor().data_ptr()), canonical);
+  EXPECT_EQ(mapped.at("view").toTensor().data_ptr<float>(), big.data_ptr<float>() + 1000);
+#endif
+  EXPECT_EQ(file_mapped_at(mapped.at("small").toTensor().data_ptr()), "");  // read, < 1 MiB
+  // Private: writing to it leaves the file as it was.
+  big.add_(1);
+  EXPECT_TRUE(torch::equal(L::load_checkpoint_file(path).at("big").toTensor(),
+                           content.at("big").toTensor()));
+  // A save replaces the file by rename: what is held keeps the bytes it was loaded from.
+  L::CheckpointDict other = L::make_checkpoint();
+  other.insert("doubles", torch::zeros({300'000}, torch::kDouble));
+  L::save_checkpoint_file(path, other);
+  EXPECT_TRUE(torch::equal(mapped.at("doubles").toTensor(), content.at("doubles").toTensor()));
+  // The mapping goes with the last tensor that views it.
+  mapped = L::make_checkpoint();
+  const auto* data = big.data_ptr();
+  EXPECT_EQ(file_mapped_at(data), canonical + " (deleted)");  // the replaced file, still held
+  { [[maybe_unused]] const auto gone = std::move(big); }
+  EXPECT_EQ(file_mapped_at(data), "");
+}
+
+// A checkpoint re-zipped by another tool: records compressed, or stored at offsets torch's
+// writer would not choose, are read, never viewed in place.
+TEST(CheckpointIO, MmapReadsCompressedAndUnalignedRecordsAsBefore) {
+  const auto dir = fresh_dir("mmap_rezipped");
+  const auto content = large_content();
+  L::save_checkpoint_file(dir / "large.ckpt", content);
+  const auto result = lightning::testing::run_python_program(
+      "import os, torch, zipfile\n"
+      "# torch.save's zip (ours leaves the zip's CRC-32 out, which zipfile would check)\n"
+      "torch.save(torch.load('" +
+      (dir / "large.ckpt").string() + "', weights_only=True), '" + (dir / "torch.ckpt").string() +
+      "')\n"
+      "src = zipfile.ZipFile('" +
+      (dir / "torch.ckpt").string() +
+      "')\n"
+      "def write(path, method, pad):\n"
+      "    with zipfile.ZipFile(path, 'w', method, compresslevel=1) as out:\n"
+      "        # stored, so that `pad` moves every later record by exactly that many bytes\n"
+      "        out.writestr(src.namelist()[0].split('/')[0] + '/pad', b'x' * pad,\n"
+      "                     compress_type=zipfile.ZIP_STORED)\n"
+      "        for info in src.infolist():\n"
+      "            out.writestr(info.filename, src.read(info.filename))\n"
+      "    # the data offsets of its large records, and those a view could be made of by\n"
+      "    # offset and size alone\n"
+      "    size = os.path.getsize(path)\n"
+      "    with zipfile.ZipFile(path) as z:\n"
+      "        at = [(i.header_offset + 30 + len(i.filename.encode()) + len(i.extra), i)\n"
+      "              for i in z.infolist() if i.file_size >= 1 << 20]\n"
+      "    return at[0][0], [i for o, i in at if o % 64 == 0 and o + i.file_size <= size]\n"
+      "deflated = '" +
+      (dir / "deflated.ckpt").string() +
+      "'\n"
+      "first, _ = write(deflated, zipfile.ZIP_DEFLATED, 0)\n"
+      "# its first large record aligned: only the method tells it is compressed\n"
+      "assert write(deflated, zipfile.ZIP_DEFLATED, -first % 64)[1]\n"
+      "pad = 0\n"
+      "while write('" +
+      (dir / "stored.ckpt").string() +
+      "', zipfile.ZIP_STORED, pad)[1]:  # no large record 64-byte aligned\n"
+      "    pad += 1\n");
+  LIGHTNING_EXPECT_PYTHON_OK(result);
+  for (const char* name : {"deflated.ckpt", "stored.ckpt"}) {
+    const auto loaded = L::load_checkpoint_file(dir / name, {.mmap = true});
+    for (const char* key : {"big", "view", "small", "doubles"}) {
+      EXPECT_TRUE(torch::equal(loaded.at(key).toTensor(), content.at(key).toTensor()))
+          << name << " " << key;
+    }
+    EXPECT_EQ(file_mapped_at(loaded.at("big").toTensor().data_ptr()), "") << name;
+    EXPECT_EQ(file_mapped_at(loaded.at("doubles").toTensor().data_ptr()), "") << name;
+  }
 }

@@ -19,6 +19,7 @@
 #include <lightning/fabric/pickle_reader.hpp>
 #include <lightning/version.hpp>
 
+#include <ATen/MapAllocator.h>
 #include <ATen/Parallel.h>
 #include <caffe2/serialize/inline_container.h>
 #include <torch/csrc/jit/serialization/pickler.h>
@@ -40,6 +41,7 @@
 #include <cstring>
 #include <filesystem>
 #include <future>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -598,10 +600,83 @@ inline std::string pickle_stream_problem(const char* data, std::size_t size) {
   return "the pickle stream has no STOP opcode";
 }
 
+// Large data records used where they lie in the file, as torch.load(mmap=True) does: one
+// private, copy-on-write mapping of the whole file (LibTorch's MapAllocator), each record
+// a view of it that holds the mapping. Loading then neither allocates nor copies them, and
+// the checksum reads the page cache once. Only records stored uncompressed at a 64-byte
+// aligned offset (every torch.save and lightning-cpp file); others are read as before.
+// LibTorch 1.13's reader cannot tell a record's size, so there every record is read.
+class MappedRecords {
+ public:
+  static constexpr std::size_t kAtLeast = std::size_t{1} << 20;  // smaller ones are read
+
+  MappedRecords([[maybe_unused]] const std::filesystem::path& path, std::uint64_t file_size)
+      : file_size_(file_size) {
+#if LIGHTNING_TORCH_AT_LEAST(2, 0)
+    if (file_size == 0) return;
+    try {
+      std::size_t mapped = 0;
+      mapping_ = std::make_shared<at::DataPtr>(
+          at::MapAllocator::makeDataPtr(path.string(), /*flags: private, read-only file*/ 0,
+                                        static_cast<std::size_t>(file_size), &mapped));
+      if (mapped < file_size) mapping_.reset();
+    } catch (const std::exception&) {
+      mapping_.reset();  // a file system that cannot map: every record is read
+    }
+#endif
+  }
+
+  // The record `name` (its data and size) as a view of the mapping, or nothing where it
+  // must be read.
+  std::optional<std::pair<at::DataPtr, std::size_t>> record(
+      [[maybe_unused]] caffe2::serialize::PyTorchStreamReader& reader,
+      [[maybe_unused]] const std::string& name) const {
+#if LIGHTNING_TORCH_AT_LEAST(2, 0)
+    if (!mapping_) return std::nullopt;
+    const std::uint64_t size = reader.getRecordSize(name);
+    if (size < kAtLeast) return std::nullopt;
+    const std::uint64_t offset = reader.getRecordOffset(name);
+    if (offset % 64 != 0 || offset > file_size_ || size > file_size_ - offset ||
+        !stored_uncompressed(offset))
+      return std::nullopt;
+    auto* data = static_cast<char*>(mapping_->get()) + offset;
+    return std::make_pair(
+        at::DataPtr(data, new std::shared_ptr<at::DataPtr>(mapping_), &release, at::kCPU),
+        static_cast<std::size_t>(size));
+#else
+    return std::nullopt;
+#endif
+  }
+
+ private:
+  static void release(void* holder) {
+    delete static_cast<std::shared_ptr<at::DataPtr>*>(holder);
+  }
+
+  // Whether the zip entry whose data starts at `offset` is stored (method 0): its local
+  // header ("PK\3\4", method at +8, name and extra lengths at +26 and +28) ends there.
+  bool stored_uncompressed(std::uint64_t offset) const {
+    const auto* bytes = static_cast<const unsigned char*>(mapping_->get());
+    const auto u16 = [&](std::uint64_t at) { return bytes[at] | (bytes[at + 1] << 8); };
+    for (std::uint64_t back = 30; back <= std::min<std::uint64_t>(offset, 30 + 2048); ++back) {
+      const auto header = offset - back;
+      if (bytes[header] != 'P' || bytes[header + 1] != 'K' || bytes[header + 2] != 3 ||
+          bytes[header + 3] != 4)
+        continue;
+      if (30 + static_cast<std::uint64_t>(u16(header + 26)) + u16(header + 28) == back)
+        return u16(header + 8) == 0;
+    }
+    return false;
+  }
+
+  std::uint64_t file_size_;
+  std::shared_ptr<at::DataPtr> mapping_;
+};
+
 // A torch.save file read by PickleReader (pickle_reader.hpp: torch.load(weights_only=True)'s
 // allow-list), keeping the size of each data record a storage is made from.
 inline c10::IValue read_pickle_archive(const std::filesystem::path& path, RecordSizes& records,
-                                       KnownCrcs* crcs = nullptr) {
+                                       KnownCrcs* crcs = nullptr, bool mmap = false) {
   caffe2::serialize::PyTorchStreamReader reader(path.string());
   // A record is allocated at the size the zip's directory declares: not more than the file.
   [[maybe_unused]] const auto file_size = std::filesystem::file_size(path);
@@ -627,8 +702,12 @@ inline c10::IValue read_pickle_archive(const std::filesystem::path& path, Record
   const std::size_t pickle_size = std::get<1>(pickle);
   if (const auto problem = pickle_stream_problem(pickled, pickle_size); !problem.empty())
     throw CheckpointError(problem);
+  std::optional<MappedRecords> mapped;
+  if (mmap) mapped.emplace(path, file_size);
   PickleReader unpickler(pickled, pickle_size, [&](const std::string& name) {
     check_size("data/" + name);
+    if (mapped)
+      if (auto view = mapped->record(reader, "data/" + name)) return std::move(*view);
     auto record = reader.getRecord("data/" + name);
     return std::make_pair(std::move(std::get<0>(record)), std::get<1>(record));
   });
@@ -655,9 +734,21 @@ inline c10::IValue read_pickle_archive(const std::filesystem::path& path, Record
 
 }  // namespace detail
 
+// How load_checkpoint_file reads a file.
+struct LoadCheckpointOptions {
+  // torch.load's mmap=True: large tensors are views of a private, copy-on-write mapping of
+  // the file instead of copies read into memory (faster, and no memory of its own until
+  // written to). The file must then not be truncated or rewritten in place while they are
+  // held (lightning-cpp's own saves replace files by rename, which is safe): the Trainer
+  // and Fabric use it for a resume, which copies everything into the module and the
+  // optimizers and lets the file go.
+  bool mmap = false;
+};
+
 // Loads and verifies a checkpoint. A missing, truncated, corrupted or foreign file is a
 // CheckpointError naming the file and the cause.
-inline CheckpointDict load_checkpoint_file(const std::filesystem::path& path) {
+inline CheckpointDict load_checkpoint_file(const std::filesystem::path& path,
+                                           LoadCheckpointOptions options = {}) {
   std::error_code ec;
   if (!std::filesystem::is_regular_file(path, ec))
     throw CheckpointError("lightning: checkpoint " + path.string() + " does not exist");
@@ -665,7 +756,7 @@ inline CheckpointDict load_checkpoint_file(const std::filesystem::path& path) {
   detail::RecordSizes records;
   detail::KnownCrcs crcs;
   try {
-    value = detail::read_pickle_archive(path, records, &crcs);
+    value = detail::read_pickle_archive(path, records, &crcs, options.mmap);
   } catch (const ForbiddenGlobalError& e) {
     throw ForbiddenGlobalError("lightning: " + path.string() + ": " + e.what());
   } catch (const std::exception& e) {

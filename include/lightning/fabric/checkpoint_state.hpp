@@ -380,7 +380,7 @@ inline HParams load_hyperparameters_state(const CheckpointDict& state, const std
 // The hyperparameters a checkpoint file holds (empty if none): Lightning's
 // load_from_checkpoint reads them to build the module before loading its weights.
 inline HParams load_hyperparameters(const std::filesystem::path& path) {
-  const auto c = load_checkpoint_file(path);
+  const auto c = load_checkpoint_file(path, {.mmap = true});  // the weights are not copied
   if (!c.contains("hyper_parameters")) return {};
   return load_hyperparameters_state(checkpoint_dict(c.at("hyper_parameters")), path.string());
 }

@@ -103,7 +103,7 @@ class CheckpointConnector {
   template <class M>
   void load_evaluation_checkpoint(Trainer& trainer, M& model) {
     if (auto path = take_resume_path(trainer)) {
-      const auto c = load_checkpoint_file(*path);
+      const auto c = load_checkpoint_file(*path, {.mmap = true});  // copied into the module
       restore_module(model, c, path->string());
       loaded_ = *path;
     }

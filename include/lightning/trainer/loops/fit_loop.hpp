@@ -121,8 +121,13 @@ void run_fit(T& trainer, M& model, TL& given_train_loader, VL& val_loader) {
   checkpoints.bind(trainer, model, configs_owner);
   std::optional<CheckpointDict> resume;
   if (auto path = checkpoints.take_resume_path(trainer)) {
-    resume = connectors::migrate_checkpoint(load_checkpoint_file(*path));
+    // Mapped (copy-on-write views of the file): restore copies the weights and optimizer
+    // states into the module and optimizers, and the fit then lets the file go, keeping
+    // only the small entries it reads below (no second copy of the model for the whole run).
+    resume = connectors::migrate_checkpoint(load_checkpoint_file(*path, {.mmap = true}));
     checkpoints.restore(trainer, model, configs, *resume, path->string());
+    (void)resume->erase("state_dict");
+    (void)resume->erase("optimizer_states");
     checkpoints.set_loaded(*path);
   }
   connectors::log_hyperparameters(trainer, model);
