@@ -27,10 +27,11 @@
 BOOST_HANA_ADAPT_STRUCT(lightning::TrainerOptions, max_epochs, min_epochs, max_steps, min_steps,
                         limit_train_batches, limit_val_batches, limit_test_batches,
                         limit_predict_batches, val_check_interval, check_val_every_n_epoch,
-                        num_sanity_val_steps, accumulate_grad_batches, gradient_clip_val,
-                        gradient_clip_algorithm, devices, num_nodes, log_every_n_steps,
-                        fast_dev_run, enable_progress_bar, enable_checkpointing,
-                        enable_model_summary, logger, seed, deterministic, default_root_dir);
+                        num_sanity_val_steps, inference_mode, accumulate_grad_batches,
+                        gradient_clip_val, gradient_clip_algorithm, devices, num_nodes,
+                        log_every_n_steps, fast_dev_run, detect_anomaly, enable_progress_bar,
+                        enable_checkpointing, enable_model_summary, logger, seed, deterministic,
+                        default_root_dir);
 BOOST_HANA_ADAPT_STRUCT(lightning::callbacks::EarlyStoppingOptions, monitor, min_delta, patience,
                         verbose, mode, strict, check_finite, stopping_threshold,
                         divergence_threshold, check_on_train_epoch_end);
@@ -111,7 +112,7 @@ using Doc = std::pair<std::string_view, std::string_view>;
 
 template <>
 struct FieldDocs<TrainerOptions> {
-  static constexpr std::array<Doc, 25> values{{
+  static constexpr std::array<Doc, 27> values{{
       {"max_epochs",
        "stop after this many epochs (null: 1000 unless max_steps is set; -1: no limit)"},
       {"min_epochs", "train at least this many epochs, even if a callback asks to stop"},
@@ -125,6 +126,8 @@ struct FieldDocs<TrainerOptions> {
       {"check_val_every_n_epoch",
        "validate every n epochs (null: by val_check_interval across epochs)"},
       {"num_sanity_val_steps", "validation batches run before training (-1: the whole loader)"},
+      {"inference_mode",
+       "evaluate under inference mode (false: no_grad, tensors may enter autograd)"},
       {"accumulate_grad_batches", "batches whose gradients are summed before a step"},
       {"gradient_clip_val", "clip gradients at this value (null: no clipping)"},
       {"gradient_clip_algorithm", "clip the total norm, or each value"},
@@ -132,6 +135,7 @@ struct FieldDocs<TrainerOptions> {
       {"num_nodes", "machines taking part"},
       {"log_every_n_steps", "logged training metrics go to the loggers every n steps"},
       {"fast_dev_run", "n > 0: run n batches of training and validation once, as a check"},
+      {"detect_anomaly", "autograd anomaly detection: a backward making NaN fails at once (slow)"},
       {"enable_progress_bar", "show the progress bar"},
       {"enable_checkpointing", "a default ModelCheckpoint unless one is declared"},
       {"enable_model_summary", "print the model summary when fit starts"},

@@ -75,6 +75,9 @@ struct TrainerOptions {
   BatchLimit val_check_interval = 1.0;
   std::optional<std::int64_t> check_val_every_n_epoch = 1;
   std::int64_t num_sanity_val_steps = 2;  // -1: the whole validation loader
+  // Evaluation and prediction under torch.inference_mode (true) or torch.no_grad (false:
+  // their tensors may enter autograd afterwards).
+  bool inference_mode = true;
 
   // Optimization.
   std::int64_t accumulate_grad_batches = 1;
@@ -90,6 +93,9 @@ struct TrainerOptions {
   // Logging and debugging.
   std::int64_t log_every_n_steps = 50;
   std::int64_t fast_dev_run = 0;  // n > 0: n batches of train and val, one epoch, no sanity run
+  // Autograd's anomaly detection for the fit: a backward that makes NaN fails at once, the
+  // error naming the operation, the epoch, batch and step. Slow: for debugging only.
+  bool detect_anomaly = false;
   bool enable_progress_bar = true;
   bool enable_checkpointing = true;  // a default ModelCheckpoint (last epoch) unless one is given
   bool enable_model_summary = true;  // a default ModelSummary at fit start unless one is given

@@ -10,6 +10,7 @@
 #include <lightning/trainer/connectors/callback_connector.hpp>
 #include <lightning/trainer/connectors/data_connector.hpp>
 #include <lightning/trainer/connectors/logger_connector.hpp>
+#include <lightning/trainer/loops/evaluation_mode.hpp>
 
 #include <torch/torch.h>
 
@@ -157,7 +158,7 @@ void run_evaluation(T& trainer, M& model, Loaders& loaders,
   const bool was_training = model.is_training();
   model.eval();
   {
-    c10::InferenceMode inference;
+    const EvaluationGradMode grad_mode(trainer.run_options().inference_mode);
     metrics.reset_epoch(Phase::validation);
     connectors::scope(trainer, LogScope::evaluation, Loop::start::name, Phase::validation);
     connectors::call_hooks<typename Loop::start>(trainer, model);

@@ -107,6 +107,8 @@ void run_fit(T& trainer, M& model, TL& given_train_loader, VL& val_loader) {
   auto& checkpoints = trainer.checkpoint_connector();
   const auto& run = trainer.run_options();
   if constexpr (manual) check_manual_options(run);
+  std::optional<torch::autograd::DetectAnomalyGuard> anomaly_detection;
+  if (run.detect_anomaly) anomaly_detection.emplace();
 
   connectors::scope(trainer, LogScope::forbidden, "configure_optimizers");
   // On the heap: save_checkpoint() may still read them after fit() returns.

@@ -7,6 +7,7 @@
 #include <lightning/trainer/connectors/callback_connector.hpp>
 #include <lightning/trainer/connectors/data_connector.hpp>
 #include <lightning/trainer/connectors/logger_connector.hpp>
+#include <lightning/trainer/loops/evaluation_mode.hpp>
 
 #include <torch/torch.h>
 
@@ -34,7 +35,7 @@ auto run_prediction_entry(T& trainer, M& model, L& loader) {
     const bool was_training = model.is_training();
     model.eval();
     {
-      c10::InferenceMode inference;
+      const EvaluationGradMode grad_mode(trainer.run_options().inference_mode);
       connectors::scope(trainer, LogScope::forbidden, "on_predict_start");
       connectors::call_hooks<hooks::on_predict_start>(trainer, model);
       connectors::call_hooks<hooks::on_predict_epoch_start>(trainer, model);

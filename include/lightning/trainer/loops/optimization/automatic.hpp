@@ -14,6 +14,7 @@
 #include <lightning/core/hooks.hpp>
 #include <lightning/core/optimizers.hpp>
 #include <lightning/trainer/connectors/callback_connector.hpp>
+#include <lightning/trainer/loops/optimization/anomaly.hpp>
 
 #include <torch/torch.h>
 
@@ -47,6 +48,7 @@ namespace lightning::detail {
       "or InferenceMode, or every parameter it depends on is frozen. Return the loss as autograd "
       "computed it from the module's trainable parameters");
 }
+
 }  // namespace lightning::detail
 
 namespace lightning::loops {
@@ -111,7 +113,12 @@ void automatic_optimization_step(T& trainer, M& model, Config& config, const tor
     fabric.zero_grad(optimizer);
   }
   connectors::call_hooks<hooks::on_before_backward>(trainer, model, loss);
-  fabric.backward(s.accumulate == 1 ? loss : loss / static_cast<double>(s.accumulate), step_now);
+  try {
+    fabric.backward(s.accumulate == 1 ? loss : loss / static_cast<double>(s.accumulate), step_now);
+  } catch (const c10::Error& e) {
+    detail::rethrow_with_place(e, "the backward of training_step's loss", trainer.current_epoch,
+                               idx, trainer.global_step);
+  }
   connectors::call_hooks<hooks::on_after_backward>(trainer, model);
   if (!step_now) return;
   fabric.unscale_gradients(optimizer);  // hooks and clipping see true gradients

@@ -8,6 +8,7 @@
 #include <lightning/core/manual_optimization.hpp>
 #include <lightning/core/optimizers.hpp>
 #include <lightning/trainer/connectors/callback_connector.hpp>
+#include <lightning/trainer/loops/optimization/anomaly.hpp>
 #include <lightning/trainer/options.hpp>
 
 #include <torch/torch.h>
@@ -86,7 +87,12 @@ struct ManualRun {
   static void backward(void* p, const torch::Tensor& loss) {
     auto& r = self(p);
     connectors::call_hooks<hooks::on_before_backward>(r.trainer, r.model, loss);
-    r.trainer.fabric().backward(loss, /*sync=*/true);
+    try {
+      r.trainer.fabric().backward(loss, /*sync=*/true);
+    } catch (const c10::Error& e) {
+      detail::rethrow_with_place(e, "manual_backward in training_step", r.trainer.current_epoch, -1,
+                                 r.trainer.global_step);
+    }
     connectors::call_hooks<hooks::on_after_backward>(r.trainer, r.model);
   }
   static void zero_grad(void* p, torch::optim::Optimizer& optimizer) {
