@@ -4,6 +4,7 @@
 #include <lightning/lightning.hpp>
 
 #include "support/expect.hpp"
+#include "support/models.hpp"
 
 namespace L = lightning;
 
@@ -68,4 +69,43 @@ TEST(BatchLimit, CountsAndFractions) {
   EXPECT_EQ(five.apply(3), 3);
   EXPECT_EQ(five.apply(std::nullopt), 5);
   EXPECT_EQ(all.apply(std::nullopt), std::nullopt);
+}
+
+// benchmark: torch.backends.cudnn.benchmark as Lightning sets it; unset leaves the
+// process's value, deterministic turns it off unless it is given.
+TEST(TrainerOptions, BenchmarkSetsCudnnsAutotunerAsLightningDoes) {
+  auto& context = at::globalContext();
+  const auto benchmark_after = [&](L::TrainerOptions o, bool before, std::string* warning) {
+    context.setBenchmarkCuDNN(before);
+    o.max_epochs = 1;
+    o.enable_progress_bar = false;
+    o.enable_checkpointing = false;
+    o.enable_model_summary = false;
+    o.logger = false;
+    lightning::testing::SimpleModel model;
+    auto [X, y] = lightning::testing::seed_data(64);
+    lightning::testing::CpuTrainer<> trainer(o);
+    testing::internal::CaptureStderr();
+    trainer.fit(model, L::data::TensorLoader({X, y}, {.batch_size = 32}));
+    *warning = testing::internal::GetCapturedStderr();
+    const bool after = context.benchmarkCuDNN();
+    L::use_deterministic_algorithms(false);
+    return after;
+  };
+  std::string warning;
+  EXPECT_TRUE(benchmark_after({}, true, &warning));  // unset: left as it is
+  EXPECT_FALSE(benchmark_after({}, false, &warning));
+  EXPECT_TRUE(benchmark_after({.benchmark = true}, false, &warning));
+  EXPECT_FALSE(benchmark_after({.benchmark = false}, true, &warning));
+  EXPECT_FALSE(benchmark_after({.deterministic = true}, true, &warning));
+  EXPECT_EQ(warning.find("benchmark"), std::string::npos) << warning;
+  EXPECT_TRUE(benchmark_after({.deterministic = true, .benchmark = true}, false, &warning));
+  EXPECT_NE(warning.find("lightning: warning: TrainerOptions.deterministic = true and "
+                         "benchmark = true"),
+            std::string::npos)
+      << warning;
+  context.setBenchmarkCuDNN(false);
+  EXPECT_EQ(L::resolve({}).benchmark, std::nullopt);
+  EXPECT_EQ(L::resolve({.deterministic = true}).benchmark, false);
+  EXPECT_EQ(L::resolve({.deterministic = true, .benchmark = true}).benchmark, true);
 }

@@ -31,7 +31,7 @@ BOOST_HANA_ADAPT_STRUCT(lightning::TrainerOptions, max_epochs, min_epochs, max_s
                         gradient_clip_val, gradient_clip_algorithm, devices, num_nodes,
                         log_every_n_steps, fast_dev_run, detect_anomaly, enable_progress_bar,
                         enable_checkpointing, enable_model_summary, logger, seed, deterministic,
-                        default_root_dir);
+                        benchmark, default_root_dir);
 BOOST_HANA_ADAPT_STRUCT(lightning::callbacks::EarlyStoppingOptions, monitor, min_delta, patience,
                         verbose, mode, strict, check_finite, stopping_threshold,
                         divergence_threshold, check_on_train_epoch_end);
@@ -112,7 +112,7 @@ using Doc = std::pair<std::string_view, std::string_view>;
 
 template <>
 struct FieldDocs<TrainerOptions> {
-  static constexpr std::array<Doc, 27> values{{
+  static constexpr std::array<Doc, 28> values{{
       {"max_epochs",
        "stop after this many epochs (null: 1000 unless max_steps is set; -1: no limit)"},
       {"min_epochs", "train at least this many epochs, even if a callback asks to stop"},
@@ -142,6 +142,7 @@ struct FieldDocs<TrainerOptions> {
       {"logger", "a default TensorBoardLogger unless one is declared (false: no logger)"},
       {"seed", "seed_everything(seed) when fit starts (seed_everything sets it too)"},
       {"deterministic", "deterministic algorithms only"},
+      {"benchmark", "cuDNN's autotuner (null: as it is, or off with deterministic)"},
       {"default_root_dir", "where logs and checkpoints go (empty: the current directory)"},
   }};
 };

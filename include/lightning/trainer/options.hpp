@@ -106,6 +106,10 @@ struct TrainerOptions {
   // Reproducibility.
   std::optional<std::uint64_t> seed = std::nullopt;  // seed_everything(seed) at fit start
   bool deterministic = false;
+  // cuDNN's autotuner (torch.backends.cudnn.benchmark): unset leaves the process's setting
+  // as it is, or turns it off with `deterministic`; true with `deterministic` is allowed
+  // (it wins over cuDNN's determinism) and warned about, as Lightning does.
+  std::optional<bool> benchmark = std::nullopt;
 
   // Where checkpoints (and loggers without a save_dir) go; empty: the current directory.
   std::filesystem::path default_root_dir = {};
@@ -180,6 +184,7 @@ inline TrainerOptions resolve(TrainerOptions o) {
     o.check_val_every_n_epoch = 1;
   }
   if (!o.max_epochs) o.max_epochs = o.max_steps == -1 ? 1000 : -1;
+  if (o.deterministic && !o.benchmark) o.benchmark = false;
   return o;
 }
 

@@ -407,8 +407,14 @@ class Trainer : public TrainerState {
     types::defaults::configure(callbacks_, run_);
     if (run_.seed) seed_everything(*run_.seed);
     if (run_.deterministic) use_deterministic_algorithms(true);
+    if (run_.benchmark) at::globalContext().setBenchmarkCuDNN(*run_.benchmark);
     fabric_.configure_processes(run_.devices, run_.num_nodes);
     fabric_.launch();  // ranks known (and started) before any hook asks is_global_zero()
+    if (run_.deterministic && run_.benchmark.value_or(false) && fabric_.is_global_zero())
+      std::cerr << "lightning: warning: TrainerOptions.deterministic = true and benchmark = true: "
+                   "cuDNN's autotuner may pick nondeterministic kernels, which LibTorch does not "
+                   "prevent (as PyTorch ignores cudnn.deterministic under cudnn.benchmark); set "
+                   "benchmark = false or leave it unset for deterministic runs\n";
     // Where fit writes (interrupted.ckpt, the default checkpoint and log folders): a path
     // that cannot be a directory fails now, naming the option, before any step runs.
     if (s == Stage::fit && fabric_.is_global_zero() && !options_.default_root_dir.empty())

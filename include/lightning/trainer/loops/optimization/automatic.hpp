@@ -115,7 +115,7 @@ void automatic_optimization_step(T& trainer, M& model, Config& config, const tor
   connectors::call_hooks<hooks::on_before_backward>(trainer, model, loss);
   try {
     fabric.backward(s.accumulate == 1 ? loss : loss / static_cast<double>(s.accumulate), step_now);
-  } catch (const c10::Error& e) {
+  } catch (const std::exception& e) {
     detail::rethrow_with_place(e, "the backward of training_step's loss", trainer.current_epoch,
                                idx, trainer.global_step);
   }

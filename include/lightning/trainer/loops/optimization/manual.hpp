@@ -89,7 +89,7 @@ struct ManualRun {
     connectors::call_hooks<hooks::on_before_backward>(r.trainer, r.model, loss);
     try {
       r.trainer.fabric().backward(loss, /*sync=*/true);
-    } catch (const c10::Error& e) {
+    } catch (const std::exception& e) {
       detail::rethrow_with_place(e, "manual_backward in training_step", r.trainer.current_epoch, -1,
                                  r.trainer.global_step);
     }
