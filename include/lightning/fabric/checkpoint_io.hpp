@@ -740,8 +740,8 @@ struct LoadCheckpointOptions {
   // the file instead of copies read into memory (faster, and no memory of its own until
   // written to). The file must then not be truncated or rewritten in place while they are
   // held (lightning-cpp's own saves replace files by rename, which is safe): the Trainer
-  // and Fabric use it for a resume, which copies everything into the module and the
-  // optimizers and lets the file go.
+  // uses it for a resume and for evaluation weights, which it copies into the module and
+  // the optimizers before letting the file go, and load_hyperparameters.
   bool mmap = false;
 };
 

@@ -48,7 +48,6 @@ namespace lightning::detail {
       "or InferenceMode, or every parameter it depends on is frozen. Return the loss as autograd "
       "computed it from the module's trainable parameters");
 }
-
 }  // namespace lightning::detail
 
 namespace lightning::loops {
