@@ -39,6 +39,19 @@ say() { echo "setup: $*"; }
 
 elapsed() { echo "$((SECONDS - $1)) s"; }
 
+# Stops with a clear message when the disk holding $2 has less than $1 GiB free: a pip or
+# ninja run that fills the disk fails with a bare "No space left on device" halfway through.
+require_free_gib() {
+  local need=$1 dir=$2 what=$3 free_kib
+  free_kib=$(df -Pk "$dir" | awk 'NR == 2 { print $4 }')
+  if ((free_kib < need * 1024 * 1024)); then
+    echo "setup: $what needs about $need GiB free on the disk of $(realpath "$dir");" \
+      "$((free_kib / 1024)) MiB are free. Free some space (old build folders, clones," \
+      "~/.cache) and run this again." >&2
+    exit 1
+  fi
+}
+
 install_debian_packages() {
   local missing=() p
   for p in "${PACKAGES[@]}"; do
@@ -74,9 +87,13 @@ install_python_packages() {
     say "$VENV has what $REQUIREMENTS pins"
     return
   fi
+  # The wheel's download (~2.7 GB, in TMPDIR) and what it unpacks to (~5 GB) at once.
+  require_free_gib 9 . "installing $REQUIREMENTS into $VENV"
+  [[ $(realpath "${TMPDIR:-/tmp}") == $(realpath .)* ]] ||
+    require_free_gib 3 "${TMPDIR:-/tmp}" "pip's download of torch into ${TMPDIR:-/tmp}"
   [[ -x $VENV/bin/python ]] || python3 -m venv "$VENV"
   say "installing $REQUIREMENTS into $VENV (PyPI's torch is ~2.7 GB with its CUDA libraries)"
-  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$REQUIREMENTS"
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-cache-dir -r "$REQUIREMENTS"
   echo "$want" >"$stamp"
 }
 
@@ -118,6 +135,7 @@ configure() { cmake --preset "$1"; }
 # Builds a preset and runs its tests, saying how long each took.
 build_and_test() {
   local start=$SECONDS
+  require_free_gib 3 . "the $1 build (objects, test programs, the files tests write)"
   configure "$1"
   cmake --build --preset "$1"
   say "$1 build ($2) in $(elapsed "$start")"
