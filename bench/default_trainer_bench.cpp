@@ -22,17 +22,7 @@ namespace {
 
 constexpr int kEpochs = 30;
 
-// The seed example's module: logs train_loss every step (prog_bar, as Lightning's example).
-struct SeedModel : L::LightningModule {
-  torch::nn::Linear linear{register_module("linear", torch::nn::Linear(10, 1))};
-  torch::Tensor training_step(const B::XY& batch, int64_t) {
-    const auto& [x, y] = batch;
-    auto loss = torch::mse_loss(linear(x), y.unsqueeze(1));
-    log("train_loss", loss, {.prog_bar = true});
-    return loss;
-  }
-  auto configure_optimizers() { return torch::optim::Adam(parameters(), 1e-3); }
-};
+using B::SeedModel;
 
 std::filesystem::path run_dir() {
   static const auto dir =

@@ -8,6 +8,7 @@
 // The CNN trains on the first 2,048 training images (32 steps of 64) per fit; the seed
 // workload is one epoch of 1,000 x 10 (32 steps of 32).
 #include "support/fashion_net.hpp"
+#include "support/seed_workload.hpp"
 
 #include <lightning/benchmarks/policy_combinations.hpp>
 #include <lightning/data/fashion_mnist.hpp>
@@ -23,16 +24,7 @@ using XY = L::Batch<torch::Tensor, torch::Tensor>;
 
 namespace {
 
-struct SeedModel : L::LightningModule {
-  torch::nn::Linear linear{register_module("linear", torch::nn::Linear(10, 1))};
-  torch::Tensor training_step(const XY& batch, std::int64_t) {
-    const auto& [x, y] = batch;
-    auto loss = torch::mse_loss(linear(x), y.unsqueeze(1));
-    log("train_loss", loss, {.prog_bar = true});
-    return loss;
-  }
-  auto configure_optimizers() { return torch::optim::Adam(parameters(), 1e-3); }
-};
+using lightning::bench::SeedModel;
 
 // examples/fashion_mnist.cpp's network, with Adam at a fixed rate.
 struct FashionCNN : L::LightningModule {

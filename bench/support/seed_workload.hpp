@@ -36,6 +36,18 @@ inline SeedData& seed_data() {
   return d;
 }
 
+// The seed example's module: logs train_loss every step (prog_bar, as Lightning's example).
+struct SeedModel : LightningModule {
+  torch::nn::Linear linear{register_module("linear", torch::nn::Linear(10, 1))};
+  torch::Tensor training_step(const XY& batch, std::int64_t) {
+    const auto& [x, y] = batch;
+    auto loss = torch::mse_loss(linear(x), y.unsqueeze(1));
+    log("train_loss", loss, {.prog_bar = true});
+    return loss;
+  }
+  auto configure_optimizers() { return torch::optim::Adam(parameters(), 1e-3); }
+};
+
 // The loop a LibTorch user writes by hand: what every Trainer variant is measured against.
 inline void hand_written_fit(int epochs) {
   auto& d = seed_data();

@@ -37,6 +37,8 @@
 //              model_checkpoint.hpp (+ checkpoint_name.hpp),
 //              early_stopping.hpp (+ monitor.hpp), learning_rate_monitor.hpp,
 //              gradient_accumulation_scheduler.hpp, on_exception_checkpoint.hpp
+//   profilers/ profiler.hpp     the Profiler concept, PassThroughProfiler
+//              simple_profiler.hpp SimpleProfiler: Lightning's table of hook and loop timings
 //   loggers/   csv_logger.hpp   CSVLogger: metrics.csv and hparams.yaml, Lightning's layout
 //              tensorboard_logger.hpp TensorBoardLogger: event files, no TensorFlow needed
 //              experiment_dir.hpp (version_N), hparams_yaml.hpp, tfevents.hpp (torch-free)
@@ -102,6 +104,9 @@
 #include <lightning/callbacks/on_exception_checkpoint.hpp>
 #include <lightning/callbacks/progress_bar.hpp>
 #include <lightning/callbacks/timer.hpp>
+
+#include <lightning/profilers/profiler.hpp>
+#include <lightning/profilers/simple_profiler.hpp>
 
 #include <lightning/loggers/csv_logger.hpp>
 #include <lightning/loggers/tensorboard_logger.hpp>

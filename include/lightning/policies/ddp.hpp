@@ -125,6 +125,7 @@ struct DDPOptions {
 class DDP {
  public:
   static constexpr std::string_view name = "ddp";
+  static constexpr std::string_view lightning_class = "DDPStrategy";  // profiler rows
 
   DDP() = default;
   explicit DDP(DDPOptions options) : o_(options) {}

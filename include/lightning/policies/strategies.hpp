@@ -16,6 +16,7 @@ namespace lightning::strategies {
 // inlined away.
 struct SingleDevice {
   static constexpr std::string_view name = "single_device";
+  static constexpr std::string_view lightning_class = "SingleDeviceStrategy";  // profiler rows
 
   void setup_environment() noexcept {}
   void setup_module(torch::nn::Module&, c10::Device) noexcept {}

@@ -62,6 +62,8 @@ template <bool Valid, class A, class S, class P, class... C>
 struct trainer_types {
   struct fabric {};
   using callbacks = std::tuple<>;
+  using profiler = profilers::PassThroughProfiler;
+  static profiler make_profiler(C&...) { return {}; }
   struct defaults {
     static void configure(callbacks&, const TrainerOptions&) {}
   };
@@ -72,7 +74,9 @@ struct trainer_types<true, A, S, P, C...> {
   using fabric = Fabric<A, S, P>;
   using callbacks = typename CallbackTuple<C...>::type;
   using defaults = DefaultCallbacks<C...>;
+  using profiler = typename ProfilerOf<C...>::type;
   static callbacks make(C&... c) { return CallbackTuple<C...>::make(c...); }
+  static profiler make_profiler(C&... c) { return ProfilerOf<C...>::make(c...); }
 };
 
 // Connects a LightningModule to a trainer for the duration of a run.

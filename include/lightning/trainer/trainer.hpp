@@ -23,6 +23,7 @@
 #include <lightning/trainer/connectors/checkpoint_connector.hpp>
 #include <lightning/trainer/connectors/data_connector.hpp>
 #include <lightning/trainer/connectors/logger_connector.hpp>
+#include <lightning/trainer/connectors/profiler_connector.hpp>
 #include <lightning/trainer/loops/evaluation_loop.hpp>
 #include <lightning/trainer/loops/fit_loop.hpp>
 #include <lightning/trainer/loops/prediction_loop.hpp>
@@ -31,6 +32,7 @@
 
 #include <torch/torch.h>
 
+#include <array>
 #include <concepts>
 #include <cstdint>
 #include <exception>
@@ -61,9 +63,20 @@ class Trainer : public TrainerState {
   using precision_type = P;
   using fabric_type = typename types::fabric;
   using callback_tuple = typename types::callbacks;
+  using profiler_type = typename types::profiler;
+  // Whether hooks and loop actions are timed: false without a profiler (or with
+  // PassThroughProfiler), and then no timing code is compiled at all.
+  static constexpr bool profiling = [] {
+    if constexpr (requires { profiler_type::times_actions; })
+      return profiler_type::times_actions;
+    else
+      return true;
+  }();
 
   explicit Trainer(TrainerOptions options = {}, Callbacks... callbacks)
-      : options_(std::move(options)), callbacks_(types::make(callbacks...)) {
+      : options_(std::move(options)),
+        callbacks_(types::make(callbacks...)),
+        profiler_(types::make_profiler(callbacks...)) {
     check_options();
   }
   // With a strategy that has options of its own, as Lightning's
@@ -72,7 +85,8 @@ class Trainer : public TrainerState {
   Trainer(TrainerOptions options, std::type_identity_t<S> strategy, Callbacks... callbacks)
       : options_(std::move(options)),
         fabric_(A{}, std::move(strategy), P{}),
-        callbacks_(types::make(callbacks...)) {
+        callbacks_(types::make(callbacks...)),
+        profiler_(types::make_profiler(callbacks...)) {
     check_options();
   }
 
@@ -217,6 +231,25 @@ class Trainer : public TrainerState {
   [[nodiscard]] fabric_type& fabric() noexcept { return fabric_; }
   [[nodiscard]] const fabric_type& fabric() const noexcept { return fabric_; }
   [[nodiscard]] callback_tuple& callbacks() noexcept { return callbacks_; }
+  // Lightning's trainer.profiler: the one passed among the callbacks, else a pass-through.
+  [[nodiscard]] profiler_type& profiler() noexcept { return profiler_; }
+
+  // Times one action until the returned scope ends; the name is joined from its parts
+  // into a buffer this Trainer reuses (no allocation once it has grown).
+  template <class... Parts>
+  [[nodiscard]] auto profile_action(const Parts&... parts) {
+    action_.clear();
+    (action_.append(std::string_view(parts)), ...);
+    if constexpr (requires { profiler_.scope(std::string_view()); })
+      return profiler_.scope(std::string_view(action_));
+    else
+      return profilers::ActionScope<profiler_type>(profiler_, action_);
+  }
+  // "[Callback]<state_key>.": how callback i's actions begin (Lightning's callback.state_key,
+  // else the class name), fixed when an entry point starts.
+  [[nodiscard]] std::string_view callback_action_prefix(std::size_t i) const noexcept {
+    return callback_actions_[i];
+  }
   // The callback of type C (C must occur once among the callbacks).
   template <class C>
   [[nodiscard]] C& callback() noexcept {
@@ -242,13 +275,15 @@ class Trainer : public TrainerState {
   // module's part. Valid during fit() and after it, while the fitted module is alive.
   // Only rank zero writes.
   void save_checkpoint(const std::filesystem::path& path, bool weights_only = false) {
-    checkpoints_.save(*this, path, weights_only);
+    connectors::profiled(*this, "save_checkpoint",
+                         [&] { checkpoints_.save(*this, path, weights_only); });
   }
   // The same content, written by a background thread (one save in flight): the training
   // thread only copies the tensors. ModelCheckpoint saves this way; a failed write is
   // raised at the next step, the next save or at the end of fit().
   void save_checkpoint_in_background(const std::filesystem::path& path, bool weights_only = false) {
-    checkpoints_.save_in_background(*this, path, weights_only);
+    connectors::profiled(*this, "save_checkpoint",
+                         [&] { checkpoints_.save_in_background(*this, path, weights_only); });
   }
   // Deletes a checkpoint file that a newer one replaces, once the newer one is on disk.
   void remove_checkpoint(const std::filesystem::path& path) {
@@ -343,11 +378,12 @@ class Trainer : public TrainerState {
       connectors::scope(*this, LogScope::forbidden, "teardown");
       connectors::call_hooks<hooks::teardown>(*this, model, s);
       fabric_.teardown();
+      profiler_.describe();
     } catch (const std::exception& error) {
       training = validating = sanity_checking = false;
       progress_.mid_epoch_resume.reset();
       connectors::scope(*this, LogScope::forbidden, "on_exception");
-      hooks::call_callbacks<hooks::on_exception>(callbacks_, *this, model, error);
+      connectors::call_callback_hooks<hooks::on_exception>(*this, model, error);
       finish_writes_after_error();
       fabric_.handle_failure(error);  // may throw the rank's failure that caused this one
       throw;
@@ -423,12 +459,28 @@ class Trainer : public TrainerState {
                          "set TrainerOptions.default_root_dir to a directory this process may "
                          "create and write"},
                         /*create=*/true);
+    if constexpr (profiling) {
+      connectors::for_each_callback(*this, [&](const auto& c, auto i) {
+        using C = std::remove_cvref_t<decltype(c)>;
+        callback_actions_[i()] = "[Callback]";
+        if constexpr (requires { c.state_key(); })
+          callback_actions_[i()] += std::string(c.state_key());
+        else
+          callback_actions_[i()] += detail::class_name<C>();
+        callback_actions_[i()] += '.';
+      });
+    }
+    // As Lightning: the rank is in the report's file name only when there are several.
+    profiler_.setup(
+        s,
+        fabric_.world_size() > 1 ? std::optional<std::int64_t>(fabric_.local_rank()) : std::nullopt,
+        log_dir());
     metrics.set_cross_rank_reduce(
         [this](const torch::Tensor& t, Reduce op) { return fabric_.all_reduce(t, op); });
     connectors::scope(*this, LogScope::forbidden, "setup");
     connectors::call_hooks<hooks::setup>(*this, model, s);
     connectors::scope(*this, LogScope::forbidden, "configure_model");
-    hooks::call_module<hooks::configure_model>(model);
+    connectors::call_module_hook<hooks::configure_model>(*this, model);
     fabric_.setup_module(model);
   }
 
@@ -446,6 +498,9 @@ class Trainer : public TrainerState {
   TrainerOptions run_;  // options_ resolved for the running entry point
   fabric_type fabric_{};
   callback_tuple callbacks_;
+  profiler_type profiler_;
+  std::string action_;  // the name of the action being opened (profile_action)
+  std::array<std::string, std::tuple_size_v<callback_tuple>> callback_actions_{};
   loops::Progress progress_;
   connectors::CheckpointConnector<Trainer> checkpoints_;
   std::vector<OptimizerInfo> optimizer_infos_;  // what callbacks see of a fit

@@ -4,8 +4,11 @@
 #pragma once
 
 #include <lightning/core/hooks.hpp>
+#include <lightning/profilers/profiler.hpp>
+#include <lightning/trainer/connectors/profiler_connector.hpp>
 #include <lightning/trainer/options.hpp>
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <tuple>
@@ -66,17 +69,45 @@ concept default_callbacks_defined = requires {
 // As Lightning orders them: the user's callbacks, the default progress bar, model
 // summary and logger (each unless the user passed one), then every ModelCheckpoint, the
 // default one last, so that a checkpoint saved at a hook holds the state the other
-// callbacks reached at that hook.
+// callbacks reached at that hook. A profiler passed among them is not a callback.
+template <class C>
+inline constexpr bool is_plain_callback = !is_model_checkpoint<C> && !is_profiler<C>;
+
 template <class... C>
 struct CallbackTuple {
   using defaults = DefaultCallbacks<C...>;
-  using type = decltype(std::tuple_cat(std::declval<keep_if_t<!is_model_checkpoint<C>, C>>()...,
+  using type = decltype(std::tuple_cat(std::declval<keep_if_t<is_plain_callback<C>, C>>()...,
                                        std::declval<typename defaults::leading>(),
                                        std::declval<keep_if_t<is_model_checkpoint<C>, C>>()...,
                                        std::declval<typename defaults::trailing>()));
   static type make(C&... c) {
-    return std::tuple_cat(keep_if<!is_model_checkpoint<C>>(c)..., typename defaults::leading{},
+    return std::tuple_cat(keep_if<is_plain_callback<C>>(c)..., typename defaults::leading{},
                           keep_if<is_model_checkpoint<C>>(c)..., typename defaults::trailing{});
+  }
+};
+
+template <class Found>
+struct single_profiler {
+  using type = profilers::PassThroughProfiler;
+};
+template <class P>
+struct single_profiler<std::tuple<P>> {
+  using type = P;
+};
+
+// The profiler passed among the callbacks (at most one), else PassThroughProfiler.
+template <class... C>
+struct ProfilerOf {
+  using found = decltype(std::tuple_cat(std::declval<keep_if_t<is_profiler<C>, C>>()...));
+  static_assert(std::tuple_size_v<found> <= 1,
+                "lightning: a Trainer takes at most one profiler (SimpleProfiler, "
+                "PyTorchProfiler, ...) among its callbacks");
+  using type = typename single_profiler<found>::type;
+  static type make(C&... c) {
+    if constexpr (std::tuple_size_v<found> == 0)
+      return {};
+    else
+      return std::get<0>(std::tuple_cat(keep_if<is_profiler<C>>(c)...));
   }
 };
 
@@ -94,61 +125,80 @@ std::string callback_state_key(const C& c) {
   return std::string(c.state_key());
 }
 
-// A default callback the options turned off (enable_checkpointing = false) does nothing
-// and keeps no state.
-template <class C>
-bool callback_enabled(const C& c) {
-  if constexpr (requires { c.enabled(); })
-    return c.enabled();
-  else
-    return true;
-}
-
 }  // namespace detail
 
 namespace connectors {
 
+// f(callback, index) for every callback, in order.
+template <class T, class F>
+void for_each_callback(T& trainer, F&& f) {
+  auto& callbacks = trainer.callbacks();
+  using Tuple = std::remove_cvref_t<decltype(callbacks)>;
+  [&]<std::size_t... I>(std::index_sequence<I...>) {
+    (f(std::get<I>(callbacks), std::integral_constant<std::size_t, I>{}), ...);
+  }
+  (std::make_index_sequence<std::tuple_size_v<Tuple>>{});
+}
+
+// A hook on every callback that declares it (in order), each timed by the profiler.
+template <class Hook, class T, class M, class... Args>
+void call_callback_hooks(T& trainer, M& model, Args&&... args) {
+  for_each_callback(trainer, [&](auto& c, auto index) {
+    if constexpr (Hook::template declared<std::remove_cvref_t<decltype(c)>>)
+      profiled_callback<Hook, index()>(trainer, c,
+                                       [&] { Hook::on_callback(c, trainer, model, args...); });
+  });
+}
+
+// A hook of the module, if it declares it, timed by the profiler.
+template <class Hook, class T, class M, class... Args>
+decltype(auto) call_module_hook(T& trainer, M& model, Args&&... args) {
+  if constexpr (Hook::template declared<M>)
+    return profiled_module<Hook, T, M>(trainer, [&]() -> decltype(auto) {
+      return Hook::on_module(model, std::forward<Args>(args)...);
+    });
+  else
+    return Hook::on_module(model, std::forward<Args>(args)...);
+}
+
 // A hook on every callback (in order), then on the module.
 template <class Hook, class T, class M, class... Args>
 void call_hooks(T& trainer, M& model, Args&&... args) {
-  hooks::call_callbacks<Hook>(trainer.callbacks(), trainer, model, args...);
-  hooks::call_module<Hook>(model, std::forward<Args>(args)...);
+  call_callback_hooks<Hook>(trainer, model, args...);
+  call_module_hook<Hook>(trainer, model, std::forward<Args>(args)...);
 }
 
 // A hook of the callbacks that are (Monitoring) or are not monitoring ones.
 template <class Hook, bool Monitoring, class T, class M>
 void call_monitoring_hooks(T& trainer, M& model) {
-  std::apply(
-      [&](auto&... cb) {
-        const auto one = [&](auto& c) {
-          if constexpr (detail::is_monitoring<std::remove_cvref_t<decltype(c)>> == Monitoring)
-            Hook::on_callback(c, trainer, model);
-        };
-        (one(cb), ...);
-      },
-      trainer.callbacks());
+  for_each_callback(trainer, [&](auto& c, auto index) {
+    using C = std::remove_cvref_t<decltype(c)>;
+    if constexpr (detail::is_monitoring<C> == Monitoring && Hook::template declared<C>)
+      profiled_callback<Hook, index()>(trainer, c, [&] { Hook::on_callback(c, trainer, model); });
+  });
 }
 
 // A batch hook of the callbacks, then of the module, with dataloader_idx appended for
 // those that take it (Lightning's optional last parameter).
 template <class Hook, class T, class M, class... Args>
 void call_batch_hooks(T& trainer, M& model, std::int64_t dataloader_idx, const Args&... args) {
-  std::apply(
-      [&](auto&... cb) {
-        const auto one = [&](auto& c) {
-          using C = std::remove_cvref_t<decltype(c)>;
-          if constexpr (Hook::template callable<C, T&, M&, const Args&..., std::int64_t&>)
-            Hook::on_callback(c, trainer, model, args..., dataloader_idx);
-          else
-            Hook::on_callback(c, trainer, model, args...);
-        };
-        (one(cb), ...);
-      },
-      trainer.callbacks());
-  if constexpr (Hook::template callable<M, const Args&..., std::int64_t&>)
-    Hook::on_module(model, args..., dataloader_idx);
-  else
-    Hook::on_module(model, args...);
+  for_each_callback(trainer, [&](auto& c, auto index) {
+    using C = std::remove_cvref_t<decltype(c)>;
+    if constexpr (Hook::template declared<C>)
+      profiled_callback<Hook, index()>(trainer, c, [&] {
+        if constexpr (Hook::template callable<C, T&, M&, const Args&..., std::int64_t&>)
+          Hook::on_callback(c, trainer, model, args..., dataloader_idx);
+        else
+          Hook::on_callback(c, trainer, model, args...);
+      });
+  });
+  if constexpr (Hook::template declared<M>)
+    profiled_module<Hook, T, M>(trainer, [&] {
+      if constexpr (Hook::template callable<M, const Args&..., std::int64_t&>)
+        Hook::on_module(model, args..., dataloader_idx);
+      else
+        Hook::on_module(model, args...);
+    });
 }
 
 }  // namespace connectors

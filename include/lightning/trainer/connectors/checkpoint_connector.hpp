@@ -164,7 +164,7 @@ class CheckpointConnector {
                             "cannot resume from it; pass it to validate/test/predict, or resume "
                             "from a full checkpoint");
     restore_module(model, c, source);
-    hooks::call_callbacks<hooks::on_load_checkpoint>(trainer.callbacks(), trainer, model, c);
+    call_callback_hooks<hooks::on_load_checkpoint>(trainer, model, c);
     if (c.contains("callbacks")) restore_callbacks(trainer, checkpoint_dict(c.at("callbacks")));
     // The gradient scaler where Lightning's MixedPrecision plugin keeps it.
     if (c.contains(precision_key))
@@ -231,9 +231,9 @@ class CheckpointConnector {
           !loader.isNone() && !(loader.isTensor() && !loader.toTensor().defined()))
         c.insert("train_loader", loader);
       c.insert("callbacks", callback_states(trainer));
-      hooks::call_callbacks<hooks::on_save_checkpoint>(trainer.callbacks(), trainer, model, c);
+      call_callback_hooks<hooks::on_save_checkpoint>(trainer, model, c);
     }
-    hooks::call_module<hooks::on_save_checkpoint>(model, c);
+    call_module_hook<hooks::on_save_checkpoint>(trainer, model, c);
     return c;
   }
 

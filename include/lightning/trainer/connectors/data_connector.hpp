@@ -8,6 +8,8 @@
 #include <lightning/core/concepts.hpp>
 #include <lightning/core/hooks.hpp>
 #include <lightning/core/stage.hpp>
+#include <lightning/trainer/connectors/callback_connector.hpp>
+#include <lightning/trainer/connectors/profiler_connector.hpp>
 #include <lightning/trainer/options.hpp>
 
 #include <array>
@@ -16,6 +18,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -135,25 +138,50 @@ void with_datamodule(D& dm, Stage stage, F&& body) {
 
 // A batch on the device, through the module's transfer hooks if it has any; the
 // accelerator moves it and the precision casts it (Fabric::to_device), one rebuild.
-template <class F, class M, class B>
-auto prepare_batch(F& fabric, M& model, B&& raw, std::int64_t dataloader_idx = 0) {
+template <class T, class M, class B>
+auto prepare_batch(T& trainer, M& model, B&& raw, std::int64_t dataloader_idx = 0) {
+  auto& fabric = trainer.fabric();
+  const auto to_device = [&](auto&& b) {
+    return profiled_strategy(trainer, "batch_to_device", [&] { return fabric.to_device(b); });
+  };
   if constexpr (hooks::on_before_batch_transfer::declared<M> ||
                 hooks::on_after_batch_transfer::declared<M>) {
     auto before = [&] {
       if constexpr (hooks::on_before_batch_transfer::declared<M>)
-        return hooks::call_module<hooks::on_before_batch_transfer>(model, std::forward<B>(raw),
-                                                                   dataloader_idx);
+        return call_module_hook<hooks::on_before_batch_transfer>(
+            trainer, model, std::forward<B>(raw), dataloader_idx);
       else
         return std::remove_cvref_t<B>(std::forward<B>(raw));
     }();
-    auto moved = fabric.to_device(before);
+    auto moved = to_device(before);
     if constexpr (hooks::on_after_batch_transfer::declared<M>)
-      return hooks::call_module<hooks::on_after_batch_transfer>(model, std::move(moved),
-                                                                dataloader_idx);
+      return call_module_hook<hooks::on_after_batch_transfer>(trainer, model, std::move(moved),
+                                                              dataloader_idx);
     else
       return moved;
   } else {
-    return fabric.to_device(std::forward<B>(raw));
+    return to_device(std::forward<B>(raw));
+  }
+}
+
+// The loader's next batch, on the device, and the iterator advanced. A profiler times
+// the fetch as `action` (Lightning's "[_TrainingEpochLoop].train_dataloader_next"): the
+// loader's work is in *it for some loaders and in ++it for others, so both are timed,
+// the batch first copied out of the iterator (only when profiling).
+template <class T, class M, class It>
+auto next_batch(T& trainer, M& model, It& it, std::string_view action,
+                std::int64_t dataloader_idx = 0) {
+  if constexpr (T::profiling) {
+    auto raw = profiled(trainer, action, [&] {
+      std::remove_cvref_t<decltype(*it)> fetched = *it;
+      ++it;
+      return fetched;
+    });
+    return prepare_batch(trainer, model, std::move(raw), dataloader_idx);
+  } else {
+    auto batch = prepare_batch(trainer, model, *it, dataloader_idx);
+    ++it;
+    return batch;
   }
 }
 

@@ -77,6 +77,7 @@ struct ValidationLoop {
   using batch_start = hooks::on_validation_batch_start;
   using batch_end = hooks::on_validation_batch_end;
   static constexpr Stage stage = Stage::validate;
+  static constexpr std::string_view next_action = "[_EvaluationLoop].val_next";
 };
 struct TestLoop {
   using step = hooks::test_step;
@@ -87,6 +88,7 @@ struct TestLoop {
   using batch_start = hooks::on_test_batch_start;
   using batch_end = hooks::on_test_batch_end;
   static constexpr Stage stage = Stage::test;
+  static constexpr std::string_view next_action = "[_EvaluationLoop].test_next";
 };
 
 // Whether the module's step of this loop takes the loaders' batches; one wording for
@@ -125,20 +127,21 @@ void run_evaluation_batches(T& trainer, M& model, L& loader, std::optional<std::
   auto it = detail::loader_begin(loader);
   auto end = detail::loader_end(loader);
   for (std::int64_t idx = 0; it != end && (!limit || idx < *limit); ++idx) {
-    auto batch = connectors::prepare_batch(trainer.fabric(), model, *it, dataloader_idx);
-    ++it;
+    auto batch = connectors::next_batch(trainer, model, it, Loop::next_action, dataloader_idx);
     metrics.set_batch_size(infer_batch_size(batch));
     connectors::scope(trainer, LogScope::evaluation, Loop::batch_start::name, Phase::validation);
     connectors::call_batch_hooks<typename Loop::batch_start>(trainer, model, dataloader_idx,
                                                              std::as_const(batch), idx);
     connectors::scope(trainer, LogScope::evaluation, Loop::step::name, Phase::validation);
-    auto output = detail::invoke_output([&]() -> decltype(auto) {
-      [[maybe_unused]] auto autocast = trainer.fabric().autocast();
-      using B = decltype(batch);
-      if constexpr (Loop::step::template callable<M, B&, std::int64_t&, std::int64_t&>)
-        return Loop::step::on_module(model, batch, idx, dataloader_idx);
-      else
-        return Loop::step::on_module(model, batch, idx);
+    auto output = connectors::profiled_strategy(trainer, Loop::step::name, [&] {
+      return detail::invoke_output([&]() -> decltype(auto) {
+        [[maybe_unused]] auto autocast = trainer.fabric().autocast();
+        using B = decltype(batch);
+        if constexpr (Loop::step::template callable<M, B&, std::int64_t&, std::int64_t&>)
+          return Loop::step::on_module(model, batch, idx, dataloader_idx);
+        else
+          return Loop::step::on_module(model, batch, idx);
+      });
     });
     connectors::scope(trainer, LogScope::evaluation, Loop::batch_end::name, Phase::validation);
     connectors::call_batch_hooks<typename Loop::batch_end>(

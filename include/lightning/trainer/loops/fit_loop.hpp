@@ -69,7 +69,7 @@ void run_sanity_check(T& trainer, M& model, ValidationSchedule<Loaders>& v) {
   if (!v.enabled || run.num_sanity_val_steps == 0) return;
   trainer.sanity_checking = true;
   connectors::scope(trainer, LogScope::forbidden, "on_sanity_check_start");
-  hooks::call_callbacks<hooks::on_sanity_check_start>(trainer.callbacks(), trainer, model);
+  connectors::call_callback_hooks<hooks::on_sanity_check_start>(trainer, model);
   auto limits = v.limits;
   if (run.num_sanity_val_steps != -1)
     for (auto& n : limits)
@@ -77,7 +77,7 @@ void run_sanity_check(T& trainer, M& model, ValidationSchedule<Loaders>& v) {
   trainer.num_sanity_val_batches = connectors::total_batches(limits);
   run_evaluation<ValidationLoop>(trainer, model, v.loaders, limits);
   connectors::scope(trainer, LogScope::forbidden, "on_sanity_check_end");
-  hooks::call_callbacks<hooks::on_sanity_check_end>(trainer.callbacks(), trainer, model);
+  connectors::call_callback_hooks<hooks::on_sanity_check_end>(trainer, model);
   trainer.sanity_checking = false;
   trainer.metrics.clear(MetricStore::Phase::validation);
 }
@@ -113,8 +113,9 @@ void run_fit(T& trainer, M& model, TL& given_train_loader, VL& val_loader) {
   connectors::scope(trainer, LogScope::forbidden, "configure_optimizers");
   // On the heap: save_checkpoint() may still read them after fit() returns.
   using Configs = decltype(detail::to_optimizer_configs(model.configure_optimizers()));
-  auto configs_owner =
-      std::make_shared<Configs>(detail::to_optimizer_configs(model.configure_optimizers()));
+  auto configs_owner = std::make_shared<Configs>(
+      detail::to_optimizer_configs(connectors::profiled_module<hooks::configure_optimizers, T, M>(
+          trainer, [&] { return model.configure_optimizers(); })));
   auto& configs = *configs_owner;
   std::apply([](auto&... config) { (attach_schedulers(config), ...); }, configs);
   trainer.optimizer_infos_ = std::apply(
@@ -180,7 +181,9 @@ void run_fit(T& trainer, M& model, TL& given_train_loader, VL& val_loader) {
                                    progress.mid_epoch_resume->accumulators);
     connectors::scope(trainer, LogScope::train_epoch, "on_train_epoch_start");
     connectors::call_hooks<hooks::on_train_epoch_start>(trainer, model);
-    const bool completed = run_training_epoch(trainer, model, configs, train_loader, validation);
+    const bool completed = connectors::profiled(trainer, "run_training_epoch", [&] {
+      return run_training_epoch(trainer, model, configs, train_loader, validation);
+    });
     // As Lightning: the epoch's values are visible to the hook, and the monitoring
     // callbacks (ModelCheckpoint, EarlyStopping) run after the module's hook, so they see
     // what it logged. Plateau schedulers step before them: a checkpoint saved there holds
@@ -188,7 +191,7 @@ void run_fit(T& trainer, M& model, TL& given_train_loader, VL& val_loader) {
     trainer.metrics.finalize_epoch(MetricStore::Phase::train);
     connectors::scope(trainer, LogScope::train_epoch, "on_train_epoch_end");
     connectors::call_monitoring_hooks<hooks::on_train_epoch_end, false>(trainer, model);
-    hooks::call_module<hooks::on_train_epoch_end>(model);
+    connectors::call_module_hook<hooks::on_train_epoch_end>(trainer, model);
     trainer.metrics.finalize_epoch(MetricStore::Phase::train);
     if constexpr (!manual)
       if (completed)

@@ -42,16 +42,15 @@ auto run_prediction_entry(T& trainer, M& model, L& loader) {
       auto it = detail::loader_begin(loader);
       auto end = detail::loader_end(loader);
       for (std::int64_t idx = 0; it != end && (!limit || idx < *limit); ++idx) {
-        auto batch = connectors::prepare_batch(trainer.fabric(), model, *it);
-        ++it;
+        auto batch = connectors::next_batch(trainer, model, it, "[_PredictionLoop].predict_next");
         trainer.batch_idx = idx;
         connectors::scope(trainer, LogScope::forbidden, "predict_step");
         connectors::call_hooks<hooks::on_predict_batch_start>(trainer, model, std::as_const(batch),
                                                               idx);
-        outputs.push_back([&] {
+        outputs.push_back(connectors::profiled_strategy(trainer, "predict_step", [&] {
           [[maybe_unused]] auto autocast = trainer.fabric().autocast();
           return model.predict_step(batch, idx);
-        }());
+        }));
         connectors::call_hooks<hooks::on_predict_batch_end>(
             trainer, model, std::as_const(outputs.back()), std::as_const(batch), idx);
       }

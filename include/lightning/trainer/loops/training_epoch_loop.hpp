@@ -172,33 +172,40 @@ bool run_training_epoch(T& trainer, M& model, Configs& configs, TL& loader,
   for (std::int64_t idx = first; have && (!limit || idx < *limit);
        ++idx, ++progress.total_batch_idx) {
     trainer.checkpoint_connector().raise_if_write_failed();
-    auto batch = connectors::prepare_batch(fabric, model, *it);
-    ++it;
+    auto batch =
+        connectors::next_batch(trainer, model, it, "[_TrainingEpochLoop].train_dataloader_next");
     have = it != end;
     const bool is_last = !have || (limit && idx + 1 == *limit);
     trainer.batch_idx = idx;
     trainer.metrics.set_batch_size(infer_batch_size(batch));
 
     connectors::scope(trainer, LogScope::train_step, "on_train_batch_start");
-    hooks::call_callbacks<hooks::on_train_batch_start>(trainer.callbacks(), trainer, model, batch,
-                                                       idx);
+    connectors::call_callback_hooks<hooks::on_train_batch_start>(trainer, model, batch, idx);
     using StartResult =
         decltype(hooks::call_module<hooks::on_train_batch_start>(model, batch, idx));
     if constexpr (std::is_void_v<StartResult>) {
-      hooks::call_module<hooks::on_train_batch_start>(model, batch, idx);
+      connectors::call_module_hook<hooks::on_train_batch_start>(trainer, model, batch, idx);
     } else {
-      if (hooks::call_module<hooks::on_train_batch_start>(model, batch, idx) == -1) break;
+      if (connectors::call_module_hook<hooks::on_train_batch_start>(trainer, model, batch, idx) ==
+          -1)
+        break;
     }
 
     connectors::scope(trainer, LogScope::train_step, "training_step");
-    fabric.pre_forward(model);
-    auto output = detail::invoke_output([&]() -> decltype(auto) {
-      [[maybe_unused]] auto autocast = fabric.autocast();
-      return model.training_step(batch, idx);
+    // Lightning's run_training_batch: training_step and the optimization it feeds.
+    auto output = connectors::profiled(trainer, "run_training_batch", [&] {
+      fabric.pre_forward(model);
+      auto out = connectors::profiled_strategy(trainer, "training_step", [&] {
+        return detail::invoke_output([&]() -> decltype(auto) {
+          [[maybe_unused]] auto autocast = fabric.autocast();
+          return model.training_step(batch, idx);
+        });
+      });
+      if constexpr (!uses_manual_optimization<M>)
+        automatic_optimization_step(trainer, model, std::get<0>(configs), detail::loss_of(out), idx,
+                                    is_last, settings);
+      return out;
     });
-    if constexpr (!uses_manual_optimization<M>)
-      automatic_optimization_step(trainer, model, std::get<0>(configs), detail::loss_of(output),
-                                  idx, is_last, settings);
     if (is_last) {
       completed = true;
       if constexpr (!uses_manual_optimization<M>)

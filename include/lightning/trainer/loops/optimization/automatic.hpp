@@ -109,26 +109,36 @@ void automatic_optimization_step(T& trainer, M& model, Config& config, const tor
   const bool step_now = (idx + 1) % s.accumulate == 0 || is_last;
   if (idx % s.accumulate == 0) {
     connectors::call_hooks<hooks::on_before_zero_grad>(trainer, model, optimizer);
-    fabric.zero_grad(optimizer);
+    connectors::profiled_module<connectors::actions::optimizer_zero_grad, T, M>(
+        trainer, [&] { fabric.zero_grad(optimizer); });
   }
   connectors::call_hooks<hooks::on_before_backward>(trainer, model, loss);
   try {
-    fabric.backward(s.accumulate == 1 ? loss : loss / static_cast<double>(s.accumulate), step_now);
+    connectors::profiled_strategy(trainer, "backward", [&] {
+      fabric.backward(s.accumulate == 1 ? loss : loss / static_cast<double>(s.accumulate),
+                      step_now);
+    });
   } catch (const std::exception& e) {
     detail::rethrow_with_place(e, "the backward of training_step's loss", trainer.current_epoch,
                                idx, trainer.global_step);
   }
   connectors::call_hooks<hooks::on_after_backward>(trainer, model);
   if (!step_now) return;
-  fabric.unscale_gradients(optimizer);  // hooks and clipping see true gradients
-  connectors::call_hooks<hooks::on_before_optimizer_step>(trainer, model, optimizer);
-  if (s.clip_value > 0.0) {
-    if (s.clip_by_norm)
-      fabric.clip_gradients_by_norm(optimizer, s.clip_value);
-    else
-      fabric.clip_gradients_by_value(optimizer, s.clip_value);
-  }
-  if (fabric.step(optimizer)) {
+  // Lightning's [LightningModule]...optimizer_step also holds the closure (training_step and
+  // backward); here they ran before it and are timed apart.
+  const bool stepped =
+      connectors::profiled_module<connectors::actions::optimizer_step, T, M>(trainer, [&] {
+        fabric.unscale_gradients(optimizer);  // hooks and clipping see true gradients
+        connectors::call_hooks<hooks::on_before_optimizer_step>(trainer, model, optimizer);
+        if (s.clip_value > 0.0) {
+          if (s.clip_by_norm)
+            fabric.clip_gradients_by_norm(optimizer, s.clip_value);
+          else
+            fabric.clip_gradients_by_value(optimizer, s.clip_value);
+        }
+        return fabric.step(optimizer);
+      });
+  if (stepped) {
     ++trainer.global_step;
     step_schedulers(trainer, config, Interval::step, /*plateau=*/false);
     step_schedulers(trainer, config, Interval::step, /*plateau=*/true);

@@ -88,7 +88,8 @@ struct ManualRun {
     auto& r = self(p);
     connectors::call_hooks<hooks::on_before_backward>(r.trainer, r.model, loss);
     try {
-      r.trainer.fabric().backward(loss, /*sync=*/true);
+      connectors::profiled_strategy(r.trainer, "backward",
+                                    [&] { r.trainer.fabric().backward(loss, /*sync=*/true); });
     } catch (const std::exception& e) {
       detail::rethrow_with_place(e, "manual_backward in training_step", r.trainer.current_epoch, -1,
                                  r.trainer.global_step);
@@ -101,9 +102,12 @@ struct ManualRun {
   // A step the precision skipped is not counted (as in automatic optimization).
   static bool step(void* p, torch::optim::Optimizer& optimizer) {
     auto& r = self(p);
-    r.trainer.fabric().unscale_gradients(optimizer);  // unless clip_gradients already did
-    connectors::call_hooks<hooks::on_before_optimizer_step>(r.trainer, r.model, optimizer);
-    const bool stepped = r.trainer.fabric().step(optimizer);
+    // Lightning's manual optimization times each step as "optimizer_step".
+    const bool stepped = connectors::profiled(r.trainer, "optimizer_step", [&] {
+      r.trainer.fabric().unscale_gradients(optimizer);  // unless clip_gradients already did
+      connectors::call_hooks<hooks::on_before_optimizer_step>(r.trainer, r.model, optimizer);
+      return r.trainer.fabric().step(optimizer);
+    });
     if (stepped) ++r.trainer.global_step;
     return stepped;
   }
@@ -111,10 +115,12 @@ struct ManualRun {
   static torch::Tensor step_closure(void* p, torch::optim::Optimizer& optimizer,
                                     const torch::optim::Optimizer::LossClosure& closure) {
     auto& r = self(p);
-    auto loss = r.trainer.fabric().step(optimizer, [&] {
-      auto value = closure();
-      connectors::call_hooks<hooks::on_before_optimizer_step>(r.trainer, r.model, optimizer);
-      return value;
+    auto loss = connectors::profiled(r.trainer, "optimizer_step", [&] {
+      return r.trainer.fabric().step(optimizer, [&] {
+        auto value = closure();
+        connectors::call_hooks<hooks::on_before_optimizer_step>(r.trainer, r.model, optimizer);
+        return value;
+      });
     });
     ++r.trainer.global_step;
     return loss;
