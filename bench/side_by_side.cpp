@@ -1,7 +1,7 @@
 // One variant of the side-by-side comparison (bench/side_by_side.py runs them all, with
 // Python Lightning and a plain PyTorch loop beside them, in one invocation):
 //
-//   ./build/bench/side_by_side <seed|cnn> <trainer|trainer-lean|hand> <work dir>
+//   ./build/bench/side_by_side <seed|cnn> <trainer|trainer-lean|trainer-profiled|hand> <work dir>
 //
 // seed: Linear(10, 1), Adam 1e-3, 1000 x 10 random examples, batch 32, 30 epochs.
 // cnn:  one epoch of Fashion-MNIST (60k shuffled training images, validation on the 10k
@@ -10,6 +10,8 @@
 // trainer:      Lightning's defaults (progress bar, model summary, checkpoint, and the
 //               default TensorBoardLogger, as Lightning adds when tensorboard is installed).
 // trainer-lean: no logger, checkpoint, progress bar or summary.
+// trainer-profiled: Lightning's defaults and a SimpleProfiler (its report written to
+//               <work dir>/fit-profile.txt): what timing every action costs.
 // hand:         the same loop written by hand against LibTorch.
 //
 // Prints one line: `result {json}` with the wall time of the fit, the optimizer steps,
@@ -117,10 +119,11 @@ std::string number(const char* name, double value) {
   return buffer;
 }
 
-// The Trainer with Lightning's defaults (its default logger included) or lean.
+// The Trainer with Lightning's defaults (its default logger included) or lean, and with
+// a SimpleProfiler when `profiled`.
 template <class M, class... Loaders>
-Run fit_with_trainer(bool lean, const std::filesystem::path& dir, std::int64_t epochs, M& model,
-                     Loaders&&... loaders) {
+Run fit_with_trainer(bool lean, bool profiled, const std::filesystem::path& dir,
+                     std::int64_t epochs, M& model, Loaders&&... loaders) {
   const auto limit = batch_limit();
   const L::TrainerOptions options{.max_epochs = epochs,
                                   .limit_train_batches = limit ? L::BatchLimit(*limit) : 1.0,
@@ -140,9 +143,19 @@ Run fit_with_trainer(bool lean, const std::filesystem::path& dir, std::int64_t e
     }
     run.metrics = out;
   };
-  L::Trainer<L::accelerators::CPU> trainer(options);  // lean: every default off
-  run = timed([&](Run&) { trainer.fit(model, loaders...); });
-  report(trainer);
+  const auto fit = [&](auto& trainer) {
+    run = timed([&](Run&) { trainer.fit(model, loaders...); });
+    report(trainer);
+  };
+  if (profiled) {
+    L::Trainer<L::accelerators::CPU, L::strategies::SingleDevice, L::precision::F32,
+               L::SimpleProfiler>
+        trainer(options, L::SimpleProfiler({.dirpath = dir, .filename = "profile"}));
+    fit(trainer);
+  } else {
+    L::Trainer<L::accelerators::CPU> trainer(options);  // lean: every default off
+    fit(trainer);
+  }
   return run;
 }
 
@@ -153,7 +166,8 @@ Run seed(std::string_view variant, const std::filesystem::path& dir) {
   SeedModel model;
   auto loader = L::data::TensorLoader({X, y}, {.batch_size = 32});
   if (variant != "hand")
-    return fit_with_trainer(variant == "trainer-lean", dir, kSeedEpochs, model, loader);
+    return fit_with_trainer(variant == "trainer-lean", variant == "trainer-profiled", dir,
+                            kSeedEpochs, model, loader);
   return timed([&](Run& run) {
     model.train();
     torch::optim::Adam optimizer(model.parameters(), kLr);
@@ -188,7 +202,8 @@ Run cnn(std::string_view variant, const std::filesystem::path& dir) {
       {train_x, train_y}, {.batch_size = 64, .shuffle = true, .seed = 0, .normalize = kNormalize});
   auto val = L::data::TensorLoader({test_x, test_y}, {.batch_size = 64, .normalize = kNormalize});
   if (variant != "hand")
-    return fit_with_trainer(variant == "trainer-lean", dir, 1, model, train, val);
+    return fit_with_trainer(variant == "trainer-lean", variant == "trainer-profiled", dir, 1, model,
+                            train, val);
   return timed([&](Run& run) {
     model.train();
     torch::optim::Adam optimizer(model.parameters(), kLr);
@@ -226,12 +241,14 @@ Run cnn(std::string_view variant, const std::filesystem::path& dir) {
 
 int main(int argc, char** argv) {
   if (argc != 4) {
-    std::cerr << "usage: side_by_side <seed|cnn> <trainer|trainer-lean|hand> <work dir>\n";
+    std::cerr << "usage: side_by_side <seed|cnn> <trainer|trainer-lean|trainer-profiled|hand> "
+                 "<work dir>\n";
     return 2;
   }
   const std::string_view workload = argv[1], variant = argv[2];
   if ((workload != "seed" && workload != "cnn") ||
-      (variant != "trainer" && variant != "trainer-lean" && variant != "hand")) {
+      (variant != "trainer" && variant != "trainer-lean" && variant != "trainer-profiled" &&
+       variant != "hand")) {
     std::cerr << "side_by_side: unknown workload or variant: " << workload << ' ' << variant
               << '\n';
     return 2;

@@ -101,7 +101,7 @@ struct ProfilerOf {
   using found = decltype(std::tuple_cat(std::declval<keep_if_t<is_profiler<C>, C>>()...));
   static_assert(std::tuple_size_v<found> <= 1,
                 "lightning: a Trainer takes at most one profiler (SimpleProfiler, "
-                "PyTorchProfiler, ...) among its callbacks");
+                "PassThroughProfiler or your own) among its callbacks");
   using type = typename single_profiler<found>::type;
   static type make(C&... c) {
     if constexpr (std::tuple_size_v<found> == 0)
