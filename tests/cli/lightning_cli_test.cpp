@@ -12,6 +12,7 @@
 #include <boost/hana/for_each.hpp>
 
 #include <cstdio>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -241,19 +242,20 @@ TEST(LightningCLI, AliasesClassChangesAndListFlagsAreReadAsLightningReadsThem) {
 }
 
 TEST(LightningCLI, EveryKindOfValueIsReadAsYaml) {
-  auto cli = parsed({"fit",        "--model.name",
-                     "123",        "--model.activation",
-                     "tanh",       "--model.milestones",
-                     "[3, 5, 8]",  "--model.dropout",
-                     "null",       "--trainer.limit_train_batches",
-                     "0.25",       "--trainer.limit_val_batches",
-                     "10",         "--trainer.gradient_clip_algorithm",
-                     "value",      "--trainer.devices",
-                     "auto",       "--trainer.deterministic",
-                     "true",       "--seed_everything",
-                     "false",      "--trainer.default_root_dir",
-                     "runs/a b",   "--ckpt_path",
-                     "x/last.ckpt"});
+  auto cli = parsed({"fit",         "--model.name",
+                     "123",         "--model.activation",
+                     "tanh",        "--model.milestones",
+                     "[3, 5, 8]",   "--model.dropout",
+                     "null",        "--trainer.limit_train_batches",
+                     "0.25",        "--trainer.limit_val_batches",
+                     "10",          "--trainer.gradient_clip_algorithm",
+                     "value",       "--trainer.devices",
+                     "auto",        "--trainer.deterministic",
+                     "true",        "--seed_everything",
+                     "false",       "--trainer.default_root_dir",
+                     "runs/a b",    "--ckpt_path",
+                     "x/last.ckpt", "--trainer.max_time",
+                     "00:01:30:00"});
   const auto& c = cli.config();
   EXPECT_EQ(c.model.name, "123");  // a str field takes what looks like a number
   EXPECT_EQ(c.model.activation, Activation::tanh);
@@ -268,6 +270,8 @@ TEST(LightningCLI, EveryKindOfValueIsReadAsYaml) {
   EXPECT_FALSE(c.seed_everything);
   EXPECT_EQ(c.trainer.default_root_dir, fs::path("runs/a b"));
   EXPECT_EQ(c.ckpt_path, fs::path("x/last.ckpt"));
+  ASSERT_TRUE(c.trainer.max_time);  // Lightning's "DD:HH:MM:SS"
+  EXPECT_EQ(*c.trainer.max_time, std::chrono::minutes(90));
   // ... and written back so that they read the same: "123" quoted, the list a list.
   const auto yaml = cli.resolved_yaml();
   EXPECT_NE(yaml.find("  name: '123'\n"), std::string::npos) << yaml;

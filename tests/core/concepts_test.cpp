@@ -122,21 +122,22 @@ TEST(Concepts, TrainerDefaultsAreAutoSingleDeviceF32) {
 }
 
 // The Trainer deduces its callbacks and adds the default ones (Lightning's order): the
-// user's, then progress bar, summary and logger, then checkpoint callbacks last. The
-// user's own ones replace the defaults.
+// user's, then progress bar, summary, logger and the max_time Timer, then checkpoint
+// callbacks last. The user's own ones replace the defaults; a profiler is not a callback.
 namespace trainer_callbacks {
 using L::callbacks::DefaultLogger, L::callbacks::ModelCheckpoint, L::callbacks::ModelSummary,
-    L::callbacks::ProgressBar;
+    L::callbacks::ProgressBar, L::callbacks::Timer;
 using Deduced = decltype(L::Trainer({}, EmptyCallback{}));
 static_assert(
     std::is_same_v<Deduced::callback_tuple, std::tuple<EmptyCallback, ProgressBar, ModelSummary,
-                                                       DefaultLogger, ModelCheckpoint>>);
-using Own =
-    L::Trainer<L::accelerators::CPU, L::strategies::SingleDevice, L::precision::F32,
-               ModelCheckpoint, ProgressBar, EmptyCallback, ModelSummary, L::loggers::CSVLogger>;
+                                                       DefaultLogger, Timer, ModelCheckpoint>>);
+using Own = L::Trainer<L::accelerators::CPU, L::strategies::SingleDevice, L::precision::F32,
+                       ModelCheckpoint, ProgressBar, EmptyCallback, Timer, ModelSummary,
+                       L::loggers::CSVLogger, L::SimpleProfiler>;
 static_assert(
-    std::is_same_v<Own::callback_tuple, std::tuple<ProgressBar, EmptyCallback, ModelSummary,
+    std::is_same_v<Own::callback_tuple, std::tuple<ProgressBar, EmptyCallback, Timer, ModelSummary,
                                                    L::loggers::CSVLogger, ModelCheckpoint>>);
+static_assert(std::is_same_v<Own::profiler_type, L::SimpleProfiler> && Own::profiling);
 // Loops and connectors hold references to their Trainer: it is neither copied nor moved.
 static_assert(!std::is_copy_constructible_v<Deduced> && !std::is_move_constructible_v<Deduced>);
 static_assert(!std::is_copy_assignable_v<Deduced> && !std::is_move_assignable_v<Deduced>);

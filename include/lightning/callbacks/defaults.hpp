@@ -9,6 +9,7 @@
 #include <lightning/callbacks/model_checkpoint.hpp>
 #include <lightning/callbacks/model_summary.hpp>
 #include <lightning/callbacks/progress_bar.hpp>
+#include <lightning/callbacks/timer.hpp>
 #include <lightning/core/hyperparameters.hpp>
 #include <lightning/core/metric_map.hpp>
 #include <lightning/core/stage.hpp>
@@ -19,6 +20,7 @@
 #include <cstdint>
 #include <exception>
 #include <filesystem>
+#include <iostream>
 #include <optional>
 #include <string_view>
 #include <tuple>
@@ -80,11 +82,14 @@ struct DefaultCallbacks {
   static constexpr bool user_summary = (detail::is_model_summary<C> || ...);
   static constexpr bool user_checkpoint = (detail::is_model_checkpoint<C> || ...);
   static constexpr bool user_logger = (detail::is_logger<C> || ...);
+  static constexpr bool user_timer = (detail::is_timer<C> || ...);
 
+  // Lightning appends its max_time Timer after the other callbacks (before the checkpoints).
   using leading = decltype(std::tuple_cat(
       std::declval<detail::keep_if_t<!user_progress_bar, callbacks::ProgressBar>>(),
       std::declval<detail::keep_if_t<!user_summary, callbacks::ModelSummary>>(),
-      std::declval<detail::keep_if_t<!user_logger, callbacks::DefaultLogger>>()));
+      std::declval<detail::keep_if_t<!user_logger, callbacks::DefaultLogger>>(),
+      std::declval<detail::keep_if_t<!user_timer, callbacks::Timer>>()));
   using trailing = detail::keep_if_t<!user_checkpoint, callbacks::ModelCheckpoint>;
 
   template <class Tuple>
@@ -97,6 +102,11 @@ struct DefaultCallbacks {
     if constexpr (!user_checkpoint)
       set(std::get<callbacks::ModelCheckpoint>(callbacks), o.enable_checkpointing);
     if constexpr (!user_logger) std::get<callbacks::DefaultLogger>(callbacks).configure(o);
+    if constexpr (!user_timer)
+      std::get<callbacks::Timer>(callbacks).configure_max_time(o.max_time);
+    else if (o.max_time)
+      std::cerr << "lightning: ignoring TrainerOptions.max_time: the callbacks already contain a "
+                   "Timer, whose duration applies\n";
   }
 };
 

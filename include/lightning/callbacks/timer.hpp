@@ -45,8 +45,12 @@ struct TimerOptions {
 class Timer {
  public:
   using Clock = std::chrono::steady_clock;
+  static constexpr bool is_timer = true;
 
-  explicit Timer(TimerOptions options = {}) : options_(options) {
+  // (The default one has nothing to check; GCC 12 also warns, wrongly, that checking an
+  // empty optional duration reads it uninitialized.)
+  Timer() = default;
+  explicit Timer(TimerOptions options) : options_(options) {
     if (options_.duration && options_.duration->count() < 0)
       throw_bad_option("TimerOptions", "duration", std::to_string(options_.duration->count()) + "s",
                        "must be >= 0 (or unset to only measure time)");
@@ -57,6 +61,15 @@ class Timer {
   }
 
   [[nodiscard]] const TimerOptions& options() const noexcept { return options_; }
+
+  // The Trainer's own Timer (TrainerOptions.max_time): on with that duration, checked
+  // every step, or off, when it measures nothing and keeps no state in checkpoints.
+  void configure_max_time(std::optional<std::chrono::duration<double>> max_time) {
+    enabled_ = max_time.has_value();
+    options_.duration = max_time;
+    options_.interval = Interval::step;
+  }
+  [[nodiscard]] bool enabled() const noexcept { return enabled_; }
 
   [[nodiscard]] std::optional<Clock::time_point> start_time(TimerStage s) const {
     return slot(s).start;
@@ -179,6 +192,7 @@ class Timer {
   TimerOptions options_;
   std::array<Slot, 3> slots_{};
   double offset_ = 0.0;
+  bool enabled_ = true;
 };
 
 }  // namespace lightning::callbacks

@@ -8,6 +8,7 @@
 // yaml.safe_load and decode read back as the same value).
 #pragma once
 
+#include <lightning/core/duration.hpp>
 #include <lightning/core/hyperparameter_struct.hpp>
 #include <lightning/loggers/hparams_yaml.hpp>
 #include <lightning/trainer/options.hpp>
@@ -272,20 +273,7 @@ requires detail::is_duration<D>::value struct Field<D> {
       const auto& s = node.Scalar();
       if (auto seconds = detail::parse_real(s); seconds && *seconds >= 0)
         return std::chrono::duration_cast<D>(std::chrono::duration<double>(*seconds));
-      std::array<std::int64_t, 4> parts{};
-      std::size_t at = 0, count = 0;
-      while (count < 4 && at <= s.size()) {
-        const auto colon = std::min(s.find(':', at), s.size());
-        const auto part = detail::parse_number<std::int64_t>(s.substr(at, colon - at));
-        if (!part || *part < 0) break;
-        parts[count++] = *part;
-        at = colon + 1;
-      }
-      if (count == 4 && at == s.size() + 1) {
-        const auto [d, h, m, sec] = parts;
-        return std::chrono::duration_cast<D>(
-            std::chrono::seconds(((d * 24 + h) * 60 + m) * 60 + sec));
-      }
+      if (auto d = parse_duration(s)) return std::chrono::duration_cast<D>(*d);
     }
     detail::wrong_type(key, node, type());
   }

@@ -25,7 +25,7 @@
 
 // The settable fields of each struct, in declaration order.
 BOOST_HANA_ADAPT_STRUCT(lightning::TrainerOptions, max_epochs, min_epochs, max_steps, min_steps,
-                        limit_train_batches, limit_val_batches, limit_test_batches,
+                        max_time, limit_train_batches, limit_val_batches, limit_test_batches,
                         limit_predict_batches, val_check_interval, check_val_every_n_epoch,
                         num_sanity_val_steps, inference_mode, accumulate_grad_batches,
                         gradient_clip_val, gradient_clip_algorithm, devices, num_nodes,
@@ -112,12 +112,13 @@ using Doc = std::pair<std::string_view, std::string_view>;
 
 template <>
 struct FieldDocs<TrainerOptions> {
-  static constexpr std::array<Doc, 28> values{{
+  static constexpr std::array<Doc, 29> values{{
       {"max_epochs",
        "stop after this many epochs (null: 1000 unless max_steps is set; -1: no limit)"},
       {"min_epochs", "train at least this many epochs, even if a callback asks to stop"},
       {"max_steps", "stop after this many optimizer steps (-1: no limit)"},
       {"min_steps", "train at least this many optimizer steps"},
+      {"max_time", "stop training after this long: seconds or DD:HH:MM:SS (null: no limit)"},
       {"limit_train_batches", "batches per training epoch: a count, or a fraction of the loader"},
       {"limit_val_batches", "batches per validation run: a count, or a fraction"},
       {"limit_test_batches", "batches of the test run: a count, or a fraction"},

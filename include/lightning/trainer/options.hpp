@@ -3,9 +3,11 @@
 #pragma once
 
 #include <lightning/core/bad_option.hpp>
+#include <lightning/core/duration.hpp>
 #include <lightning/core/optimizers.hpp>
 #include <lightning/core/python_format.hpp>
 
+#include <chrono>
 #include <cmath>
 #include <concepts>
 #include <cstdint>
@@ -63,6 +65,10 @@ struct TrainerOptions {
   std::int64_t min_epochs = 0;
   std::int64_t max_steps = -1;  // optimizer steps; -1: no limit
   std::int64_t min_steps = 0;
+  // Stop fit once this much training time has passed (Lightning's max_time: a Timer,
+  // checked after every batch); L::duration_from_string("DD:HH:MM:SS") or a std::chrono duration.
+  // With it, an unset max_epochs means no epoch limit.
+  std::optional<std::chrono::duration<double>> max_time = std::nullopt;
 
   // Portions of the data per epoch / validation run.
   BatchLimit limit_train_batches = 1.0;
@@ -136,6 +142,9 @@ inline void validate(const TrainerOptions& o) {
   if (o.max_steps < -1)
     bad_option("max_steps", std::to_string(o.max_steps), "must be >= -1 (-1: no limit)");
   if (o.min_steps < 0) bad_option("min_steps", std::to_string(o.min_steps), "must be >= 0");
+  if (o.max_time && !(o.max_time->count() >= 0.0))
+    bad_option("max_time", python_float_repr(o.max_time->count()) + " s",
+               "must be >= 0 (unset: no time limit)");
   detail::check_limit("limit_train_batches", o.limit_train_batches);
   detail::check_limit("limit_val_batches", o.limit_val_batches);
   detail::check_limit("limit_test_batches", o.limit_test_batches);
@@ -183,7 +192,7 @@ inline TrainerOptions resolve(TrainerOptions o) {
     o.val_check_interval = 1.0;
     o.check_val_every_n_epoch = 1;
   }
-  if (!o.max_epochs) o.max_epochs = o.max_steps == -1 ? 1000 : -1;
+  if (!o.max_epochs) o.max_epochs = o.max_steps == -1 && !o.max_time ? 1000 : -1;
   if (o.deterministic && !o.benchmark) o.benchmark = false;
   return o;
 }

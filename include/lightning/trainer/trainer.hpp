@@ -56,6 +56,7 @@ class Trainer : public TrainerState {
   static constexpr bool user_progress_bar = (detail::is_progress_bar<Callbacks> || ...);
   static constexpr bool user_checkpoint = (detail::is_model_checkpoint<Callbacks> || ...);
   static constexpr bool user_logger = (detail::is_logger<Callbacks> || ...);
+  static constexpr bool user_timer = (detail::is_timer<Callbacks> || ...);
 
  public:
   using accelerator_type = A;
@@ -437,6 +438,8 @@ class Trainer : public TrainerState {
     static_cast<TrainerState&>(*this) = TrainerState{};
     stage = s;
     run_ = resolve(options_);
+    // As Lightning: with a Timer among the callbacks an unset max_epochs is no limit.
+    if (user_timer && !options_.max_epochs && options_.fast_dev_run == 0) run_.max_epochs = -1;
     progress_ = loops::Progress{};
     fit_has_validation_ = false;
     checkpoints_.clear_loaded();

@@ -48,6 +48,10 @@ concept is_model_summary = requires {
 };
 template <class C>
 concept is_logger = hooks::log_metrics::declared<C>;
+template <class C>
+concept is_timer = requires {
+  requires C::is_timer;
+};
 
 // A callback as a tuple of one when Keep, else an empty tuple (for reordering).
 template <bool Keep, class C>
