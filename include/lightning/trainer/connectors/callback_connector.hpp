@@ -106,9 +106,17 @@ struct ProfilerOf {
   static_assert(std::tuple_size_v<found> <= 1,
                 "lightning: a Trainer takes at most one profiler (SimpleProfiler, "
                 "PassThroughProfiler or your own) among its callbacks");
-  using type = typename single_profiler<found>::type;
+  using given = typename single_profiler<found>::type;
+  static_assert(Profiler<given>,
+                "lightning: a profiler (a class with `static constexpr bool is_profiler = true`) "
+                "must provide start(std::string_view action), stop(std::string_view action), "
+                "setup(lightning::Stage, std::optional<std::int64_t> local_rank, const "
+                "std::filesystem::path& log_dir) and describe(): see lightning::Profiler in "
+                "<lightning/profilers/profiler.hpp>");
+  // (An incomplete one is replaced, so that the message above is the only error.)
+  using type = std::conditional_t<Profiler<given>, given, profilers::PassThroughProfiler>;
   static type make(C&... c) {
-    if constexpr (std::tuple_size_v<found> == 0)
+    if constexpr (std::tuple_size_v<found> == 0 || !Profiler<given>)
       return {};
     else
       return std::get<0>(std::tuple_cat(keep_if<is_profiler<C>>(c)...));
