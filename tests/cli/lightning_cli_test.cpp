@@ -11,8 +11,8 @@
 #include <boost/hana/accessors.hpp>
 #include <boost/hana/for_each.hpp>
 
-#include <cstdio>
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <map>
