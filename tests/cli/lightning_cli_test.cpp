@@ -181,7 +181,8 @@ TEST(LightningCLI, DefaultsAreTheStructsDefaults) {
   EXPECT_EQ(c.subcommand, L::cli::Subcommand::fit);
   EXPECT_EQ(c.model.hidden, 16);
   EXPECT_EQ(c.trainer.max_epochs, std::nullopt);
-  EXPECT_EQ(c.trainer.log_every_n_steps, 50);
+  EXPECT_EQ(c.trainer.log_every_n_steps, std::nullopt);  // Lightning's None: 50 when resolved
+  EXPECT_EQ(L::resolve(c.trainer).log_every_n_steps, 50);
   EXPECT_EQ(c.policies.accelerator, "auto");
   EXPECT_EQ(c.policies.precision, "32-true");
   EXPECT_TRUE(c.seed_everything.has_value());  // seed_everything: true draws one

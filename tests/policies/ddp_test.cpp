@@ -402,6 +402,16 @@ TEST(DDPWorker, TrainsItsShard) {
     write_tensor(out, lightning::testing::flat_parameters(model).detach().clone());
     return;
   }
+  if (test_case == "no_distributed_sampler") {
+    // use_distributed_sampler = false: each rank iterates the whole loader, as given.
+    L::Trainer<L::accelerators::CPU, L::strategies::DDP> trainer(
+        lightning::testing::bare({.max_epochs = 2, .use_distributed_sampler = false}));
+    const auto params = fit_and_read(trainer, 8);
+    EXPECT_EQ(trainer.num_training_batches, 8);
+    EXPECT_EQ(trainer.global_step, 16);
+    write_tensor(out, params);
+    return;
+  }
   if (test_case == "early_stopping") {
     auto [X, y] = ddp_data();
     OneRankStalls model;
@@ -439,6 +449,18 @@ TEST(DDP, ADataLoaderIsShardedAsATensorLoaderIs) {
   EXPECT_TRUE(torch::equal(rank0, rank1));
   const auto [tensor_loader, unused] = run_two_ranks("train");
   EXPECT_TRUE(torch::equal(rank0, tensor_loader)) << rank0 << "\n" << tensor_loader;
+}
+
+// use_distributed_sampler = false (Lightning's flag): no shard, both ranks train on all
+// 64 examples, so their averaged gradients are one process's on the same batches of 8.
+TEST(DDP, WithoutTheDistributedSamplerEachRankIteratesTheWholeLoader) {
+  const auto [rank0, rank1] = run_two_ranks("no_distributed_sampler");
+  EXPECT_TRUE(torch::equal(rank0, rank1));
+  L::Trainer<L::accelerators::CPU> single(lightning::testing::bare({.max_epochs = 2}));
+  const auto one = fit_and_read(single, 8);
+  EXPECT_TRUE(torch::allclose(rank0, one, 1e-6, 1e-7)) << rank0 << "\n" << one;
+  const auto [sharded, unused] = run_two_ranks("train");
+  EXPECT_FALSE(torch::allclose(rank0, sharded, 1e-6, 1e-7));  // the flag changed the data
 }
 
 // Manual optimization under DDP: manual_backward averages the gradients, so 2 ranks

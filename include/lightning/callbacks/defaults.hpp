@@ -38,7 +38,7 @@ class DefaultLogger {
   static constexpr std::string_view kind = "TensorBoardLogger";
 
   void configure(const TrainerOptions& options) {
-    enabled_ = options.logger;
+    enabled_ = options.logger.value_or(true);  // resolved: always set
     if (enabled_ && !logger_) {
       loggers::TensorBoardLoggerOptions o;
       if (!options.default_root_dir.empty()) o.save_dir = options.default_root_dir;
@@ -96,11 +96,11 @@ struct DefaultCallbacks {
   static void configure(Tuple& callbacks, const TrainerOptions& o) {
     const auto set = [](auto& c, bool on) { on ? c.enable() : c.disable(); };
     if constexpr (!user_progress_bar)
-      set(std::get<callbacks::ProgressBar>(callbacks), o.enable_progress_bar);
+      set(std::get<callbacks::ProgressBar>(callbacks), *o.enable_progress_bar);
     if constexpr (!user_summary)
-      set(std::get<callbacks::ModelSummary>(callbacks), o.enable_model_summary);
+      set(std::get<callbacks::ModelSummary>(callbacks), *o.enable_model_summary);
     if constexpr (!user_checkpoint)
-      set(std::get<callbacks::ModelCheckpoint>(callbacks), o.enable_checkpointing);
+      set(std::get<callbacks::ModelCheckpoint>(callbacks), *o.enable_checkpointing);
     if constexpr (!user_logger) std::get<callbacks::DefaultLogger>(callbacks).configure(o);
     if constexpr (!user_timer)
       std::get<callbacks::Timer>(callbacks).configure_max_time(o.max_time);

@@ -29,9 +29,10 @@ BOOST_HANA_ADAPT_STRUCT(lightning::TrainerOptions, max_epochs, min_epochs, max_s
                         limit_predict_batches, val_check_interval, check_val_every_n_epoch,
                         num_sanity_val_steps, inference_mode, accumulate_grad_batches,
                         gradient_clip_val, gradient_clip_algorithm, devices, num_nodes,
-                        log_every_n_steps, fast_dev_run, detect_anomaly, enable_progress_bar,
-                        enable_checkpointing, enable_model_summary, logger, seed, deterministic,
-                        benchmark, default_root_dir);
+                        log_every_n_steps, fast_dev_run, overfit_batches, detect_anomaly,
+                        enable_progress_bar, enable_checkpointing, enable_model_summary, logger,
+                        barebones, seed, deterministic, benchmark, use_distributed_sampler,
+                        reload_dataloaders_every_n_epochs, default_root_dir);
 BOOST_HANA_ADAPT_STRUCT(lightning::callbacks::EarlyStoppingOptions, monitor, min_delta, patience,
                         verbose, mode, strict, check_finite, stopping_threshold,
                         divergence_threshold, check_on_train_epoch_end);
@@ -112,7 +113,7 @@ using Doc = std::pair<std::string_view, std::string_view>;
 
 template <>
 struct FieldDocs<TrainerOptions> {
-  static constexpr std::array<Doc, 29> values{{
+  static constexpr std::array<Doc, 33> values{{
       {"max_epochs",
        "stop after this many epochs (null: 1000 unless max_steps is set; -1: no limit)"},
       {"min_epochs", "train at least this many epochs, even if a callback asks to stop"},
@@ -126,7 +127,8 @@ struct FieldDocs<TrainerOptions> {
       {"val_check_interval", "validate after this many batches, or this fraction of an epoch"},
       {"check_val_every_n_epoch",
        "validate every n epochs (null: by val_check_interval across epochs)"},
-      {"num_sanity_val_steps", "validation batches run before training (-1: the whole loader)"},
+      {"num_sanity_val_steps",
+       "validation batches run before training (null: 2; -1: the whole loader)"},
       {"inference_mode",
        "evaluate under inference mode (false: no_grad, tensors may enter autograd)"},
       {"accumulate_grad_batches", "batches whose gradients are summed before a step"},
@@ -134,16 +136,23 @@ struct FieldDocs<TrainerOptions> {
       {"gradient_clip_algorithm", "clip the total norm, or each value"},
       {"devices", "processes (devices) per node; null or auto: what the launcher started, else 1"},
       {"num_nodes", "machines taking part"},
-      {"log_every_n_steps", "logged training metrics go to the loggers every n steps"},
+      {"log_every_n_steps", "logged training metrics go to the loggers every n steps (null: 50)"},
       {"fast_dev_run", "n > 0: run n batches of training and validation once, as a check"},
+      {"overfit_batches",
+       "train and validate on these first batches every epoch, unshuffled (0: off)"},
       {"detect_anomaly", "autograd anomaly detection: a backward making NaN fails at once (slow)"},
-      {"enable_progress_bar", "show the progress bar"},
-      {"enable_checkpointing", "a default ModelCheckpoint unless one is declared"},
-      {"enable_model_summary", "print the model summary when fit starts"},
+      {"enable_progress_bar", "show the progress bar (null: true)"},
+      {"enable_checkpointing", "a default ModelCheckpoint unless one is declared (null: true)"},
+      {"enable_model_summary", "print the model summary when fit starts (null: true)"},
       {"logger", "a default TensorBoardLogger unless one is declared (false: no logger)"},
+      {"barebones", "turn off everything that costs speed, to measure the Trainer's overhead"},
       {"seed", "seed_everything(seed) when fit starts (seed_everything sets it too)"},
       {"deterministic", "deterministic algorithms only"},
       {"benchmark", "cuDNN's autotuner (null: as it is, or off with deterministic)"},
+      {"use_distributed_sampler",
+       "each rank iterates its shard of every loader (false: the loaders as given)"},
+      {"reload_dataloaders_every_n_epochs",
+       "ask the DataModule for its loaders again every n epochs (0: once)"},
       {"default_root_dir", "where logs and checkpoints go (empty: the current directory)"},
   }};
 };

@@ -256,8 +256,9 @@ concept Accelerator = std::default_initializable<A> &&
 // - setup_environment(): joins the process group (ranks, world size, local rank);
 // - setup_module(m, device): wraps the module, after the precision converted it (the
 //   Reducer must see the final parameters);
-// - process_dataloader(loader): the loader this rank iterates (its shard; the same
-//   number of batches on every rank);
+// - process_dataloader(loader[, use_distributed_sampler]): the loader this rank iterates
+//   (its shard; the same number of batches on every rank; all of it when the optional
+//   flag is false);
 // - pre_forward(m): before each training forward (the Reducer's prepare_for_forward);
 // - zero_grad(optimizer): the only place gradients are cleared (bucket views forbid
 //   Optimizer::zero_grad);

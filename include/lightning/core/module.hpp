@@ -29,14 +29,16 @@ class LightningModule : public torch::nn::Module {
 
   // Records a scalar metric (Lightning's self.log). The tensor stays on its device;
   // see LogOptions for on_step/on_epoch/prog_bar/logger/reduce/batch_size.
-  // Outside a Trainer (plain forward/inference use) it does nothing.
+  // Outside a Trainer (plain forward/inference use) and under barebones it does nothing.
   void log(std::string_view name, const torch::Tensor& value, const LogOptions& options = {}) {
-    if (trainer_ != nullptr) trainer_->metrics.log(name, value, options);
+    if (trainer_ != nullptr && trainer_->accepts_logs())
+      trainer_->metrics.log(name, value, options);
   }
   template <class T>
   requires std::is_arithmetic_v<T>
   void log(std::string_view name, T value, const LogOptions& options = {}) {
-    if (trainer_ != nullptr) trainer_->metrics.log(name, static_cast<double>(value), options);
+    if (trainer_ != nullptr && trainer_->accepts_logs())
+      trainer_->metrics.log(name, static_cast<double>(value), options);
   }
 
   // The running trainer (Lightning's self.trainer): epoch, step, should_stop, metrics.

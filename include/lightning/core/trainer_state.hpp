@@ -5,6 +5,7 @@
 #include <lightning/core/stage.hpp>
 
 #include <cstdint>
+#include <iostream>
 #include <optional>
 
 namespace lightning {
@@ -27,6 +28,19 @@ struct TrainerState {
   std::optional<std::int64_t> num_test_batches;        // per test run, after limits
   std::optional<std::int64_t> num_predict_batches;     // per predict run, after limits
   MetricStore metrics;                                 // what log() recorded
+  bool barebones = false;  // TrainerOptions.barebones: log() records nothing
+
+  // Whether log() records: not under barebones, where the first call warns (as Lightning).
+  [[nodiscard]] bool accepts_logs() {
+    if (!barebones) return true;
+    if (!barebones_log_warned) {
+      std::cerr << "lightning: warning: log() was called, but TrainerOptions.barebones = true; "
+                   "logging can impact raw speed, so it is disabled (the value is dropped)\n";
+      barebones_log_warned = true;
+    }
+    return false;
+  }
+  bool barebones_log_warned = false;
 
   [[nodiscard]] MetricMap callback_metrics() const { return metrics.callback_metrics(); }
   [[nodiscard]] MetricMap logged_metrics() const { return metrics.logged_metrics(); }

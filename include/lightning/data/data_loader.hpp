@@ -378,6 +378,24 @@ class DataLoader {
   [[nodiscard]] const D& dataset() const noexcept { return *dataset_; }
   [[nodiscard]] const Options& options() const noexcept { return options_; }
 
+  // Whether the order is drawn (shuffle, or a random sampler of the options), and a copy
+  // that iterates in order, a SequentialSampler in their place (the Trainer's
+  // overfit_batches uses it, as Lightning does). A batch sampler is left as it is.
+  [[nodiscard]] bool shuffles() const noexcept {
+    const Sampler* s = options_.sampler.get();
+    return options_.shuffle || dynamic_cast<const RandomSampler*>(s) != nullptr ||
+           dynamic_cast<const WeightedRandomSampler*>(s) != nullptr;
+  }
+  [[nodiscard]] DataLoader without_shuffle() const {
+    DataLoader out = *this;
+    if (shuffles()) {
+      out.options_.shuffle = false;
+      out.options_.sampler = nullptr;
+      if constexpr (map_style) out.batch_sampler_ = out.make_batch_sampler();
+    }
+    return out;
+  }
+
   // DistributedSampler's set_epoch; the Trainer calls it before each epoch.
   void set_epoch(std::int64_t epoch) {
     if (batch_sampler_) batch_sampler_->set_epoch(epoch);

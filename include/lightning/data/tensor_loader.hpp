@@ -185,6 +185,17 @@ class TensorLoader {
   void set_epoch(std::int64_t epoch) noexcept { epoch_ = epoch; }
   [[nodiscard]] iterator end() const { return iterator(this, size()); }
 
+  // Whether epochs are shuffled, and a copy that iterates in order (the Trainer's
+  // overfit_batches uses it, as Lightning swaps in a SequentialSampler).
+  [[nodiscard]] bool shuffles() const noexcept { return options_.shuffle; }
+  [[nodiscard]] TensorLoader without_shuffle() const {
+    TensorLoader out = *this;
+    out.options_.shuffle = false;
+    out.perm_ = torch::Tensor();
+    out.shuffled_ = {};
+    return out;
+  }
+
   // Number of batches per epoch.
   [[nodiscard]] std::int64_t size() const noexcept {
     const std::int64_t n = num_examples(), b = options_.batch_size;

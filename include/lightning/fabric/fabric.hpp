@@ -107,10 +107,14 @@ class Fabric {
     setup_module(module);
   }
 
-  // Lightning Fabric's setup_dataloaders: the loader this rank iterates (its shard).
+  // Lightning Fabric's setup_dataloaders: the loader this rank iterates (its shard, or
+  // with use_distributed_sampler false all of it, for a loader the user shards).
   template <class L>
-  decltype(auto) setup_dataloader(L&& loader) {
-    return strategy_.process_dataloader(std::forward<L>(loader));
+  decltype(auto) setup_dataloader(L&& loader, bool use_distributed_sampler = true) {
+    if constexpr (requires { strategy_.process_dataloader(loader, use_distributed_sampler); })
+      return strategy_.process_dataloader(std::forward<L>(loader), use_distributed_sampler);
+    else
+      return strategy_.process_dataloader(std::forward<L>(loader));
   }
 
   // Moves every tensor of a batch to the device (the accelerator's transfer) and casts

@@ -201,13 +201,17 @@ class DDP {
   }
 
   // The rank's shard of a loader that can shard itself (TensorLoader::shard); any other
-  // loader is the user's to shard.
+  // loader is the user's to shard. Without the distributed sampler (Lightning's
+  // use_distributed_sampler=False) every rank iterates all of it: a copy, so that the
+  // type is the shard's either way.
   template <class L>
-  decltype(auto) process_dataloader(L&& loader) const {
-    if constexpr (requires { loader.shard(std::int64_t{}, std::int64_t{}); })
+  decltype(auto) process_dataloader(L&& loader, bool use_distributed_sampler = true) const {
+    if constexpr (requires { loader.shard(std::int64_t{}, std::int64_t{}); }) {
+      if (!use_distributed_sampler) return std::remove_cvref_t<L>(loader);
       return loader.shard(rank(), world_size());
-    else
+    } else {
       return std::forward<L>(loader);
+    }
   }
 
   // Python's DistributedDataParallel._pre_forward: the Reducer counts the iteration and,

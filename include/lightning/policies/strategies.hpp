@@ -21,7 +21,7 @@ struct SingleDevice {
   void setup_environment() noexcept {}
   void setup_module(torch::nn::Module&, c10::Device) noexcept {}
   template <class L>
-  L&& process_dataloader(L&& loader) const noexcept {
+  L&& process_dataloader(L&& loader, bool /*use_distributed_sampler*/ = true) const noexcept {
     return std::forward<L>(loader);
   }
   void pre_forward(torch::nn::Module&) noexcept {}

@@ -57,6 +57,7 @@ class Trainer : public TrainerState {
   static constexpr bool user_checkpoint = (detail::is_model_checkpoint<Callbacks> || ...);
   static constexpr bool user_logger = (detail::is_logger<Callbacks> || ...);
   static constexpr bool user_timer = (detail::is_timer<Callbacks> || ...);
+  static constexpr bool user_profiler = (detail::is_profiler<Callbacks> || ...);
 
  public:
   using accelerator_type = A;
@@ -94,17 +95,26 @@ class Trainer : public TrainerState {
  private:
   void check_options() {
     lightning::validate(options_);
+    const TrainerOptions run = resolve(options_);
     // As Lightning's callback connector: a flag that turns a feature off cannot also be
-    // given an instance of it.
-    if (user_checkpoint && !options_.enable_checkpointing)
-      detail::bad_option("enable_checkpointing", "false",
-                         "a ModelCheckpoint was passed among the callbacks; remove one of the two");
-    if (user_progress_bar && !options_.enable_progress_bar)
-      detail::bad_option("enable_progress_bar", "false",
-                         "a ProgressBar was passed among the callbacks; remove one of the two");
-    if (user_logger && !options_.logger)
-      detail::bad_option("logger", "false",
-                         "a logger was passed among the callbacks; remove one of the two");
+    // given an instance of it (barebones turns them all off).
+    const auto refuse = [&](const char* name, const char* what) {
+      if (options_.barebones)
+        detail::bad_option(
+            "barebones", "true",
+            (std::string(what) + " was passed among the callbacks, and barebones turns it off; "
+                                 "remove it or set barebones = false")
+                .c_str());
+      detail::bad_option(
+          name, "false",
+          (std::string(what) + " was passed among the callbacks; remove one of the two").c_str());
+    };
+    if (user_checkpoint && !*run.enable_checkpointing)
+      refuse("enable_checkpointing", "a ModelCheckpoint");
+    if (user_progress_bar && !*run.enable_progress_bar)
+      refuse("enable_progress_bar", "a ProgressBar");
+    if (user_logger && !*run.logger) refuse("logger", "a logger");
+    if (user_profiler && options_.barebones) refuse("barebones", "a profiler");
     if constexpr (valid_arguments)  // devices > 1 for a strategy of one process throws here
       fabric_.configure_processes(options_.devices, options_.num_nodes);
   }
@@ -150,13 +160,15 @@ class Trainer : public TrainerState {
   void fit(M& model, TrainLoader&& train_loader) {
     if constexpr (DataModule<std::remove_cvref_t<TrainLoader>>) {
       auto& dm = train_loader;
+      const loops::DataModuleReload<std::remove_cvref_t<TrainLoader>> source{dm};
       connectors::with_datamodule(dm, Stage::fit, [&] {
         auto train = dm.train_dataloader();
-        if constexpr (hooks::val_dataloader::declared<std::remove_cvref_t<TrainLoader>>) {
+        if constexpr (decltype(source)::reloads_val) {
           auto val = dm.val_dataloader();
-          fit(model, train, val);
+          fit_from(model, train, val, source);
         } else {
-          fit(model, train);
+          detail::NoLoader none;
+          fit_from(model, train, none, source);
         }
       });
     } else {
@@ -168,6 +180,13 @@ class Trainer : public TrainerState {
   template <class M, class TrainLoader, class ValLoader>
   requires(!std::same_as<std::remove_cvref_t<ValLoader>, CheckpointPath>) void fit(
       M& model, TrainLoader&& train_loader, ValLoader&& val_loader) {
+    fit_from(model, train_loader, val_loader, loops::NoReload{});
+  }
+
+ private:
+  // fit with the loaders given, and where they come from again when they reload.
+  template <class M, class TrainLoader, class ValLoader, class Source>
+  void fit_from(M& model, TrainLoader& train_loader, ValLoader& val_loader, Source source) {
     using TL = std::remove_cvref_t<TrainLoader>;
     using VL = std::remove_cvref_t<ValLoader>;
     if constexpr (!BatchLoader<TL>) {
@@ -186,11 +205,13 @@ class Trainer : public TrainerState {
         std::cerr << "lightning: a validation loader was passed to fit() but the module has no "
                      "validation_step; the validation loop will be skipped\n";
       const InterruptHandlers interrupts;  // SIGTERM/SIGINT: a checkpoint at the next step
-      run_entry(model, Stage::fit, [&] { loops::run_fit(*this, model, train_loader, val_loader); });
+      run_entry(model, Stage::fit,
+                [&] { loops::run_fit(*this, model, train_loader, val_loader, source); });
       release_free_host_memory();  // what the steps kept for each other (fabric/host_memory.hpp)
     }
   }
 
+ public:
   // trainer.validate(model, loader or datamodule): one validation run, module in eval
   // mode (restored after), no gradients. Returns the logged epoch metrics per loader.
   template <class M, class Loader>
@@ -319,7 +340,8 @@ class Trainer : public TrainerState {
   }
   // Whether the running batch is a logging step (log_every_n_steps, or a stop).
   [[nodiscard]] bool should_update_logs() const noexcept {
-    return (progress_.total_batch_idx + 1) % run_.log_every_n_steps == 0 || should_stop;
+    const std::int64_t n = *run_.log_every_n_steps;  // 0 (barebones): never
+    return (n > 0 && (progress_.total_batch_idx + 1) % n == 0) || should_stop;
   }
   // The configured optimizers, their class names and schedulers (set when fit starts).
   [[nodiscard]] const std::vector<OptimizerInfo>& optimizer_infos() const noexcept {
@@ -392,8 +414,8 @@ class Trainer : public TrainerState {
   }
 
  private:
-  template <class T, class M, class TL, class VL>
-  friend void loops::run_fit(T&, M&, TL&, VL&);
+  template <class T, class M, class TL, class VL, class Source>
+  friend void loops::run_fit(T&, M&, TL&, VL&, Source);
 
   template <class Loop, class M, class Loader>
   std::vector<MetricMap> evaluate(M& model, Loader& loader) {
@@ -449,6 +471,12 @@ class Trainer : public TrainerState {
     if (run_.benchmark) at::globalContext().setBenchmarkCuDNN(*run_.benchmark);
     fabric_.configure_processes(run_.devices, run_.num_nodes);
     fabric_.launch();  // ranks known (and started) before any hook asks is_global_zero()
+    barebones = run_.barebones;
+    barebones_log_warned = !fabric_.is_global_zero();  // one warning, from rank zero
+    if (barebones && fabric_.is_global_zero())
+      std::cerr << "lightning: Trainer(barebones = true) started running: checkpointing, logging "
+                   "(log() included), the progress bar, the model summary and the sanity check "
+                   "are off; print the progress from your module if you need it\n";
     if (run_.deterministic && run_.benchmark.value_or(false) && fabric_.is_global_zero())
       std::cerr << "lightning: warning: TrainerOptions.deterministic = true and benchmark = true: "
                    "cuDNN's autotuner may pick nondeterministic kernels, which LibTorch does not "

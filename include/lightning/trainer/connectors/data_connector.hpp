@@ -15,6 +15,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <iostream>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -61,25 +62,109 @@ std::optional<std::int64_t> loader_length(L& loader) {
     return std::nullopt;
 }
 
-// The evaluation loaders this rank iterates: each one's shard where the strategy shards it
-// (Lightning puts a DistributedSampler, shuffle as the loader's, in val and test loaders
-// too), else the loader itself (a reference).
+// The loaders this rank iterates: each one's shard where the strategy shards it (Lightning
+// puts a DistributedSampler, shuffle as the loader's, in train, val and test loaders),
+// else the loader itself (a reference); NoLoader (fit without validation) stays itself.
 template <class F, class L>
-decltype(auto) setup_evaluation_loader(F& fabric, L& loader) {
+decltype(auto) setup_loader(F& fabric, L& loader, bool use_distributed_sampler) {
   if constexpr (std::is_same_v<std::remove_cvref_t<L>, detail::NoLoader>)
     return (loader);
   else
-    return fabric.setup_dataloader(loader);
+    return fabric.setup_dataloader(loader, use_distributed_sampler);
 }
 template <class F, class Refs>
-auto setup_evaluation_loaders(F& fabric, const Refs& loaders) {
+auto setup_evaluation_loaders(F& fabric, const Refs& loaders, bool use_distributed_sampler) {
   return std::apply(
       [&](auto&... l) {
-        return std::tuple<decltype(setup_evaluation_loader(fabric, l))...>(
-            setup_evaluation_loader(fabric, l)...);
+        return std::tuple<decltype(setup_loader(fabric, l, true))...>(
+            setup_loader(fabric, l, use_distributed_sampler)...);
       },
       loaders);
 }
+
+// A loader that tells whether it shuffles and gives an in-order copy of itself
+// (TensorLoader, DataLoader): what overfit_batches needs, as Lightning swaps a shuffling
+// sampler for a SequentialSampler.
+template <class L>
+concept ShuffleSwitchable = requires(const L& l) {
+  { l.shuffles() } -> std::convertible_to<bool>;
+  { l.without_shuffle() } -> std::same_as<L>;
+};
+
+// The loader a fit iterates on this rank: the given one, or an in-order copy of it
+// (overfit_batches), through the strategy (its shard, unless use_distributed_sampler is
+// false). set() again when the loaders reload.
+template <class F, class L>
+class RankLoader {
+  using Given = std::remove_reference_t<L>;
+  using Plain = std::remove_cv_t<Given>;
+  using Prepared = decltype(setup_loader(std::declval<F&>(), std::declval<Given&>(), true));
+  static constexpr bool owned = !std::is_lvalue_reference_v<Prepared>;
+
+ public:
+  // True when it turned the loader's shuffling off (the caller warns once).
+  bool set(F& fabric, Given& loader, const TrainerOptions& run) {
+    if constexpr (owned)
+      prepared_.reset();
+    else
+      prepared_ = nullptr;
+    in_order_.reset();
+    Given* source = &loader;
+    bool unshuffled = false;
+    if constexpr (ShuffleSwitchable<Plain>) {
+      if (overfitting(run) && loader.shuffles()) {
+        source = &in_order_.emplace(loader.without_shuffle());
+        unshuffled = true;
+      }
+    }
+    if constexpr (owned)
+      prepared_.emplace(setup_loader(fabric, *source, run.use_distributed_sampler));
+    else
+      prepared_ = &setup_loader(fabric, *source, run.use_distributed_sampler);
+    return unshuffled;
+  }
+  [[nodiscard]] auto& get() noexcept { return *prepared_; }
+
+ private:
+  std::optional<Plain> in_order_;
+  std::conditional_t<owned, std::optional<std::remove_cvref_t<Prepared>>,
+                     std::remove_reference_t<Prepared>*>
+      prepared_{};
+};
+
+// Lightning's warning when overfit_batches turns a loader's shuffling off.
+inline void warn_unshuffled(bool any, bool rank_zero, std::string_view prefix) {
+  if (any && rank_zero)
+    std::cerr << "lightning: warning: You requested to overfit but enabled " << prefix
+              << " dataloader shuffling. We are turning off the " << prefix
+              << " dataloader shuffling for you.\n";
+}
+
+// The validation loaders of a fit (a tuple of references, detail::loader_refs), each a
+// RankLoader.
+template <class F, class Refs>
+class RankLoaders;
+template <class F, class... L>
+class RankLoaders<F, std::tuple<L&...>> {
+ public:
+  void set(F& fabric, const std::tuple<L&...>& given, const TrainerOptions& run) {
+    const bool any = std::apply(
+        [&](auto&... each) {
+          return std::apply([&](auto&... g) { return (each.set(fabric, g, run) | ... | false); },
+                            given);
+        },
+        each_);
+    warn_unshuffled(any, fabric.is_global_zero(), "val");
+  }
+  // The loaders to iterate, as references (made again each run: a reload moves them).
+  [[nodiscard]] auto refs() {
+    return std::apply(
+        [](auto&... each) { return std::tuple<decltype(each.get())...>(each.get()...); }, each_);
+  }
+
+ private:
+  std::tuple<RankLoader<F, L>...> each_;
+};
 
 // Applies a BatchLimit, refusing a fraction that leaves no batch of a non-empty loader.
 inline std::optional<std::int64_t> limited(const BatchLimit& limit, std::optional<std::int64_t> n,

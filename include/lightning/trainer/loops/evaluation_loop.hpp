@@ -202,7 +202,8 @@ std::vector<MetricMap> run_evaluation_entry(T& trainer, M& model, Loaders& loade
   trainer.run_entry(model, Loop::stage, [&] {
     trainer.checkpoint_connector().load_evaluation_checkpoint(trainer, model);
     connectors::log_hyperparameters(trainer, model);
-    auto mine = connectors::setup_evaluation_loaders(trainer.fabric(), loaders);  // its shards
+    auto mine = connectors::setup_evaluation_loaders(trainer.fabric(), loaders,
+                                                     run.use_distributed_sampler);  // its shards
     limits = connectors::loader_limits(mine, test ? run.limit_test_batches : run.limit_val_batches,
                                        test ? "limit_test_batches" : "limit_val_batches");
     trainer.num_val_batches = connectors::total_batches(limits);

@@ -22,6 +22,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <functional>
 #include <iostream>
 #include <stdexcept>
 #include <string>
@@ -31,14 +32,20 @@
 
 namespace lightning::loops {
 
-// When validation runs inside fit: over these loaders, at this batch of each epoch (0:
-// its last batch), unless no loader yields a batch.
-template <class Loaders>
+// When validation runs inside fit: over these loaders (connectors::RankLoaders), at this
+// batch of each epoch (0: its last batch), unless no loader yields a batch. `reload`
+// (reload_dataloaders_every_n_epochs) asks the DataModule again before a run when due.
+template <class Ranked>
 struct ValidationSchedule {
-  Loaders loaders;
+  Ranked ranked;
+  using Loaders = decltype(std::declval<Ranked&>().refs());
+  using first_loader = std::remove_cvref_t<std::tuple_element_t<0, Loaders>>;
   connectors::Limits<Loaders> limits{};
   bool enabled = false;
   std::int64_t check_batch = 0;
+  std::function<void()> reload_if_due;
+
+  [[nodiscard]] Loaders loaders() { return ranked.refs(); }
 };
 
 // --- Stopping rules (Lightning's fit_loop.done / _can_stop_early) ---
@@ -85,13 +92,18 @@ template <class T>
   throw Interrupted(received_interrupt() != 0 ? received_interrupt() : SIGTERM, path);
 }
 
+// Whether the running epoch may validate (Lightning's _should_check_val_epoch).
+template <class T>
+bool validates_in_epoch(const T& trainer) noexcept {
+  const auto& every = trainer.run_options().check_val_every_n_epoch;
+  return !every || (trainer.current_epoch + 1) % *every == 0;
+}
+
 template <class T>
 bool should_validate(const T& trainer, std::int64_t idx, std::int64_t total_idx, bool is_last,
                      std::int64_t check_batch) {
   const auto& run = trainer.run_options();
-  if (run.check_val_every_n_epoch &&
-      (trainer.current_epoch + 1) % *run.check_val_every_n_epoch != 0)
-    return false;
+  if (!validates_in_epoch(trainer)) return false;
   if (trainer.should_stop && can_stop_early(trainer)) return true;
   if (check_batch == 0) return is_last;
   const std::int64_t iteration = run.check_val_every_n_epoch ? idx : total_idx;
@@ -103,9 +115,9 @@ inline constexpr bool has_validation_loop =
     !std::is_same_v<VL, detail::NoLoader> && hooks::validation_step::declared<M>;
 
 // One training epoch; true when it ran through all of its batches.
-template <class T, class M, class Configs, class TL, class VLs>
+template <class T, class M, class Configs, class TL, class Ranked>
 bool run_training_epoch(T& trainer, M& model, Configs& configs, TL& loader,
-                        [[maybe_unused]] ValidationSchedule<VLs>& validation) {
+                        [[maybe_unused]] ValidationSchedule<Ranked>& validation) {
   using Callbacks = std::remove_cvref_t<decltype(trainer.callbacks())>;
   auto& progress = trainer.progress();
   auto& fabric = trainer.fabric();
@@ -222,11 +234,15 @@ bool run_training_epoch(T& trainer, M& model, Configs& configs, TL& loader,
         connectors::emit_logs(trainer, trainer.metrics.take_step_metrics(),
                               std::max<std::int64_t>(trainer.global_step - 1, 0));
 
-    if constexpr (has_validation_loop<M, std::remove_cvref_t<std::tuple_element_t<0, VLs>>>) {
+    if constexpr (has_validation_loop<M, typename ValidationSchedule<Ranked>::first_loader>) {
       if (validation.enabled && should_validate(trainer, idx, progress.total_batch_idx, is_last,
                                                 validation.check_batch)) {
-        run_evaluation<ValidationLoop>(trainer, model, validation.loaders, validation.limits);
-        progress.validation_done(trainer.num_val_batches.value_or(0));
+        if (validation.reload_if_due) validation.reload_if_due();
+        if (validation.enabled) {
+          auto loaders = validation.loaders();
+          run_evaluation<ValidationLoop>(trainer, model, loaders, validation.limits);
+          progress.validation_done(trainer.num_val_batches.value_or(0));
+        }
       }
     }
     if (fabric.interrupt_requested()) stop_for_interrupt(trainer);
