@@ -36,7 +36,9 @@
 //              lambda_callback.hpp LambdaCallback from closures, lambda::on_*(fn)
 //              model_checkpoint.hpp (+ checkpoint_name.hpp),
 //              early_stopping.hpp (+ monitor.hpp), learning_rate_monitor.hpp,
-//              gradient_accumulation_scheduler.hpp, on_exception_checkpoint.hpp
+//              gradient_accumulation_scheduler.hpp, on_exception_checkpoint.hpp,
+//              throughput_monitor.hpp (+ fabric/throughput.hpp),
+//              device_stats_monitor.hpp (+ fabric/device_stats.hpp)
 //   profilers/ profiler.hpp     the Profiler concept, PassThroughProfiler
 //              simple_profiler.hpp SimpleProfiler: Lightning's table of hook and loop timings
 //   loggers/   csv_logger.hpp   CSVLogger: metrics.csv and hparams.yaml, Lightning's layout
@@ -73,9 +75,11 @@
 #include <lightning/fabric/checkpoint_io.hpp>
 #include <lightning/fabric/checkpoint_state.hpp>
 #include <lightning/fabric/checkpoint_writer.hpp>
+#include <lightning/fabric/device_stats.hpp>
 #include <lightning/fabric/fabric.hpp>
 #include <lightning/fabric/gradient_clipping.hpp>
 #include <lightning/fabric/optimizer_state_dict.hpp>
+#include <lightning/fabric/throughput.hpp>
 
 #include <lightning/trainer/arguments.hpp>
 #include <lightning/trainer/connectors/callback_connector.hpp>
@@ -94,6 +98,7 @@
 
 #include <lightning/callbacks/checkpoint_name.hpp>
 #include <lightning/callbacks/defaults.hpp>
+#include <lightning/callbacks/device_stats_monitor.hpp>
 #include <lightning/callbacks/early_stopping.hpp>
 #include <lightning/callbacks/gradient_accumulation_scheduler.hpp>
 #include <lightning/callbacks/lambda_callback.hpp>
@@ -103,6 +108,7 @@
 #include <lightning/callbacks/monitor.hpp>
 #include <lightning/callbacks/on_exception_checkpoint.hpp>
 #include <lightning/callbacks/progress_bar.hpp>
+#include <lightning/callbacks/throughput_monitor.hpp>
 #include <lightning/callbacks/timer.hpp>
 
 #include <lightning/profilers/profiler.hpp>

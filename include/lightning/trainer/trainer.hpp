@@ -341,7 +341,7 @@ class Trainer : public TrainerState {
   // Whether the running batch is a logging step (log_every_n_steps, or a stop).
   [[nodiscard]] bool should_update_logs() const noexcept {
     const std::int64_t n = *run_.log_every_n_steps;  // 0 (barebones): never
-    return (n > 0 && (progress_.total_batch_idx + 1) % n == 0) || should_stop;
+    return n > 0 && ((progress_.total_batch_idx + 1) % n == 0 || should_stop);
   }
   // The configured optimizers, their class names and schedulers (set when fit starts).
   [[nodiscard]] const std::vector<OptimizerInfo>& optimizer_infos() const noexcept {
