@@ -10,6 +10,7 @@
 //              optimizers.hpp   what configure_optimizers returns; scheduler configuration
 //              manual_optimization.hpp LightningOptimizer, LightningScheduler (manual mode)
 //              lr_schedulers.hpp PyTorch's LR schedules (lr::StepLR, ..., ReduceLROnPlateau)
+//              averaged_model.hpp, update_bn.hpp  torch.optim.swa_utils (SWA, EMA averages)
 //              checkpoint_dict.hpp CheckpointDict, generator state
 //              trainer_state.hpp, stage.hpp, seed.hpp
 //              errors.hpp       MisconfigurationError (a run that cannot go on as set up)
@@ -35,10 +36,14 @@
 //              timer.hpp        Timer (stop fit after a duration)
 //              lambda_callback.hpp LambdaCallback from closures, lambda::on_*(fn)
 //              model_checkpoint.hpp (+ checkpoint_name.hpp),
-//              early_stopping.hpp (+ monitor.hpp), learning_rate_monitor.hpp,
+//              early_stopping.hpp (+ monitor.hpp),
+//              learning_rate_monitor.hpp (+ logger_required.hpp),
 //              gradient_accumulation_scheduler.hpp, on_exception_checkpoint.hpp,
 //              throughput_monitor.hpp (+ fabric/throughput.hpp),
-//              device_stats_monitor.hpp (+ fabric/device_stats.hpp)
+//              device_stats_monitor.hpp (+ fabric/device_stats.hpp),
+//              weight_averaging.hpp WeightAveraging, EMAWeightAveraging
+//   tuner/     tuner.hpp        Tuner(trainer).lr_find, .scale_batch_size (+ lr_finder.hpp,
+//                               batch_size_finder.hpp: options, results, the searches)
 //   profilers/ profiler.hpp     the Profiler concept, PassThroughProfiler
 //              simple_profiler.hpp SimpleProfiler: Lightning's table of hook and loop timings
 //   loggers/   csv_logger.hpp   CSVLogger: metrics.csv and hparams.yaml, Lightning's layout
@@ -50,6 +55,7 @@
 
 #include <lightning/version.hpp>
 
+#include <lightning/core/averaged_model.hpp>
 #include <lightning/core/batch.hpp>
 #include <lightning/core/checkpoint_dict.hpp>
 #include <lightning/core/concepts.hpp>
@@ -67,6 +73,7 @@
 #include <lightning/core/seed.hpp>
 #include <lightning/core/stage.hpp>
 #include <lightning/core/trainer_state.hpp>
+#include <lightning/core/update_bn.hpp>
 
 #include <lightning/policies/accelerators.hpp>
 #include <lightning/policies/precision.hpp>
@@ -110,6 +117,11 @@
 #include <lightning/callbacks/progress_bar.hpp>
 #include <lightning/callbacks/throughput_monitor.hpp>
 #include <lightning/callbacks/timer.hpp>
+#include <lightning/callbacks/weight_averaging.hpp>
+
+#include <lightning/tuner/batch_size_finder.hpp>
+#include <lightning/tuner/lr_finder.hpp>
+#include <lightning/tuner/tuner.hpp>
 
 #include <lightning/profilers/profiler.hpp>
 #include <lightning/profilers/simple_profiler.hpp>

@@ -5,13 +5,13 @@
 // (the CUDA allocator's counters are host-side), but the callback is for diagnosis.
 #pragma once
 
+#include <lightning/callbacks/logger_required.hpp>
 #include <lightning/core/metric_map.hpp>
 #include <lightning/core/stage.hpp>
 #include <lightning/fabric/device_stats.hpp>
 
 #include <cstdint>
 #include <optional>
-#include <stdexcept>
 #include <string>
 
 namespace lightning::callbacks {
@@ -30,11 +30,7 @@ class DeviceStatsMonitor {
   template <class T, class M>
   void setup(T& trainer, M&, Stage stage) {
     if (stage != Stage::fit) return;
-    if (!trainer.has_active_logger())
-      throw std::invalid_argument(
-          "lightning: DeviceStatsMonitor needs a logger: TrainerOptions.logger = false and no "
-          "logger is among the callbacks; keep the default logger or pass one (e.g. "
-          "lightning::loggers::CSVLogger)");
+    detail::require_logger(trainer, "DeviceStatsMonitor");
     cpu_.emplace();
   }
 

@@ -2,6 +2,7 @@
 // (and optionally momentum and weight decay) to the loggers, per step or per epoch.
 #pragma once
 
+#include <lightning/callbacks/logger_required.hpp>
 #include <lightning/core/metric_map.hpp>
 #include <lightning/core/optimizers.hpp>
 
@@ -10,7 +11,6 @@
 #include <cstdint>
 #include <map>
 #include <optional>
-#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -31,13 +31,8 @@ class LearningRateMonitor {
   // name, "/pgN" per param group when there are several. Fixed when training starts.
   template <class Trainer, class Module>
   void on_train_start(Trainer& trainer, Module&) {
-    // As Lightning: the Trainer's default logger will do, but with none it is an error.
     if constexpr (requires { trainer.has_active_logger(); })
-      if (!trainer.has_active_logger())
-        throw std::invalid_argument(
-            "lightning: LearningRateMonitor needs a logger: TrainerOptions.logger = false and "
-            "no logger is among the callbacks; keep the default logger or pass one (e.g. "
-            "lightning::loggers::CSVLogger)");
+      detail::require_logger(trainer, "LearningRateMonitor");
     names_.clear();
     std::map<std::string, int> seen;
     for (const auto& info : trainer.optimizer_infos()) {

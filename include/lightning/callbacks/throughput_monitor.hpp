@@ -156,9 +156,10 @@ class ThroughputMonitor {
     if (trainer.is_global_zero()) evaluation_batch_end(trainer, module, batch, predict);
   }
 
-  // The rates of a stage as last computed ("train", "validate", "test", "predict").
-  [[nodiscard]] MetricMap compute(Stage stage, bool training = true) const {
-    const Kind k = stage == Stage::fit ? (training ? train : validate) : kind_of(stage);
+  // The rates of a stage as last computed: Stage::fit is training's, Stage::validate that
+  // of validation (inside fit too), test's and predict's.
+  [[nodiscard]] MetricMap compute(Stage stage) const {
+    const Kind k = kind_of(stage);
     return running_[k] ? running_[k]->compute() : MetricMap{};
   }
 

@@ -2,7 +2,6 @@
 // loop action, reported per entry point as Lightning's table (mean, calls, total, share).
 #pragma once
 
-#include <lightning/core/bad_option.hpp>
 #include <lightning/core/stage.hpp>
 #include <lightning/profilers/profiler.hpp>
 

@@ -94,8 +94,7 @@ class Trainer : public TrainerState {
 
  private:
   void check_options() {
-    lightning::validate(options_);
-    const TrainerOptions run = resolve(options_);
+    const TrainerOptions run = resolve(options_);  // validates
     // As Lightning's callback connector: a flag that turns a feature off cannot also be
     // given an instance of it (barebones turns them all off).
     const auto refuse = [&](const char* name, const char* what) {

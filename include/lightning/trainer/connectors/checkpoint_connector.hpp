@@ -263,6 +263,9 @@ class CheckpointConnector {
         [&](auto&... cb) {
           const auto load = [&](auto& one) {
             if constexpr (hooks::load_state_dict::declared<std::remove_cvref_t<decltype(one)>>) {
+              // A default callback turned off (enable_checkpointing = false) is not there
+              // in Lightning: it restores nothing and says nothing.
+              if (!detail::callback_enabled(one)) return;
               const auto key = detail::callback_state_key(one);
               if (states.contains(key))
                 hooks::load_state_dict::on_callback(one, checkpoint_dict(states.at(key)));
