@@ -6,8 +6,6 @@
 
 #include <lightning/core/concepts.hpp>
 #include <lightning/core/module.hpp>
-#include <lightning/core/stage.hpp>
-#include <lightning/fabric/checkpoint_state.hpp>
 
 #include <torch/torch.h>
 
@@ -15,12 +13,10 @@
 #include <cmath>
 #include <concepts>
 #include <cstdint>
-#include <iostream>
 #include <limits>
 #include <optional>
 #include <stdexcept>
 #include <string>
-#include <type_traits>
 #include <utility>
 #include <vector>
 
