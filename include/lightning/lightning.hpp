@@ -46,6 +46,9 @@
 //                               batch_size_finder.hpp: options, results, the searches)
 //   profilers/ profiler.hpp     the Profiler concept, PassThroughProfiler
 //              simple_profiler.hpp SimpleProfiler: Lightning's table of hook and loop timings
+//              pytorch_profiler.hpp PyTorchProfiler: Kineto traces and PyTorch's operator table
+//                               (not included here: it brings in Kineto's headers; include it)
+//              operator_table.hpp PyTorch's key_averages().table() of a profile's events
 //   loggers/   csv_logger.hpp   CSVLogger: metrics.csv and hparams.yaml, Lightning's layout
 //              tensorboard_logger.hpp TensorBoardLogger: event files, no TensorFlow needed
 //              experiment_dir.hpp (version_N), hparams_yaml.hpp, tfevents.hpp (torch-free)

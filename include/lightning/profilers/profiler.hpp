@@ -6,9 +6,13 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <fstream>
+#include <iostream>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <string_view>
+#include <utility>
 
 namespace lightning {
 
@@ -54,6 +58,56 @@ class ActionScope {
   std::string action_;
 };
 
+namespace detail {
+
+// Lightning's Profiler._prepare_filename: "<stage>-<filename>-<rank>-<action>", path-unsafe
+// characters as one '_', "profile" when empty (without the extension).
+inline std::string profile_file_base(std::optional<Stage> stage, std::string_view filename,
+                                     std::optional<std::int64_t> local_rank,
+                                     std::string_view action = {}) {
+  std::string base;
+  const auto add = [&](std::string_view part) {
+    if (!base.empty()) base += '-';
+    base += part;
+  };
+  if (stage) add(to_string(*stage));
+  if (!filename.empty()) add(filename);
+  if (local_rank) add(std::to_string(*local_rank));
+  if (!action.empty()) add(action);
+  std::string safe;
+  for (const char c : base) {
+    const char d =
+        std::string_view("\\/:*?\"<>|\n\r\t").find(c) == std::string_view::npos ? c : '_';
+    if (!(d == '_' && !safe.empty() && safe.back() == '_')) safe += d;
+  }
+  const auto first = safe.find_first_not_of(" \f\v");
+  const auto last = safe.find_last_not_of(" \f\v");
+  safe = first == std::string::npos ? std::string() : safe.substr(first, last - first + 1);
+  return safe.empty() ? "profile" : safe;
+}
+
+// Lightning's describe(): a report to stdout (rank zero's; `to_stdout` is how it ends
+// there) when the profiler has no file name, else appended to `path`.
+inline void write_report(const std::string& text, std::string_view to_stdout, bool to_file,
+                         std::optional<std::int64_t> local_rank, const std::filesystem::path& path,
+                         std::string_view profiler) {
+  if (!to_file) {
+    if (local_rank && *local_rank != 0) return;
+    std::cout << text << to_stdout << std::flush;
+    return;
+  }
+  std::error_code ec;
+  std::filesystem::create_directories(path.parent_path(), ec);
+  std::ofstream file(path, std::ios::app);
+  file << text;
+  file.flush();
+  if (!file)
+    throw std::runtime_error("lightning: " + std::string(profiler) +
+                             " could not write its report to " + path.string() + "; set " +
+                             std::string(profiler) + "Options.dirpath to a writable directory");
+}
+
+}  // namespace detail
 }  // namespace profilers
 
 namespace detail {

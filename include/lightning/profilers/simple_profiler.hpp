@@ -12,9 +12,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <functional>
-#include <iostream>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -167,43 +165,14 @@ class SimpleProfiler {
 
   // Lightning's describe(): the summary to stdout, or appended to the report file.
   void describe() {
-    const std::string text = summary();
-    if (options_.filename.empty()) {
-      if (local_rank_ && *local_rank_ != 0) return;  // stdout is rank zero's
-      std::cout << text << std::flush;
-      return;
-    }
-    const auto path = report_path();
-    std::error_code ec;
-    std::filesystem::create_directories(path.parent_path(), ec);
-    std::ofstream file(path, std::ios::app);
-    file << text;
-    file.flush();
-    if (!file)
-      throw std::runtime_error("lightning: SimpleProfiler could not write its report to " +
-                               path.string() +
-                               "; set SimpleProfilerOptions.dirpath to a writable directory");
+    detail::write_report(summary(), "", !options_.filename.empty(), local_rank_, report_path(),
+                         "SimpleProfiler");
   }
 
   // <dirpath or log_dir>/<stage>-<filename>[-<rank>].txt, as Lightning's _prepare_filename.
   [[nodiscard]] std::filesystem::path report_path() const {
-    std::string base;
-    const auto add = [&](std::string_view part) {
-      if (!base.empty()) base += '-';
-      base += part;
-    };
-    if (stage_) add(to_string(*stage_));
-    if (!options_.filename.empty()) add(options_.filename);
-    if (local_rank_) add(std::to_string(*local_rank_));
-    std::string safe;
-    for (const char c : base) {
-      const char d =
-          std::string_view("\\/:*?\"<>|\n\r\t").find(c) == std::string_view::npos ? c : '_';
-      if (!(d == '_' && !safe.empty() && safe.back() == '_')) safe += d;
-    }
-    if (safe.empty()) safe = "profile";
     const auto dir = options_.dirpath.empty() ? log_dir_ : options_.dirpath;
-    return dir / (safe + ".txt");
+    return dir / (detail::profile_file_base(stage_, options_.filename, local_rank_) + ".txt");
   }
 
  private:

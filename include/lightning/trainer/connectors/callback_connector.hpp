@@ -104,7 +104,7 @@ template <class... C>
 struct ProfilerOf {
   using found = decltype(std::tuple_cat(std::declval<keep_if_t<is_profiler<C>, C>>()...));
   static_assert(std::tuple_size_v<found> <= 1,
-                "lightning: a Trainer takes at most one profiler (SimpleProfiler, "
+                "lightning: a Trainer takes at most one profiler (SimpleProfiler, PyTorchProfiler, "
                 "PassThroughProfiler or your own) among its callbacks");
   using given = typename single_profiler<found>::type;
   static_assert(Profiler<given>,
