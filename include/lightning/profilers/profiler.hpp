@@ -19,7 +19,8 @@ namespace lightning {
 // A profiler (Lightning's profilers.Profiler) provides:
 //   start(action) / stop(action): an action's bounds, named as Lightning names it;
 //   setup(stage, local_rank, log_dir) at an entry point's start, describe() at its end.
-// It may add scope(action), an RAII object that times one action without a second lookup.
+// It may add scope(action), an RAII object that times one action without a second lookup,
+// and teardown(), called when an entry point fails (describe() is not, then).
 template <class P>
 concept Profiler = requires(P& p, std::string_view action, Stage stage,
                             std::optional<std::int64_t> rank, const std::filesystem::path& dir) {

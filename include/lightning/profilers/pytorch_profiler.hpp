@@ -191,6 +191,10 @@ class PyTorchProfiler {
                            "PyTorchProfiler");
   }
 
+  // Lightning's teardown(): after a failed entry point, Kineto is stopped and nothing is
+  // reported.
+  void teardown() noexcept { release(); }
+
   // ---- What a program reads ----
 
   // The Chrome traces this entry point wrote, in order (open them in https://ui.perfetto.dev

@@ -406,6 +406,9 @@ class Trainer : public TrainerState {
       progress_.mid_epoch_resume.reset();
       connectors::scope(*this, LogScope::forbidden, "on_exception");
       connectors::call_callback_hooks<hooks::on_exception>(*this, model, error);
+      // A profiler that holds something (PyTorchProfiler: Kineto, recording every
+      // operator) lets go of it now, not at the next entry point.
+      if constexpr (requires { profiler_.teardown(); }) profiler_.teardown();
       finish_writes_after_error();
       fabric_.handle_failure(error);  // may throw the rank's failure that caused this one
       throw;
