@@ -87,6 +87,17 @@ inline std::string profile_file_base(std::optional<Stage> stage, std::string_vie
   return safe.empty() ? "profile" : safe;
 }
 
+// Lightning's report heading: "FIT Profiler Report" (the stage in capitals, when known).
+inline std::string report_heading(std::optional<Stage> stage) {
+  std::string out;
+  if (stage) {
+    for (const char c : to_string(*stage))
+      out += static_cast<char>(c >= 'a' && c <= 'z' ? c - 'a' + 'A' : c);
+    out += ' ';
+  }
+  return out + "Profiler Report";
+}
+
 // Lightning's describe(): a report to stdout (rank zero's; `to_stdout` is how it ends
 // there) when the profiler has no file name, else appended to `path`.
 inline void write_report(const std::string& text, std::string_view to_stdout, bool to_file,

@@ -171,13 +171,7 @@ class PyTorchProfiler {
     close_profile();
     const std::string table = operator_table();
     if (table.empty()) return "";
-    std::string out;
-    if (stage_) {
-      for (const char c : to_string(*stage_))
-        out += static_cast<char>(c >= 'a' && c <= 'z' ? c - 'a' + 'A' : c);
-      out += ' ';
-    }
-    out += "Profiler Report\nProfile stats for: records";
+    std::string out = detail::report_heading(stage_) + "\nProfile stats for: records";
     if (local_rank_) out += " rank: " + std::to_string(*local_rank_);
     return out + "\n" + table.substr(0, table.size() - 1);  // Lightning's ends without a newline
   }
@@ -228,7 +222,7 @@ class PyTorchProfiler {
   }
   // PyTorch's key_averages().table() of the last recorded window.
   [[nodiscard]] std::string operator_table() const {
-    const bool cuda = uses(ActivityType::CUDA);
+    const bool cuda = activities().contains(ActivityType::CUDA);
     return profilers::operator_table(key_averages(events(), cuda),
                                      {.sort_by = options_.sort_by_key,
                                       .row_limit = options_.row_limit,
@@ -397,10 +391,6 @@ class PyTorchProfiler {
     std::cerr << "lightning: warning: PyTorchProfiler: incorrect schedule: " << what << '\n';
   }
 
-  [[nodiscard]] bool uses(ActivityType t) const {
-    const auto a = activities();
-    return a.contains(t);
-  }
   [[nodiscard]] std::set<ActivityType> activities() const {
     std::set<ActivityType> out;
     if (options_.activities.empty()) {

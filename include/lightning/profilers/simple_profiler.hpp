@@ -6,7 +6,6 @@
 #include <lightning/profilers/profiler.hpp>
 
 #include <algorithm>
-#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -108,9 +107,7 @@ class SimpleProfiler {
   }
   // The same report, as if `total_duration` seconds had passed since setup.
   [[nodiscard]] std::string summary(double total_duration) const {
-    std::string out;
-    if (stage_) out += upper(to_string(*stage_)) + " ";
-    out += "Profiler Report\n";
+    std::string out = detail::report_heading(stage_) + "\n";
     if (rows_.empty()) return out + "\n";
     std::size_t width = 0;
     for (const auto& r : rows_) width = std::max(width, code_points(r.action));
@@ -207,11 +204,6 @@ class SimpleProfiler {
     std::string s = buf;
     if (s.find_first_of(".en") == std::string::npos) s += ".0";
     return s;
-  }
-  static std::string upper(std::string_view s) {
-    std::string u(s);
-    for (auto& c : u) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-    return u;
   }
   static std::size_t code_points(std::string_view s) noexcept {
     return static_cast<std::size_t>(std::count_if(
