@@ -10,6 +10,7 @@ import sys
 
 import torch
 from torch.optim import lr_scheduler as S
+from torch.optim.swa_utils import SWALR
 
 STEPS = 100
 BASE_LR = 0.1
@@ -61,6 +62,9 @@ CASES = {
                                              S.ExponentialLR(o, gamma=0.98)]),
     "sequential": lambda o: S.SequentialLR(o, [S.LinearLR(o, start_factor=0.1, total_iters=10),
                                                S.ExponentialLR(o, gamma=0.95)], milestones=[10]),
+    "swalr_cos": lambda o: SWALR(o, swa_lr=0.02, anneal_epochs=10, anneal_strategy="cos"),
+    "swalr_linear": lambda o: SWALR(o, swa_lr=0.35, anneal_epochs=30, anneal_strategy="linear"),
+    "swalr_no_annealing": lambda o: SWALR(o, swa_lr=0.02, anneal_epochs=0),
 }
 
 with open(sys.argv[1] if len(sys.argv) > 1 else "tests/data/expected/lr_schedules.txt", "w") as f:

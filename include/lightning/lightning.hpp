@@ -42,6 +42,7 @@
 //              throughput_monitor.hpp (+ fabric/throughput.hpp),
 //              device_stats_monitor.hpp (+ fabric/device_stats.hpp),
 //              weight_averaging.hpp WeightAveraging, EMAWeightAveraging
+//              stochastic_weight_averaging.hpp StochasticWeightAveraging (SWALR, BatchNorm epoch)
 //   tuner/     tuner.hpp        Tuner(trainer).lr_find, .scale_batch_size (+ lr_finder.hpp,
 //                               batch_size_finder.hpp: options, results, the searches)
 //   profilers/ profiler.hpp     the Profiler concept, PassThroughProfiler
@@ -118,6 +119,7 @@
 #include <lightning/callbacks/monitor.hpp>
 #include <lightning/callbacks/on_exception_checkpoint.hpp>
 #include <lightning/callbacks/progress_bar.hpp>
+#include <lightning/callbacks/stochastic_weight_averaging.hpp>
 #include <lightning/callbacks/throughput_monitor.hpp>
 #include <lightning/callbacks/timer.hpp>
 #include <lightning/callbacks/weight_averaging.hpp>

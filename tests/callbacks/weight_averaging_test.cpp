@@ -26,16 +26,7 @@ using lightning::testing::XY;
 
 // Linear, BatchNorm, Linear: parameters, float buffers and an integer buffer
 // (num_batches_tracked), which the averages treat as PyTorch does.
-struct NormModel : L::LightningModule {
-  torch::nn::Linear a{register_module("a", torch::nn::Linear(10, 4))};
-  torch::nn::BatchNorm1d bn{register_module("bn", torch::nn::BatchNorm1d(4))};
-  torch::nn::Linear b{register_module("b", torch::nn::Linear(4, 1))};
-
-  torch::Tensor forward(const torch::Tensor& x) { return b(bn(a(x))); }
-  torch::Tensor training_step(const XY& batch, std::int64_t) {
-    const auto& [x, y] = batch;
-    return torch::mse_loss(forward(x), y.unsqueeze(1));
-  }
+struct NormModel : L::testing::NormNet {
   auto configure_optimizers() {
     return torch::optim::SGD(parameters(), torch::optim::SGDOptions(0.05).momentum(0.9));
   }

@@ -34,10 +34,10 @@ struct Fixture {
   torch::optim::SGD opt{std::vector<torch::Tensor>{w}, torch::optim::SGDOptions(0.1).momentum(0.9)};
 };
 
-template <class F>
-std::vector<double> run(F formula) {
+// The lr in effect for steps 0..99 of a scheduler (attach, then step after each).
+template <class S>
+std::vector<double> record(S s) {
   Fixture f;
-  lr::Scheduler<F> s(std::move(formula));
   s.attach(f.opt);
   std::vector<double> lrs;
   for (int i = 0; i < 100; ++i) {
@@ -45,6 +45,10 @@ std::vector<double> run(F formula) {
     s.step(f.opt);
   }
   return lrs;
+}
+template <class F>
+std::vector<double> run(F formula) {
+  return record(lr::Scheduler<F>(std::move(formula)));
 }
 
 void expect_same(const std::vector<double>& got, const std::vector<double>& want,
@@ -118,6 +122,24 @@ TEST(LrSchedulers, ReduceLROnPlateauMatchesPyTorch) {
                           -1.0),
               e.at("plateau_abs_max"), "plateau_abs_max");
   EXPECT_THROW(lr::ReduceLROnPlateau({.factor = 1.0}), std::invalid_argument);
+}
+
+// SWALR anneals from the group's lr (cos, linear, or at once) as PyTorch's swa_utils.SWALR.
+TEST(LrSchedulers, SwalrMatchesPyTorch) {
+  const auto e = expected();
+  const auto run_swalr = [](lr::SWALROptions o) { return record(lr::SWALR(std::move(o))); };
+  expect_same(run_swalr({.swa_lrs = {0.02}, .anneal_epochs = 10}), e.at("swalr_cos"), "swalr_cos");
+  expect_same(
+      run_swalr(
+          {.swa_lrs = {0.35}, .anneal_epochs = 30, .anneal_strategy = lr::SWALR::Anneal::linear}),
+      e.at("swalr_linear"), "swalr_linear");
+  expect_same(run_swalr({.swa_lrs = {0.02}, .anneal_epochs = 0}), e.at("swalr_no_annealing"),
+              "swalr_no_annealing");
+  EXPECT_THROW(lr::SWALR({.swa_lrs = {}}), std::invalid_argument);
+  EXPECT_THROW(lr::SWALR({.swa_lrs = {0.1}, .anneal_epochs = -1}), std::invalid_argument);
+  Fixture f;  // one param group
+  lr::SWALR two({.swa_lrs = {0.1, 0.2}});
+  EXPECT_THROW(two.attach(f.opt), std::invalid_argument);
 }
 
 TEST(LrSchedulers, EveryParamGroupKeepsItsOwnBaseLr) {

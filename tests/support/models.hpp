@@ -54,6 +54,20 @@ struct ManualModel : L::LightningModule {
   auto configure_optimizers() { return torch::optim::Adam(parameters(), 1e-3); }
 };
 
+// Linear(10, 4), BatchNorm1d, Linear(4, 1) with MSE: parameters, float buffers and an
+// integer buffer (num_batches_tracked); the weight-averaging tests add their optimizers.
+struct NormNet : L::LightningModule {
+  torch::nn::Linear a{register_module("a", torch::nn::Linear(10, 4))};
+  torch::nn::BatchNorm1d bn{register_module("bn", torch::nn::BatchNorm1d(4))};
+  torch::nn::Linear b{register_module("b", torch::nn::Linear(4, 1))};
+
+  torch::Tensor forward(const torch::Tensor& x) { return b(bn(a(x))); }
+  torch::Tensor training_step(const XY& batch, std::int64_t) {
+    const auto& [x, y] = batch;
+    return torch::mse_loss(forward(x), y.unsqueeze(1));
+  }
+};
+
 // SimpleModel with a validation_step logging val_loss.
 struct ValidatedModel : SimpleModel {
   std::int64_t validation_steps = 0;

@@ -119,6 +119,12 @@ class AveragedModel {
       current.copy_(averaged);
     });
   }
+  // Writes the averaged parameters alone into the module (its buffers stay its own).
+  void copy_parameters_to(torch::nn::Module& module) const {
+    torch::NoGradGuard no_grad;
+    auto params = tensors_of(module, /*buffers=*/false);
+    for (std::size_t i = 0; i < params.size(); ++i) params[i].copy_(parameters_[i].second);
+  }
   // Exchanges the module's values with the average: the module then holds the average,
   // and a second swap brings its own values back.
   void swap_with(torch::nn::Module& module) {

@@ -339,4 +339,98 @@ class ReduceLROnPlateau {
   std::int64_t bad_ = 0, cooldown_counter_ = 0, last_step_ = 0;
 };
 
+// Anneals each param group from its lr to a constant swa_lr over anneal_epochs steps, then
+// holds it (PyTorch's torch.optim.swa_utils.SWALR, which StochasticWeightAveraging puts
+// in place of the module's schedulers). As PyTorch's, every step recovers the lr it
+// started from out of the group's current lr, so it continues from a restored optimizer.
+struct SWALROptions {
+  enum class Anneal { cos, linear };
+  std::vector<double> swa_lrs = {};  // one for every param group, or one per group
+  std::int64_t anneal_epochs = 10;   // 0: swa_lr from the first step
+  Anneal anneal_strategy = Anneal::cos;
+  std::int64_t last_epoch = -1;  // PyTorch's: only where the state records it (checkpoints)
+};
+
+class SWALR {
+ public:
+  using Options = SWALROptions;
+  using Anneal = SWALROptions::Anneal;
+
+  explicit SWALR(Options options) : o_(std::move(options)) {
+    if (o_.swa_lrs.empty())
+      throw std::invalid_argument(
+          "lightning: SWALROptions.swa_lrs is empty: give one learning rate for every param "
+          "group, or one per group");
+    if (o_.anneal_epochs < 0)
+      throw std::invalid_argument(
+          "lightning: SWALROptions.anneal_epochs = " + std::to_string(o_.anneal_epochs) +
+          " must be >= 0 (the epochs over which the lr anneals)");
+  }
+
+  // PyTorch's constructor: the groups' base lrs ("initial_lr", which a caller may have
+  // set beforehand when last_epoch is given), then the first step.
+  void attach(torch::optim::Optimizer& optimizer) { attach(optimizer, {}); }
+  void attach(torch::optim::Optimizer& optimizer, std::vector<double> initial_lrs) {
+    const auto groups = optimizer.param_groups().size();
+    if (o_.swa_lrs.size() == 1) o_.swa_lrs.assign(groups, o_.swa_lrs.front());
+    if (o_.swa_lrs.size() != groups)
+      throw std::invalid_argument("lightning: SWALR has " + std::to_string(o_.swa_lrs.size()) +
+                                  " swa_lrs for an optimizer with " + std::to_string(groups) +
+                                  " param groups; give one value, or one per group");
+    base_lrs_ = initial_lrs.empty() ? group_lrs(optimizer) : std::move(initial_lrs);
+    step_count_ = 0;
+    last_epoch_ = o_.last_epoch;
+    step(optimizer);
+  }
+
+  void step(torch::optim::Optimizer& optimizer) {
+    ++step_count_;
+    ++last_epoch_;
+    std::int64_t step = step_count_ - 1;
+    if (o_.anneal_epochs == 0) step = std::max<std::int64_t>(1, step);
+    const auto anneal = [&](std::int64_t at) {
+      const double t =
+          std::clamp(static_cast<double>(at) /
+                         static_cast<double>(std::max<std::int64_t>(1, o_.anneal_epochs)),
+                     0.0, 1.0);
+      return o_.anneal_strategy == Anneal::cos ? (1 - std::cos(std::numbers::pi * t)) / 2 : t;
+    };
+    const double prev_alpha = anneal(step - 1), alpha = anneal(step);
+    auto& groups = optimizer.param_groups();
+    for (std::size_t i = 0; i < groups.size(); ++i) {
+      const double swa = o_.swa_lrs[i], lr = groups[i].options().get_lr();
+      const double start = prev_alpha == 1 ? swa : (lr - prev_alpha * swa) / (1 - prev_alpha);
+      groups[i].options().set_lr(swa * alpha + start * (1 - alpha));
+    }
+  }
+
+  [[nodiscard]] const Options& options() const noexcept { return o_; }
+  [[nodiscard]] const std::vector<double>& swa_lrs() const noexcept { return o_.swa_lrs; }
+
+  // What a checkpoint saves (PyTorch's state_dict without the optimizer): the base lrs,
+  // _step_count (the steps taken, the first included), last_epoch, and the annealing,
+  // which a restored state sets as PyTorch's load_state_dict does.
+  struct State {
+    std::vector<double> base_lrs;
+    std::int64_t step_count = 0, last_epoch = -1, anneal_epochs = 10;
+    Anneal anneal_strategy = Anneal::cos;
+  };
+  [[nodiscard]] State state() const {
+    return {base_lrs_, step_count_, last_epoch_, o_.anneal_epochs, o_.anneal_strategy};
+  }
+  // The optimizer's lrs are restored apart from it, after it.
+  void restore(State s) {
+    base_lrs_ = std::move(s.base_lrs);
+    step_count_ = s.step_count;
+    last_epoch_ = s.last_epoch;
+    o_.anneal_epochs = s.anneal_epochs;
+    o_.anneal_strategy = s.anneal_strategy;
+  }
+
+ private:
+  Options o_;
+  std::vector<double> base_lrs_;
+  std::int64_t step_count_ = 0, last_epoch_ = -1;
+};
+
 }  // namespace lightning::lr

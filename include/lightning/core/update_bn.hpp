@@ -40,12 +40,13 @@ torch::nn::Module& module_of(M& model) {
 }
 
 // BatchNorm1d/2d/3d with their momentum set to None (a cumulative average) and the
-// running statistics reset, restored as they were (momentum and train/eval mode) when it
-// goes out of scope, also when the pass fails.
+// running statistics reset (unless a pass resumes with the statistics it had), restored
+// as they were (momentum and train/eval mode) when it goes out of scope, also when the
+// pass fails.
 class BatchNormPass {
  public:
-  explicit BatchNormPass(torch::nn::Module& model)
-      : model_(model), was_training_(model.is_training()) {
+  explicit BatchNormPass(torch::nn::Module& model, bool reset_statistics = true)
+      : model_(model), was_training_(model.is_training()), reset_(reset_statistics) {
     // The model itself need not be held by a shared_ptr (include_self would require it).
     const auto each = [&](torch::nn::Module* m) {
       take<torch::nn::BatchNorm1dImpl>(m);
@@ -69,7 +70,7 @@ class BatchNormPass {
   void take(torch::nn::Module* m) {
     auto* bn = dynamic_cast<BN*>(m);
     if (bn == nullptr) return;
-    bn->reset_running_stats();
+    if (reset_) bn->reset_running_stats();
     // c10::optional on LibTorch 1.13, std::optional on 2.x: the options' own type.
     using Momentum = std::remove_cvref_t<decltype(bn->options.momentum())>;
     const Momentum momentum = bn->options.momentum();
@@ -79,8 +80,22 @@ class BatchNormPass {
 
   torch::nn::Module& model_;
   bool was_training_;
+  bool reset_;
   std::vector<std::function<void()>> restorers_;
 };
+
+// Whether a model holds a BatchNorm1d/2d/3d (Lightning's pl_module_contains_batch_norm).
+inline bool contains_batch_norm(torch::nn::Module& model) {
+  const auto is_bn = [](torch::nn::Module* m) {
+    return dynamic_cast<torch::nn::BatchNorm1dImpl*>(m) != nullptr ||
+           dynamic_cast<torch::nn::BatchNorm2dImpl*>(m) != nullptr ||
+           dynamic_cast<torch::nn::BatchNorm3dImpl*>(m) != nullptr;
+  };
+  if (is_bn(&model)) return true;
+  for (const auto& m : model.modules(/*include_self=*/false))
+    if (is_bn(m.get())) return true;
+  return false;
+}
 
 }  // namespace detail
 

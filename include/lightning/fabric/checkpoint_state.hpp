@@ -255,6 +255,16 @@ CheckpointDict scheduler_state(const S& s, const torch::optim::Optimizer& optimi
     out.insert("best", st.best);
     out.insert("cooldown_counter", st.cooldown_counter);
     out.insert("num_bad_epochs", st.num_bad_epochs);
+  } else if constexpr (std::same_as<S, lr::SWALR>) {
+    const auto st = s.state();
+    out.insert("_anneal_strategy", st.anneal_strategy == lr::SWALR::Anneal::cos ? "cos" : "linear");
+    out.insert("anneal_epochs", st.anneal_epochs);
+    out.insert("base_lrs", detail::double_list(st.base_lrs));
+    out.insert("last_epoch", st.last_epoch);
+    out.insert("_step_count", st.step_count);
+    out.insert("_is_initial", false);
+    out.insert("_get_lr_called_within_step", false);
+    out.insert("_last_lr", lrs);
   } else if constexpr (requires { s.visit([](const auto&) {}); }) {
     s.visit([&](const auto& inner) { out = scheduler_state(inner, optimizer); });
   } else if constexpr (requires { s.last_step(); }) {
@@ -281,6 +291,8 @@ template <class S>
 std::int64_t scheduler_steps(const S& s) {
   if constexpr (std::same_as<S, lr::ReduceLROnPlateau>)
     return s.state().last_step;
+  else if constexpr (std::same_as<S, lr::SWALR>)
+    return s.state().step_count - 1;  // the constructor's step is not one
   else if constexpr (requires { s.last_step(); })
     return s.last_step();
   else
@@ -293,7 +305,15 @@ std::int64_t scheduler_steps(const S& s) {
 template <class S>
 void add_scheduler_group_keys(CheckpointDict& optimizer_state, const S& s) {
   if (!optimizer_state.contains("param_groups")) return;
-  if constexpr (requires { s.visit([](const auto&) {}); }) {
+  if constexpr (std::same_as<S, lr::SWALR>) {
+    const auto groups = optimizer_state.at("param_groups").toList();
+    for (std::size_t i = 0; i < groups.size() && i < s.swa_lrs().size(); ++i) {
+      auto group = groups.get(i).toGenericDict();
+      if (i < s.state().base_lrs.size())
+        group.insert_or_assign("initial_lr", s.state().base_lrs[i]);
+      group.insert_or_assign("swa_lr", s.swa_lrs()[i]);
+    }
+  } else if constexpr (requires { s.visit([](const auto&) {}); }) {
     s.visit([&](const auto& inner) { add_scheduler_group_keys(optimizer_state, inner); });
   } else if constexpr (requires { s.formula(); }) {
     const auto base = detail::pytorch_base_lrs(s.formula(), s.base_lrs());
@@ -333,7 +353,26 @@ void load_scheduler_state(S& s, torch::optim::Optimizer& optimizer, const Checkp
     const auto& v = state.at(key);
     return v.isInt() ? static_cast<double>(v.toInt()) : v.toDouble();
   };
-  if constexpr (std::same_as<S, lr::ReduceLROnPlateau>) {
+  if constexpr (std::same_as<S, lr::SWALR>) {
+    if (!state.contains("anneal_epochs") || !state.contains("_step_count"))
+      throw CheckpointError(
+          "lightning: the checkpoint's scheduler state is not an SWALR's (it has no "
+          "\"anneal_epochs\" and \"_step_count\"): the module configured another scheduler "
+          "when it was saved");
+    s.restore({.base_lrs = detail::doubles_of(state.at("base_lrs")),
+               .step_count = state.at("_step_count").toInt(),
+               .last_epoch = state.at("last_epoch").toInt(),
+               .anneal_epochs = state.at("anneal_epochs").toInt(),
+               .anneal_strategy = state.contains("_anneal_strategy") &&
+                                          state.at("_anneal_strategy").toStringRef() == "linear"
+                                      ? lr::SWALR::Anneal::linear
+                                      : lr::SWALR::Anneal::cos});
+  } else if (state.contains("_anneal_strategy")) {
+    throw CheckpointError(
+        "lightning: the checkpoint's scheduler state is an SWALR's: StochasticWeightAveraging "
+        "put it in place of the module's scheduler when the checkpoint was saved; resume with "
+        "lightning::callbacks::StochasticWeightAveraging among the Trainer's callbacks");
+  } else if constexpr (std::same_as<S, lr::ReduceLROnPlateau>) {
     const bool pytorch = state.contains("last_epoch");
     s.restore({number("best"), state.at("num_bad_epochs").toInt(),
                state.at("cooldown_counter").toInt(),

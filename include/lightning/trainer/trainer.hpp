@@ -355,6 +355,25 @@ class Trainer : public TrainerState {
     if (n < 1) detail::bad_option("accumulate_grad_batches", std::to_string(n), "must be >= 1");
     run_.accumulate_grad_batches = n;
   }
+  // Lightning's trainer.fit_loop.max_epochs: a callback may lengthen or shorten the
+  // running fit (StochasticWeightAveraging adds an epoch for BatchNorm's statistics).
+  void set_max_epochs(std::int64_t n) {
+    if (n < -1) detail::bad_option("max_epochs", std::to_string(n), "must be >= -1 (-1: no limit)");
+    run_.max_epochs = n;
+  }
+  // An epoch whose batches run training_step and the batch hooks, but no backward and no
+  // optimizer step (Lightning's fit_loop._skip_backward): StochasticWeightAveraging's pass
+  // that only collects BatchNorm's statistics. The callback that sets it clears it.
+  void skip_optimization(bool skip) noexcept { skip_optimization_ = skip; }
+  [[nodiscard]] bool skips_optimization() const noexcept { return skip_optimization_; }
+  // Lightning's `trainer.lr_scheduler_configs[0] = ...` from a callback: from now on this
+  // SWALR (owned by the callback, StochasticWeightAveraging's) steps the optimizer's
+  // learning rate at every epoch's end in place of the schedulers configure_optimizers
+  // returned, and checkpoints hold its state in theirs; nullptr gives them back.
+  void replace_lr_schedulers(lr::SWALR* scheduler) noexcept { replacement_scheduler_ = scheduler; }
+  [[nodiscard]] lr::SWALR* replacement_lr_scheduler() const noexcept {
+    return replacement_scheduler_;
+  }
   // Whether the running fit has a validation loop.
   [[nodiscard]] bool has_validation() const noexcept { return fit_has_validation_; }
   [[nodiscard]] std::filesystem::path default_root_dir() const {
@@ -466,6 +485,8 @@ class Trainer : public TrainerState {
     if (user_timer && !options_.max_epochs && options_.fast_dev_run == 0) run_.max_epochs = -1;
     progress_ = loops::Progress{};
     fit_has_validation_ = false;
+    skip_optimization_ = false;
+    replacement_scheduler_ = nullptr;
     checkpoints_.clear_loaded();
     types::defaults::configure(callbacks_, run_);
     if (run_.seed) seed_everything(*run_.seed);
@@ -538,6 +559,8 @@ class Trainer : public TrainerState {
   connectors::CheckpointConnector<Trainer> checkpoints_;
   std::vector<OptimizerInfo> optimizer_infos_;  // what callbacks see of a fit
   bool fit_has_validation_ = false;
+  bool skip_optimization_ = false;
+  lr::SWALR* replacement_scheduler_ = nullptr;
 };
 
 }  // namespace lightning

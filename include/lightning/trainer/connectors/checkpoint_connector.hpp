@@ -178,9 +178,12 @@ class CheckpointConnector {
                             " optimizer state(s), configure_optimizers returned " +
                             std::to_string(std::tuple_size_v<Configs>));
     std::size_t next_optimizer = 0, next_scheduler = 0;
+    // A callback that replaced the first optimizer's schedulers (it claims them in its
+    // on_load_checkpoint, which ran above) restores the one state saved in their place.
     std::apply(
         [&](auto&... config) {
-          (restore_config(config, optimizers, schedulers, next_optimizer, next_scheduler, source),
+          (restore_config(config, optimizers, schedulers, next_optimizer, next_scheduler, source,
+                          next_optimizer == 0 ? trainer.replacement_lr_scheduler() : nullptr),
            ...);
         },
         configs);
@@ -218,7 +221,9 @@ class CheckpointConnector {
       LoopCounts counts = loop_counts(trainer, uses_manual_optimization<M>);
       std::apply(
           [&](auto&... config) {
-            (save_config(config, optimizers, schedulers, counts, trainer.global_step), ...);
+            (save_config(config, optimizers, schedulers, counts, trainer.global_step,
+                         optimizers.empty() ? trainer.replacement_lr_scheduler() : nullptr),
+             ...);
           },
           configs);
       c.insert("optimizer_states", optimizers);
@@ -296,47 +301,63 @@ class CheckpointConnector {
   template <class Config>
   static void save_config(Config& config, c10::impl::GenericList& optimizers,
                           c10::impl::GenericList& schedulers, LoopCounts& counts,
-                          std::int64_t global_step) {
+                          std::int64_t global_step, const lr::SWALR* replacement) {
     auto& optimizer = detail::optimizer_of(config.optimizer);
     auto state = optimizer_state(optimizer);
+    const bool epoch_ran = counts.epoch_completed || (!counts.in_epoch && global_step > 0);
     const auto save = [&](const auto& sc) {
       if (!detail::scheduler_active(sc.scheduler)) return;
-      schedulers.push_back(scheduler_state(sc.scheduler, optimizer));
-      add_scheduler_group_keys(state, sc.scheduler);
-      // Lightning counts each scheduler step; which of them fell in the running epoch
-      // follows from its interval.
+      // Lightning counts each scheduler step (a replaced one's before it was replaced
+      // too); which of them fell in the running epoch follows from its interval.
       const auto steps = scheduler_steps(sc.scheduler);
       counts.scheduler_steps += steps;
-      const bool epoch_ran = counts.epoch_completed || (!counts.in_epoch && global_step > 0);
+      if (replacement) return;
+      schedulers.push_back(scheduler_state(sc.scheduler, optimizer));
+      add_scheduler_group_keys(state, sc.scheduler);
       counts.epoch_scheduler_steps +=
           std::min(steps, sc.options.interval == Interval::step
                               ? counts.epoch_steps / std::max<std::int64_t>(sc.options.frequency, 1)
                               : std::int64_t{epoch_ran ? 1 : 0});
     };
     std::apply([&](const auto&... sc) { (save(sc), ...); }, config.lr_schedulers);
+    if (replacement) {
+      schedulers.push_back(scheduler_state(*replacement, optimizer));
+      add_scheduler_group_keys(state, *replacement);
+      const auto steps = scheduler_steps(*replacement);
+      counts.scheduler_steps += steps;
+      counts.epoch_scheduler_steps += std::min(steps, std::int64_t{epoch_ran ? 1 : 0});
+    }
     optimizers.push_back(std::move(state));
   }
 
   template <class Config>
   static void restore_config(Config& config, const c10::impl::GenericList& optimizers,
                              const c10::impl::GenericList& schedulers, std::size_t& next_optimizer,
-                             std::size_t& next_scheduler, const std::string& source) {
+                             std::size_t& next_scheduler, const std::string& source,
+                             lr::SWALR* replacement) {
+    const auto next_state = [&]() {
+      if (next_scheduler >= schedulers.size())
+        throw CheckpointError("lightning: " + source +
+                              " holds fewer scheduler states than configure_optimizers "
+                              "returns schedulers");
+      return checkpoint_dict(schedulers.get(next_scheduler++));
+    };
     // Schedulers first: restoring one re-applies its lr; the optimizer's saved lrs, the
     // values the run really had, are restored last.
-    std::apply(
-        [&](auto&... sc) {
-          [[maybe_unused]] const auto restore_one = [&](auto& one) {
-            if (!detail::scheduler_active(one.scheduler)) return;
-            if (next_scheduler >= schedulers.size())
-              throw CheckpointError("lightning: " + source +
-                                    " holds fewer scheduler states than configure_optimizers "
-                                    "returns schedulers");
-            load_scheduler_state(one.scheduler, detail::optimizer_of(config.optimizer),
-                                 checkpoint_dict(schedulers.get(next_scheduler++)));
-          };
-          (restore_one(sc), ...);
-        },
-        config.lr_schedulers);
+    if (replacement) {
+      load_scheduler_state(*replacement, detail::optimizer_of(config.optimizer), next_state());
+    } else {
+      std::apply(
+          [&](auto&... sc) {
+            [[maybe_unused]] const auto restore_one = [&](auto& one) {
+              if (!detail::scheduler_active(one.scheduler)) return;
+              load_scheduler_state(one.scheduler, detail::optimizer_of(config.optimizer),
+                                   next_state());
+            };
+            (restore_one(sc), ...);
+          },
+          config.lr_schedulers);
+    }
     load_optimizer_state(detail::optimizer_of(config.optimizer),
                          checkpoint_dict(optimizers.get(next_optimizer++)), source);
   }

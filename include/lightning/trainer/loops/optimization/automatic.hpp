@@ -7,6 +7,8 @@
 //   -> on the stepping micro-batch: unscale (before on_before_optimizer_step), clip, the
 //      precision's optimizer step; a skipped step (non-finite gradients under a scaler)
 //      is not a step: no global_step, no step-interval scheduler.
+// An epoch that skips optimization (trainer.skip_optimization(true), StochasticWeightAveraging's
+// BatchNorm epoch) runs none of these.
 #pragma once
 
 #include <lightning/core/concepts.hpp>
@@ -61,8 +63,15 @@ void attach_schedulers(Config& config) {
 
 // Steps the schedulers of `config` that run at this interval (plateau ones separately, as
 // Lightning does: after on_train_epoch_end, reading their monitored metric, and only it).
+// A callback's replacement (StochasticWeightAveraging's SWALR) steps at every epoch's end
+// instead of all of them.
 template <class T, class Config>
 void step_schedulers(T& trainer, Config& config, Interval interval, bool plateau) {
+  if (auto* replacement = trainer.replacement_lr_scheduler()) [[unlikely]] {
+    if (interval == Interval::epoch && !plateau)
+      replacement->step(detail::optimizer_of(config.optimizer));
+    return;
+  }
   const auto one = [&]<class Sched>(SchedulerConfig<Sched>& s) {
     if (s.options.interval != interval || SchedulerConfig<Sched>::reduce_on_plateau != plateau)
       return;
@@ -104,6 +113,8 @@ void automatic_optimization_step(T& trainer, M& model, Config& config, const tor
   // module's error, named as such, not autograd's "element 0 of tensors does not require grad".
   if (!loss.defined() || !loss.requires_grad() || loss.numel() != 1) [[unlikely]]
     detail::bad_training_step_loss(loss, trainer.current_epoch, idx);
+  if (trainer.skips_optimization()) [[unlikely]]
+    return;
   auto& fabric = trainer.fabric();
   auto& optimizer = detail::optimizer_of(config.optimizer);
   const bool step_now = (idx + 1) % s.accumulate == 0 || is_last;
