@@ -82,12 +82,16 @@ NormModel initial_model() {
   return NormModel{};
 }
 
-// Every parameter and buffer of a module, flat, for exact comparisons.
-torch::Tensor flat_state(torch::nn::Module& m) {
+// Every parameter and buffer of a module (or the values a state_dict holds for them),
+// flat, for exact comparisons.
+torch::Tensor flat_state(torch::nn::Module& m, const c10::Dict<std::string, at::Tensor>& state) {
   std::vector<torch::Tensor> all;
   for (const auto& kv : L::module_state_dict(m))
-    all.push_back(kv.value().to(torch::kDouble).reshape({-1}));
+    all.push_back(state.at(kv.key()).to(torch::kDouble).reshape({-1}));
   return torch::cat(all);
+}
+torch::Tensor flat_state(torch::nn::Module& m) {
+  return flat_state(m, L::module_state_dict(m));
 }
 
 // A fit with ModelCheckpoint saving every epoch into ckpt/ ("epoch=N.ckpt"); `resume`
@@ -215,6 +219,11 @@ TEST(StochasticWeightAveraging, MatchesLightningAndSwaUtilsOnABatchNormModel) {
   EXPECT_EQ(swa.average()->n_averaged(), 4);
   // The momentum is BatchNorm's own again.
   EXPECT_EQ(model.bn->options.momentum(), 0.1);
+  // ModelCheckpoint saved the BatchNorm epoch although global_step did not move: the
+  // average with its statistics.
+  const auto last =
+      L::checkpoint_dict<at::Tensor>(L::load_checkpoint_file("ckpt/epoch=5.ckpt").at("state_dict"));
+  EXPECT_TRUE(torch::equal(flat_state(model), flat_state(model, last)));
 
   auto out = L::make_checkpoint();
   c10::impl::GenericList s(c10::AnyType::get());

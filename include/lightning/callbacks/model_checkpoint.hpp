@@ -286,7 +286,7 @@ class ModelCheckpoint {
   template <class Trainer>
   bool skip_saving(Trainer& trainer) const {
     return !enabled_ || trainer.run_options().fast_dev_run > 0 || trainer.stage != Stage::fit ||
-           trainer.sanity_checking || last_global_step_saved_ == trainer.global_step;
+           trainer.sanity_checking || last_saved_ == progress_of(trainer);
   }
   template <class Trainer>
   bool epoch_due(Trainer& trainer) const {
@@ -432,7 +432,7 @@ class ModelCheckpoint {
       trainer.save_checkpoint_in_background(path, o_.save_weights_only);
     else
       trainer.save_checkpoint(path, o_.save_weights_only);
-    last_global_step_saved_ = trainer.global_step;
+    last_saved_ = progress_of(trainer);
   }
 
   // Deletes a file this callback wrote and no longer keeps: never the checkpoint the run
@@ -468,7 +468,17 @@ class ModelCheckpoint {
   std::optional<double> best_model_score_, current_score_;
   double kth_value_ = 0.0;
   std::vector<std::pair<std::string, double>> best_k_;
-  std::int64_t last_global_step_saved_ = 0;  // no checkpoint before the first step
+  // What a save holds, as Lightning's _last_global_step_saved: the optimizer steps, and
+  // the epochs that changed the module without one (StochasticWeightAveraging's BatchNorm
+  // epoch, whose result must be saved). No checkpoint before the first step.
+  template <class Trainer>
+  static std::pair<std::int64_t, std::int64_t> progress_of(const Trainer& trainer) {
+    if constexpr (requires { trainer.epochs_without_optimization(); })
+      return {trainer.global_step, trainer.epochs_without_optimization()};
+    else
+      return {trainer.global_step, 0};
+  }
+  std::pair<std::int64_t, std::int64_t> last_saved_{0, 0};
   Clock::time_point last_time_checked_{};
 };
 
