@@ -24,6 +24,7 @@ namespace stochastic_weight_averaging_test {
 
 using lightning::testing::bare;
 using lightning::testing::CpuTrainer;
+using lightning::testing::flat_parameters;
 using lightning::testing::XY;
 using Swa = L::callbacks::StochasticWeightAveraging<>;
 
@@ -293,6 +294,80 @@ TEST(StochasticWeightAveraging, ResumesExactlyFromItsCheckpoints) {
     auto model = initial_model();
     const auto resumed = fit(model, path);
     EXPECT_TRUE(torch::equal(resumed, whole)) << path;
+  }
+}
+
+// NormModel with a validation loop.
+struct ValidatedNormModel : NormModel {
+  void validation_step(const XY& batch, std::int64_t) {
+    const auto& [x, y] = batch;
+    log("val_loss", torch::mse_loss(forward(x), y.unsqueeze(1)));
+  }
+};
+
+// The BatchNorm epoch takes no step, yet ModelCheckpoint saves its result once, after its
+// last batch (saves inside it are skipped, as Lightning's: they would hold part of the
+// statistics). A checkpoint saved after fit and a validate resumes.
+TEST(StochasticWeightAveraging, ModelCheckpointSavesTheBatchNormEpochOnce) {
+  auto [X, y] = L::testing::seed_data(40, 5);
+  torch::manual_seed(3);
+  ValidatedNormModel model;
+  auto o = bare({.max_epochs = max_epochs});
+  o.enable_checkpointing = true;
+  CpuTrainer<Swa, L::callbacks::ModelCheckpoint> trainer(
+      o, Swa(swa_options),
+      L::callbacks::ModelCheckpoint(
+          {.dirpath = "step_ckpt", .save_top_k = -1, .every_n_train_steps = 1}));
+  trainer.fit(model, loader_of(X, y), loader_of(X, y));
+  std::vector<std::filesystem::path> saved;
+  for (const auto& entry : std::filesystem::directory_iterator("step_ckpt"))
+    if (entry.path().filename().string().starts_with("epoch=5")) saved.push_back(entry.path());
+  ASSERT_EQ(saved.size(), 1u);
+  EXPECT_EQ(saved[0].filename(), "epoch=5-step=25.ckpt");
+  const auto last =
+      L::checkpoint_dict<at::Tensor>(L::load_checkpoint_file(saved[0]).at("state_dict"));
+  EXPECT_TRUE(torch::equal(flat_state(model), flat_state(model, last)));
+
+  (void)trainer.validate(model, loader_of(X, y));
+  trainer.save_checkpoint("after.ckpt");
+  torch::manual_seed(3);
+  ValidatedNormModel again;
+  CpuTrainer<Swa> resumed(bare({.max_epochs = max_epochs}), Swa(swa_options));
+  resumed.fit(again, loader_of(X, y), loader_of(X, y), L::CheckpointPath{"after.ckpt"});
+  EXPECT_TRUE(torch::equal(flat_state(again), flat_state(model)));
+  EXPECT_EQ(resumed.max_epochs(), max_epochs);
+}
+
+// A fit that averages nothing (swa_epoch_start after the last epoch) adds no BatchNorm
+// epoch and keeps its own weights; one stopped before swa_end keeps them too, and
+// max_epochs is as it was.
+TEST(StochasticWeightAveraging, AFitThatDoesNotReachTheEndKeepsItsWeights) {
+  auto [X, y] = L::testing::seed_data(40, 5);
+  {
+    auto model = initial_model();
+    CpuTrainer<Swa> trainer(bare({.max_epochs = 3}),
+                            Swa({.swa_lrs = {0.02}, .swa_epoch_start = 7}));
+    trainer.fit(model, loader_of(X, y));
+    EXPECT_EQ(trainer.current_epoch, 3);
+    EXPECT_EQ(std::get<0>(trainer.callbacks()).average()->n_averaged(), 0);
+    auto untrained = initial_model();
+    EXPECT_FALSE(torch::equal(flat_parameters(model), flat_parameters(untrained)));
+  }
+  {
+    auto model = initial_model();
+    L::callbacks::LambdaCallback stop{L::callbacks::lambda::on_train_epoch_end(
+        [](auto& trainer, auto&) { trainer.should_stop = trainer.current_epoch == 2; })};
+    CpuTrainer<Swa, decltype(stop)> trainer(bare({.max_epochs = max_epochs}), Swa(swa_options),
+                                            stop);
+    trainer.fit(model, loader_of(X, y));
+    EXPECT_EQ(trainer.current_epoch, 3);
+    EXPECT_EQ(trainer.max_epochs(), max_epochs);
+    EXPECT_EQ(model.bn->options.momentum(), 0.1);
+    // The module's own weights, not the average of epochs 1 and 2.
+    EXPECT_EQ(std::get<0>(trainer.callbacks()).average()->n_averaged(), 2);
+    auto average_model = initial_model();
+    std::get<0>(trainer.callbacks()).average()->copy_to(average_model);
+    EXPECT_FALSE(torch::equal(flat_parameters(model), flat_parameters(average_model)));
   }
 }
 

@@ -140,6 +140,22 @@ TEST(LrSchedulers, SwalrMatchesPyTorch) {
   Fixture f;  // one param group
   lr::SWALR two({.swa_lrs = {0.1, 0.2}});
   EXPECT_THROW(two.attach(f.opt), std::invalid_argument);
+  // Each group anneals to its own rate.
+  auto a = torch::zeros({1}, torch::requires_grad()), b = torch::zeros({1}, torch::requires_grad());
+  torch::optim::SGD groups(
+      std::vector<torch::optim::OptimizerParamGroup>{
+          torch::optim::OptimizerParamGroup({a}, std::make_unique<torch::optim::SGDOptions>(0.1)),
+          torch::optim::OptimizerParamGroup({b}, std::make_unique<torch::optim::SGDOptions>(0.4))},
+      torch::optim::SGDOptions(0.1));
+  lr::SWALR each(
+      {.swa_lrs = {0.01, 0.03}, .anneal_epochs = 2, .anneal_strategy = lr::SWALR::Anneal::linear});
+  each.attach(groups);
+  each.step(groups);  // halfway: (0.1 + 0.01) / 2 and (0.4 + 0.03) / 2
+  EXPECT_DOUBLE_EQ(lr::group_lrs(groups)[0], 0.055);
+  EXPECT_DOUBLE_EQ(lr::group_lrs(groups)[1], 0.215);
+  each.step(groups);
+  EXPECT_DOUBLE_EQ(lr::group_lrs(groups)[0], 0.01);
+  EXPECT_DOUBLE_EQ(lr::group_lrs(groups)[1], 0.03);
 }
 
 TEST(LrSchedulers, EveryParamGroupKeepsItsOwnBaseLr) {

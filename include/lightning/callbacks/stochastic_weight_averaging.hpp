@@ -103,6 +103,7 @@ class StochasticWeightAveraging {
     optimizer_ = nullptr;
     bn_pass_.reset();
     latest_update_epoch_ = -1;
+    batch_norm_epoch_ = false;
     average_.emplace(module,
                      AveragedModelOptions{.device = o_.device.value_or(trainer.fabric().device()),
                                           .use_buffers = false},
@@ -132,9 +133,12 @@ class StochasticWeightAveraging {
     } else {
       swa_start_ = std::get<std::int64_t>(o_.swa_epoch_start) - 1;
     }
-    has_batch_norm_ = lightning::detail::contains_batch_norm(module);
-    // One more epoch, in which BatchNorm's statistics are recomputed for the average.
-    if (has_batch_norm_ && max_epochs_ != -1) trainer.set_max_epochs(max_epochs_ + 1);
+    // One more epoch, in which BatchNorm's statistics are recomputed for the average;
+    // none where no epoch is averaged (Lightning's would copy the weights the module had
+    // at setup into it).
+    batch_norm_epoch_ = lightning::detail::contains_batch_norm(module) && max_epochs_ != -1 &&
+                        swa_start_ <= max_epochs_ - 1;
+    if (batch_norm_epoch_) trainer.set_max_epochs(max_epochs_ + 1);
   }
 
   template <class T, class M>
@@ -146,7 +150,7 @@ class StochasticWeightAveraging {
       require_average().update_parameters(module);
       latest_update_epoch_ = epoch;
     }
-    if (has_batch_norm_ && max_epochs_ != -1 && epoch == max_epochs_) {
+    if (batch_norm_epoch_ && epoch == max_epochs_) {
       // The BatchNorm epoch: the module takes the average, and its statistics are
       // accumulated afresh (or go on, where a checkpoint saved inside this epoch resumed).
       require_average().copy_parameters_to(module);
@@ -166,23 +170,23 @@ class StochasticWeightAveraging {
   // swa_end (a run stopped earlier keeps its own weights).
   template <class T, class M>
   void on_train_end(T& trainer, M& module) {
-    trainer.skip_optimization(false);
     const bool after_batch_norm_epoch =
-        has_batch_norm_ && max_epochs_ != -1 && trainer.current_epoch - 1 == max_epochs_;
-    if (after_batch_norm_epoch) {
-      bn_pass_.reset();  // momenta as they were
-      trainer.set_max_epochs(max_epochs_);
-    } else if ((max_epochs_ == -1 || trainer.current_epoch - 1 == max_epochs_ - 1) && average_ &&
-               latest_update_epoch_ >= 0) {
+        batch_norm_epoch_ && trainer.current_epoch - 1 == max_epochs_;
+    // A run that never averaged keeps its weights (Lightning's would take the setup's).
+    if (!after_batch_norm_epoch &&
+        (max_epochs_ == -1 || trainer.current_epoch - 1 == max_epochs_ - 1) && average_ &&
+        latest_update_epoch_ >= 0)
       average_->copy_parameters_to(module);
-    }
-    bn_pass_.reset();
+    end_batch_norm_epoch(trainer);
   }
 
   template <class T, class M>
   void on_exception(T& trainer, M&, const std::exception&) {
-    bn_pass_.reset();
-    trainer.skip_optimization(false);
+    end_batch_norm_epoch(trainer);
+  }
+  template <class T, class M>
+  void teardown(T& trainer, M&, Stage stage) {
+    if (stage == Stage::fit) end_batch_norm_epoch(trainer);
   }
 
   // Lightning's state: "n_averaged", "latest_update_epoch", "scheduler_state" (the
@@ -231,6 +235,15 @@ class StochasticWeightAveraging {
   }
 
  private:
+  // BatchNorm's momenta as they were, optimization back on, max_epochs as the fit began
+  // (also when it stopped early or failed).
+  template <class T>
+  void end_batch_norm_epoch(T& trainer) {
+    bn_pass_.reset();
+    trainer.skip_optimization(false);
+    if (batch_norm_epoch_) trainer.set_max_epochs(max_epochs_);
+  }
+
   template <class T>
   static torch::optim::Optimizer& first_optimizer(T& trainer) {
     const auto& infos = trainer.optimizer_infos();
@@ -303,7 +316,7 @@ class StochasticWeightAveraging {
   std::int64_t swa_start_ = 0;
   std::int64_t max_epochs_ = -1;  // as fit started, before the BatchNorm epoch was added
   std::int64_t latest_update_epoch_ = -1;
-  bool has_batch_norm_ = false;
+  bool batch_norm_epoch_ = false;  // the fit has one more epoch, for BatchNorm's statistics
 };
 
 }  // namespace lightning::callbacks

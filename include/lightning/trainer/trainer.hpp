@@ -364,16 +364,15 @@ class Trainer : public TrainerState {
   // An epoch whose batches run training_step and the batch hooks, but no backward and no
   // optimizer step (Lightning's fit_loop._skip_backward): StochasticWeightAveraging's pass
   // that only collects BatchNorm's statistics. The callback that sets it clears it.
-  void skip_optimization(bool skip) noexcept {
-    if (skip && !skip_optimization_) ++epochs_without_optimization_;
-    skip_optimization_ = skip;
-  }
+  void skip_optimization(bool skip) noexcept { skip_optimization_ = skip; }
   [[nodiscard]] bool skips_optimization() const noexcept { return skip_optimization_; }
-  // How many such epochs the running fit has begun (ModelCheckpoint saves after them
-  // although global_step did not move).
+  // How many such epochs the running fit has run to their last batch: ModelCheckpoint
+  // saves what one changed although global_step did not move (and, as Lightning, skips
+  // the saves inside it). The loop counts them, before the last batch's hooks run.
   [[nodiscard]] std::int64_t epochs_without_optimization() const noexcept {
     return epochs_without_optimization_;
   }
+  void count_epoch_without_optimization() noexcept { ++epochs_without_optimization_; }
   // Lightning's `trainer.lr_scheduler_configs[0] = ...` from a callback: from now on this
   // SWALR (owned by the callback, StochasticWeightAveraging's) steps the optimizer's
   // learning rate at every epoch's end in place of the schedulers configure_optimizers
@@ -494,8 +493,11 @@ class Trainer : public TrainerState {
     progress_ = loops::Progress{};
     fit_has_validation_ = false;
     skip_optimization_ = false;
-    epochs_without_optimization_ = 0;
-    replacement_scheduler_ = nullptr;
+    // A fit's scheduler replacement outlives it, for save_checkpoint after validate/test.
+    if (s == Stage::fit) {
+      epochs_without_optimization_ = 0;
+      replacement_scheduler_ = nullptr;
+    }
     checkpoints_.clear_loaded();
     types::defaults::configure(callbacks_, run_);
     if (run_.seed) seed_everything(*run_.seed);

@@ -113,8 +113,10 @@ void automatic_optimization_step(T& trainer, M& model, Config& config, const tor
   // module's error, named as such, not autograd's "element 0 of tensors does not require grad".
   if (!loss.defined() || !loss.requires_grad() || loss.numel() != 1) [[unlikely]]
     detail::bad_training_step_loss(loss, trainer.current_epoch, idx);
-  if (trainer.skips_optimization()) [[unlikely]]
+  if (trainer.skips_optimization()) [[unlikely]] {
+    if (is_last) trainer.count_epoch_without_optimization();
     return;
+  }
   auto& fabric = trainer.fabric();
   auto& optimizer = detail::optimizer_of(config.optimizer);
   const bool step_now = (idx + 1) % s.accumulate == 0 || is_last;
