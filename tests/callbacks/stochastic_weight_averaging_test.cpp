@@ -14,7 +14,6 @@
 #include <cstdint>
 #include <filesystem>
 #include <iostream>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -25,6 +24,7 @@ namespace stochastic_weight_averaging_test {
 using lightning::testing::bare;
 using lightning::testing::CpuTrainer;
 using lightning::testing::flat_parameters;
+using lightning::testing::numbers_of;
 using lightning::testing::XY;
 using Swa = L::callbacks::StochasticWeightAveraging<>;
 
@@ -111,16 +111,6 @@ torch::Tensor fit(NormModel& model, const std::string& resume, Extra... extra) {
   else
     trainer.fit(model, loader_of(X, y), L::CheckpointPath{resume});
   return flat_state(model);
-}
-
-std::vector<double> numbers(const std::string& line) {
-  std::istringstream in(line);
-  std::string word;
-  in >> word;  // the label
-  std::vector<double> out;
-  for (std::string v; in >> v;)
-    out.push_back(v == "True" ? 1.0 : v == "False" ? 0.0 : std::stod(v));
-  return out;
 }
 
 // Lightning's callback and swa_utils on the run recorded in "run.ckpt"; Lightning then
@@ -241,40 +231,40 @@ TEST(StochasticWeightAveraging, MatchesLightningAndSwaUtilsOnABatchNormModel) {
   for (const auto& line : lines) std::cout << "peer: " << line << '\n';
   ASSERT_EQ(lines.size(), 11u);
   // swa_utils: AveragedModel over the weights of epochs 1..4's starts, then update_bn.
-  const auto replay = numbers(lines[0]);
+  const auto replay = numbers_of(lines[0]);
   EXPECT_LE(replay.at(0), 1e-6) << lines[0];
   EXPECT_LE(replay.at(1), 1e-6) << lines[0];
   EXPECT_EQ(replay.at(2), replay.at(3)) << lines[0];
   // Lightning: the same weights when every epoch starts, the same learning rates.
-  const auto same_states = numbers(lines[1]);
+  const auto same_states = numbers_of(lines[1]);
   EXPECT_EQ(same_states.at(0), 6.0) << lines[1];
   EXPECT_LE(same_states.at(1), 1e-6) << lines[1];
-  const auto pl_lrs = numbers(lines[2]);
+  const auto pl_lrs = numbers_of(lines[2]);
   ASSERT_EQ(pl_lrs.size(), lrs.size()) << lines[2];
   for (std::size_t i = 0; i < lrs.size(); ++i) EXPECT_DOUBLE_EQ(lrs[i], pl_lrs[i]) << i;
   EXPECT_DOUBLE_EQ(lrs.at(1), 0.025);  // StepLR's step, then SWALR from epoch 1
   EXPECT_DOUBLE_EQ(lrs.at(2), 0.0225);
   EXPECT_DOUBLE_EQ(lrs.at(3), 0.02);
   // Lightning's average is our module; its statistics are ours.
-  EXPECT_LE(numbers(lines[3]).at(0), 1e-6) << lines[3];
-  const auto bn = numbers(lines[4]);
+  EXPECT_LE(numbers_of(lines[3]).at(0), 1e-6) << lines[3];
+  const auto bn = numbers_of(lines[4]);
   EXPECT_LE(bn.at(0), 1e-6) << lines[4];
   EXPECT_EQ(bn.at(1), 5.0) << lines[4];
   EXPECT_DOUBLE_EQ(bn.at(2), 0.1) << lines[4];
   // Lightning's module is not its average: the stale-gradient step of its BatchNorm epoch
   // (see stochastic_weight_averaging.hpp), which ours does not take.
-  EXPECT_GT(numbers(lines[5]).at(0), 1e-4) << lines[5];
-  const auto counts = numbers(lines[6]);
+  EXPECT_GT(numbers_of(lines[5]).at(0), 1e-4) << lines[5];
+  const auto counts = numbers_of(lines[6]);
   EXPECT_EQ(counts.at(0), counts.at(1)) << lines[6];
   EXPECT_EQ(counts.at(2), counts.at(3)) << lines[6];
-  const auto swalr = numbers(lines[7]);
+  const auto swalr = numbers_of(lines[7]);
   EXPECT_EQ(swalr.at(0), 1.0) << lines[7];
   EXPECT_LE(swalr.at(1), 1e-15) << lines[7];
-  EXPECT_LE(numbers(lines[8]).at(0), 1e-6) << lines[8];
+  EXPECT_LE(numbers_of(lines[8]).at(0), 1e-6) << lines[8];
   // Lightning counted one step more (its BatchNorm epoch's).
   EXPECT_EQ(lines[9], "epochs 6 26 5");
   // Lightning resumed our checkpoint of epoch 2 to its own result.
-  const auto resumed = numbers(lines[10]);
+  const auto resumed = numbers_of(lines[10]);
   EXPECT_LE(resumed.at(0), 1e-6) << lines[10];
   EXPECT_LE(resumed.at(1), 1e-6) << lines[10];
 

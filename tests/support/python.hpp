@@ -70,6 +70,18 @@ inline std::vector<std::string> lines_of(const std::string& text) {
   return lines;
 }
 
+// The numbers of a printed line after its label ("label 1.5 2 True" -> {1.5, 2, 1}):
+// Python's True and False read as 1 and 0.
+inline std::vector<double> numbers_of(const std::string& line) {
+  std::istringstream in(line);
+  std::string word;
+  in >> word;
+  std::vector<double> out;
+  for (std::string v; in >> v;)
+    out.push_back(v == "True" ? 1.0 : v == "False" ? 0.0 : std::stod(v));
+  return out;
+}
+
 }  // namespace lightning::testing
 
 // Fails the test (with Python's stderr) unless the peer succeeded.

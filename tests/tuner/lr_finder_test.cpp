@@ -24,6 +24,7 @@ namespace lr_finder_test {
 using lightning::testing::bare;
 using lightning::testing::CpuTrainer;
 using lightning::testing::flat_parameters;
+using lightning::testing::numbers_of;
 using lightning::testing::XY;
 
 // The seed model with its learning rate in a member (Lightning's `self.lr`).
@@ -40,15 +41,6 @@ struct LrModelOf : L::LightningModule {
 };
 using LrModel = LrModelOf<torch::optim::Adam, torch::optim::AdamOptions>;
 using SgdLrModel = LrModelOf<torch::optim::SGD, torch::optim::SGDOptions>;
-
-std::vector<double> numbers(const std::string& line) {
-  std::istringstream in(line);
-  std::string word;
-  in >> word;  // the label
-  std::vector<double> out;
-  for (std::string v; in >> v;) out.push_back(std::stod(v));
-  return out;
-}
 
 // Runs Lightning's lr_find on the weights and data in "seed.ckpt" and prints its rates,
 // losses and suggestion.
@@ -111,7 +103,7 @@ void expect_same_sweep_as_lightning(const Case& c) {
   const auto lines =
       lightning_lr_find(sgd ? "SGD" : "Adam", c.python_args, c.max_epochs, c.accumulate);
   ASSERT_EQ(lines.size(), 4u);
-  const auto lrs = numbers(lines[0]), losses = numbers(lines[1]);
+  const auto lrs = numbers_of(lines[0]), losses = numbers_of(lines[1]);
   // The same number of points: the same steps, and the same divergence stop.
   ASSERT_EQ(found->lrs().size(), lrs.size());
   ASSERT_EQ(found->losses().size(), losses.size());

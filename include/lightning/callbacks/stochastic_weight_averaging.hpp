@@ -92,8 +92,6 @@ class StochasticWeightAveraging {
   [[nodiscard]] const std::optional<AveragedModel<Average>>& average() const noexcept {
     return average_;
   }
-  // The SWALR in charge of the learning rate, once swa_start is reached.
-  [[nodiscard]] const std::optional<lr::SWALR>& scheduler() const noexcept { return swalr_; }
 
   template <class T, class M>
   void setup(T& trainer, M& module, Stage stage) {
@@ -158,11 +156,6 @@ class StochasticWeightAveraging {
           module, /*reset_statistics=*/!trainer.progress().mid_epoch_resume.has_value());
       trainer.skip_optimization(true);
     }
-  }
-
-  template <class T, class M>
-  void on_train_epoch_end(T& trainer, M&) {
-    trainer.skip_optimization(false);
   }
 
   // As Lightning's (current_epoch has counted the last epoch): after the BatchNorm epoch
